@@ -1,0 +1,55 @@
+"""Typed dependencies the route handlers declare."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+
+from client._ids import MAX_SESSION_ID_LENGTH, session_id_error
+
+from ..config import Settings
+from ..errors import InvalidInput
+from ..storage import SessionStore
+
+__all__ = ["SessionId", "SettingsDep", "StoreDep", "Tenant"]
+
+
+def get_store(request: Request) -> SessionStore:
+    store: SessionStore = request.app.state.store
+    return store
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_tenant() -> str:
+    """The tenant every request acts for. Until API keys exist there is one: ''."""
+    return ""
+
+
+def valid_session_id(
+    session_id: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=MAX_SESSION_ID_LENGTH,
+            description=(
+                "1 to 256 printable Unicode characters (space included), any but '/'. "
+                "Percent-encode it in the path."
+            ),
+        ),
+    ],
+) -> str:
+    error = session_id_error(session_id)
+    if error is not None:
+        raise InvalidInput(error, extra={"errors": [{"loc": ["path", "session_id"], "msg": error}]})
+    return session_id
+
+
+StoreDep = Annotated[SessionStore, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+Tenant = Annotated[str, Depends(get_tenant)]
+SessionId = Annotated[str, Depends(valid_session_id)]

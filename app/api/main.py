@@ -1,0 +1,14 @@
+"""Gathers the routers into one."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from .routes import health, items, sessions
+
+__all__ = ["api_router"]
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(sessions.router)
+api_router.include_router(items.router)

@@ -1,0 +1,160 @@
+"""A session's items: read (with keyset paging), append, pop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response, StreamingResponse
+
+from ...errors import InvalidInput, problem_responses
+from ...payload import parse_item_batch, read_json_body
+from ...schemas import AppendRequest, AppendResponse, ItemPageResponse, PopResponse
+from ...storage import MAX_SEQ, ItemPage, SessionStore
+from ..deps import SessionId, SettingsDep, StoreDep, Tenant
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/sessions", tags=["items"])
+
+# Items per store query when a read has no limit: the response streams page by page.
+STREAM_PAGE_ITEMS = 500
+
+JSON = "application/json"
+
+
+def _tail(first_seq: int | None, last_seq: int | None, has_more: bool) -> bytes:
+    return (
+        b"],%b"
+        % orjson.dumps({"first_seq": first_seq, "last_seq": last_seq, "has_more": has_more})[1:]
+    )
+
+
+def _page_body(page: ItemPage) -> bytes:
+    # Items are stored as JSON text: join them, never decode and re-encode.
+    return b'{"items":[%b%b' % (
+        ",".join(page.items).encode(),
+        _tail(page.first_seq, page.last_seq, page.has_more),
+    )
+
+
+async def _stream_pages(
+    store: SessionStore, tenant: str, session_id: str, page: ItemPage, before: int | None
+) -> AsyncIterator[bytes]:
+    first_seq, last_seq = page.first_seq, page.last_seq
+    yield b'{"items":[' + ",".join(page.items).encode()
+    while page.has_more and last_seq is not None:
+        page = await store.read(
+            tenant, session_id, limit=STREAM_PAGE_ITEMS, after=last_seq, before=before
+        )
+        if page.items:
+            yield b"," + ",".join(page.items).encode()
+            last_seq = page.last_seq
+    yield _tail(first_seq, last_seq, False)
+
+
+Limit = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=MAX_SEQ,
+        description=(
+            "At most this many items. Without `after`/`before`: the latest N, oldest first. "
+            "Omit for all items (the response then streams)."
+        ),
+    ),
+]
+After = Annotated[
+    int | None,
+    Query(ge=0, le=MAX_SEQ, description="Only items with a sequence number above this."),
+]
+Before = Annotated[
+    int | None,
+    Query(ge=0, le=MAX_SEQ, description="Only items with a sequence number below this."),
+]
+
+
+@router.get(
+    "/{session_id}/items",
+    response_model=ItemPageResponse,
+    responses=problem_responses(422, 503),
+    operation_id="items-get",
+)
+async def get_items(
+    session_id: SessionId,
+    store: StoreDep,
+    tenant: Tenant,
+    limit: Limit = None,
+    after: After = None,
+    before: Before = None,
+) -> Response:
+    """Read a session's items, oldest first; the latest `limit` or a keyset page."""
+    if after is not None and before is not None:
+        raise InvalidInput(
+            "give at most one of 'after' and 'before'",
+            extra={"errors": [{"loc": ["query", "before"], "msg": "conflicts with 'after'"}]},
+        )
+    if limit is not None:
+        page = await store.read(tenant, session_id, limit=limit, after=after, before=before)
+        return Response(_page_body(page), media_type=JSON)
+    # No limit: walk forward page by page so a long history streams instead of
+    # being held in memory whole.
+    page = await store.read(
+        tenant, session_id, limit=STREAM_PAGE_ITEMS, after=after or 0, before=before
+    )
+    if not page.has_more:
+        return Response(_page_body(page), media_type=JSON)
+    return StreamingResponse(
+        _stream_pages(store, tenant, session_id, page, before), media_type=JSON
+    )
+
+
+_APPEND_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {JSON: {"schema": AppendRequest.model_json_schema()}},
+    }
+}
+
+
+@router.post(
+    "/{session_id}/items",
+    status_code=201,
+    response_model=AppendResponse,
+    responses=problem_responses(400, 413, 415, 422, 503),
+    openapi_extra=_APPEND_BODY,
+    operation_id="items-add",
+)
+async def add_items(
+    request: Request,
+    session_id: SessionId,
+    store: StoreDep,
+    tenant: Tenant,
+    settings: SettingsDep,
+) -> Response:
+    """Append items atomically: all land next to each other, or none does."""
+    body = await read_json_body(request, settings.max_body_bytes)
+    items = parse_item_batch(body)
+    result = await store.append(tenant, session_id, items)
+    return Response(
+        orjson.dumps(
+            {"count": result.count, "first_seq": result.first_seq, "last_seq": result.last_seq}
+        ),
+        status_code=201,
+        media_type=JSON,
+    )
+
+
+@router.delete(
+    "/{session_id}/items/last",
+    response_model=PopResponse,
+    responses=problem_responses(422, 503),
+    operation_id="items-pop",
+)
+async def pop_item(session_id: SessionId, store: StoreDep, tenant: Tenant) -> Response:
+    """Remove and return the newest item; `{"item": null}` when the session is empty."""
+    item = await store.pop(tenant, session_id)
+    body = b'{"item":null}' if item is None else b'{"item":%b}' % item.encode()
+    return Response(body, media_type=JSON)

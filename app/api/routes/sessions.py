@@ -1,0 +1,88 @@
+"""Session records: list, show, clear."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from ...errors import ProblemError, problem_responses
+from ...schemas import SessionListResponse, SessionRecord
+from ...storage import SessionInfo
+from ..deps import SessionId, StoreDep, Tenant
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+
+class SessionNotFound(ProblemError):
+    status = 404
+    slug = "session-not-found"
+    title = "Session not found"
+
+
+def _record(info: SessionInfo) -> SessionRecord:
+    return SessionRecord(
+        id=info.session_id,
+        item_count=info.item_count,
+        created_at=datetime.fromtimestamp(info.created_at, UTC),
+        updated_at=datetime.fromtimestamp(info.updated_at, UTC),
+    )
+
+
+@router.get(
+    "",
+    response_model=SessionListResponse,
+    responses=problem_responses(422, 503),
+    operation_id="sessions-list",
+)
+async def list_sessions(
+    store: StoreDep,
+    tenant: Tenant,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Sessions per page.")] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9]{1,18}$",
+            description="The `next_cursor` of the previous page (opaque).",
+        ),
+    ] = None,
+) -> SessionListResponse:
+    """List sessions, most recently updated first, in keyset pages."""
+    page = await store.list_sessions(
+        tenant, limit=limit, cursor=int(cursor) if cursor is not None else None
+    )
+    return SessionListResponse(
+        sessions=[_record(info) for info in page.sessions],
+        next_cursor=str(page.next_cursor) if page.next_cursor is not None else None,
+    )
+
+
+@router.get(
+    "/{session_id}",
+    response_model=SessionRecord,
+    responses=problem_responses(404, 422, 503),
+    operation_id="sessions-get",
+)
+async def get_session(session_id: SessionId, store: StoreDep, tenant: Tenant) -> SessionRecord:
+    """Show one session's record: item count, created and updated times."""
+    info = await store.get_session(tenant, session_id)
+    if info is None:
+        raise SessionNotFound(f"no session with id {session_id!r}")
+    return _record(info)
+
+
+@router.delete(
+    "/{session_id}",
+    status_code=204,
+    response_class=Response,
+    responses=problem_responses(422, 503),
+    operation_id="sessions-clear",
+)
+async def clear_session(session_id: SessionId, store: StoreDep, tenant: Tenant) -> Response:
+    """Delete a session's items and its record; an unknown session is a no-op."""
+    await store.clear(tenant, session_id)
+    return Response(status_code=204)

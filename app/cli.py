@@ -1,0 +1,92 @@
+"""The ``session-memory`` command: ``serve`` and ``openapi``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from .config import Settings
+
+__all__ = ["main"]
+
+
+def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:
+    overrides: dict[str, Any] = {
+        name: getattr(args, name) for name in names if getattr(args, name, None) is not None
+    }
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SystemExit(f"session-memory: invalid settings:\n{exc}") from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .main import create_app
+
+    settings = _settings(args, ["host", "port", "database_url", "log_level"])
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        lifespan="on",
+        # Keep-alive a little longer than common client pools so reused
+        # connections are not closed under a request.
+        timeout_keep_alive=30,
+        server_header=False,
+    )
+    # uvicorn stops accepting on SIGTERM/SIGINT, finishes in-flight requests,
+    # then runs the lifespan shutdown, which flushes the writer and closes the store.
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    from .main import openapi_spec
+
+    sys.stdout.write(json.dumps(openapi_spec(), indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="session-memory", description="Networked session memory for AI agents."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--database-url",
+        dest="database_url",
+        help="storage URL (default sqlite:///./data/sessions.db)",
+    )
+    serve.add_argument(
+        "--log-level",
+        dest="log_level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="log level (default info)",
+    )
+    serve.set_defaults(handler=_serve)
+
+    openapi = commands.add_parser("openapi", help="print the OpenAPI spec as JSON")
+    openapi.set_defaults(handler=_openapi)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Any = args.handler
+    return int(handler(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

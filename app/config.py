@@ -1,0 +1,34 @@
+"""Service settings, read from ``SESSION_MEMORY_*`` environment variables and CLI flags."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Every setting has a documented default; the README's table lists them."""
+
+    model_config = SettingsConfigDict(env_prefix="SESSION_MEMORY_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./data/sessions.db",
+        description="Where items are stored: sqlite:///path.db (the default).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `serve` binds to.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port `serve` listens on.")
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted; a larger one gets 413.",
+    )
+    sqlite_readers: int = Field(
+        default=2, ge=1, le=64, description="Read connections kept open to the SQLite file."
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        default="info", description="Server log level."
+    )

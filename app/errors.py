@@ -1,0 +1,230 @@
+"""RFC 9457 problem details: the service's exception tree and its handlers.
+
+    ProblemError
+    ├── MalformedBody            400
+    ├── PayloadTooLarge          413
+    ├── UnsupportedMediaType     415
+    ├── InvalidInput             422
+    └── ServiceUnavailable       503
+
+Every error response, FastAPI's own 404/405/422 and unexpected 500s included, is
+``application/problem+json`` with ``type``, ``title``, ``status`` and ``detail``.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from .storage import StoreError, StoreUnavailableError
+
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "InvalidInput",
+    "MalformedBody",
+    "PayloadTooLarge",
+    "Problem",
+    "ProblemError",
+    "ServiceUnavailable",
+    "UnsupportedMediaType",
+    "install_problem_handlers",
+    "problem_response",
+    "problem_responses",
+]
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:session-memory:problem:"
+
+logger = logging.getLogger("session_memory")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details object."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+
+
+class ProblemError(Exception):
+    """An error the service answers with a problem+json body."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal server error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra or {}
+
+
+class MalformedBody(ProblemError):
+    status = 400
+    slug = "malformed-body"
+    title = "Malformed request body"
+
+
+class PayloadTooLarge(ProblemError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Request body too large"
+
+
+class UnsupportedMediaType(ProblemError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class InvalidInput(ProblemError):
+    status = 422
+    slug = "invalid-input"
+    title = "Invalid input"
+
+
+class ServiceUnavailable(ProblemError):
+    status = 503
+    slug = "store-unavailable"
+    title = "Storage unavailable"
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    type_: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    if extra:
+        body.update(extra)
+    return Response(
+        orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+def _from_problem_error(request: Request, exc: ProblemError) -> Response:
+    return problem_response(
+        request,
+        status=exc.status,
+        type_=TYPE_PREFIX + exc.slug,
+        title=exc.title,
+        detail=exc.detail,
+        headers=exc.headers,
+        extra=exc.extra,
+    )
+
+
+def _http_detail(request: Request, status: int, detail: Any) -> str:
+    phrase = HTTPStatus(status).phrase
+    if isinstance(detail, str) and detail and detail != phrase:
+        return detail
+    if status == 404:
+        return f"no resource at {request.method} {request.url.path}; see /docs for the API"
+    if status == 405:
+        return f"method {request.method} is not allowed on {request.url.path}"
+    return phrase
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Route every error the app can raise through problem+json."""
+
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ProblemError)
+        return _from_problem_error(request, exc)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        try:
+            phrase = HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            phrase = "Error"
+        return problem_response(
+            request,
+            status=exc.status_code,
+            type_="about:blank",
+            title=phrase,
+            detail=_http_detail(request, exc.status_code, exc.detail),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {
+                "loc": list(err.get("loc", ())),
+                "msg": str(err.get("msg", "")),
+                "type": str(err.get("type", "")),
+            }
+            for err in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = " ".join(str(part) for part in first["loc"])
+        return problem_response(
+            request,
+            status=422,
+            type_=TYPE_PREFIX + InvalidInput.slug,
+            title=InvalidInput.title,
+            detail=f"{where}: {first['msg']}" if where else str(first["msg"]),
+            extra={"errors": errors},
+        )
+
+    async def on_store_unavailable(request: Request, exc: Exception) -> Response:
+        logger.warning("store unavailable: %s", exc)
+        return _from_problem_error(
+            request, ServiceUnavailable("the database did not answer; retry shortly")
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _from_problem_error(
+            request, ProblemError("the server failed to handle this request")
+        )
+
+    app.add_exception_handler(ProblemError, on_problem)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StoreUnavailableError, on_store_unavailable)
+    app.add_exception_handler(StoreError, on_unexpected)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the problem statuses a route can answer."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,82 @@
+"""Builds the FastAPI application: routes, problem+json errors, and the store's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from .api.main import api_router
+from .config import Settings
+from .errors import PROBLEM_MEDIA_TYPE, install_problem_handlers
+from .storage import SessionStore, store_from_url
+
+__all__ = ["create_app"]
+
+DESCRIPTION = """\
+Networked session memory for AI agents. Each session is an ordered list of JSON
+items (the OpenAI Agents SDK's conversation items), stored exactly as sent and
+returned byte for byte. Errors are RFC 9457 `application/problem+json`.
+"""
+
+
+def _version() -> str:
+    try:
+        return version("session-memory")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
+
+
+def create_app(settings: Settings | None = None, *, store: SessionStore | None = None) -> FastAPI:
+    """Build the app. The store is opened on startup and closed (writes flushed) on shutdown."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        opened = store or store_from_url(settings.database_url, settings)
+        await opened.open()
+        app.state.store = opened
+        try:
+            yield
+        finally:
+            await opened.close()
+
+    app = FastAPI(
+        title="session-memory",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.include_router(api_router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's spec, with error responses listed under problem+json only."""
+    if app.openapi_schema is None:
+        spec = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        for operations in spec["paths"].values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if status[0] in "45" and PROBLEM_MEDIA_TYPE in content:
+                        content.pop("application/json", None)
+        app.openapi_schema = spec
+    return app.openapi_schema
+
+
+def openapi_spec() -> dict[str, Any]:
+    """The API's OpenAPI document, as committed in ``openapi.json``."""
+    return create_app(Settings()).openapi()

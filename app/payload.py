@@ -1,0 +1,178 @@
+"""Reading and splitting ``{"items": [...]}`` request bodies without re-encoding items.
+
+Each item is validated once (it must be a JSON object) and kept as the exact text the
+client sent, so reads can return it byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from starlette.requests import Request
+
+from .errors import InvalidInput, MalformedBody, PayloadTooLarge, UnsupportedMediaType
+
+__all__ = ["parse_item_batch", "read_json_body"]
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    match = _WS.match(text, pos)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+async def read_json_body(request: Request, max_bytes: int) -> bytes:
+    """Read a JSON body, refusing other media types and anything over ``max_bytes``.
+
+    The size is checked against Content-Length up front and again while streaming,
+    so a chunked upload cannot grow past the limit in memory.
+    """
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raise UnsupportedMediaType(
+            f"send the body as application/json (got {media_type or 'no Content-Type'})"
+        )
+    too_large = PayloadTooLarge(
+        f"the request body exceeds the limit of {max_bytes} bytes",
+        extra={"limit": "max_body_bytes", "max_bytes": max_bytes},
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _malformed(text: str, pos: int, what: str) -> MalformedBody:
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return MalformedBody(f"body is not valid JSON: {what} at line {line} column {column}")
+
+
+def _decode_value(text: str, pos: int, where: str) -> tuple[object, int]:
+    try:
+        return _DECODER.raw_decode(text, pos)
+    except json.JSONDecodeError as exc:
+        raise _malformed(text, exc.pos, exc.msg) from None
+    except ValueError as exc:
+        raise _malformed(text, pos, str(exc)) from None
+    except RecursionError:
+        raise InvalidInput(
+            f"{where} is nested too deeply",
+            extra={"errors": [{"loc": ["body", *where.split(".")], "msg": "nested too deeply"}]},
+        ) from None
+
+
+def parse_item_batch(body: bytes) -> list[str]:
+    """Split ``{"items": [obj, ...]}`` into the raw JSON text of each item.
+
+    Raises ``MalformedBody`` (400) for bytes that are not JSON and ``InvalidInput``
+    (422) for JSON of the wrong shape, naming the index of the first bad item.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedBody(f"body is not valid UTF-8 (bad byte at offset {exc.start})") from None
+    if text.startswith("\ufeff"):
+        raise MalformedBody("body starts with a byte order mark; send plain UTF-8 JSON")
+
+    pos = _skip_ws(text, 0)
+    if not text.startswith("{", pos):
+        if pos == len(text):
+            raise MalformedBody('body is empty; send {"items": [...]}')
+        value, _ = _decode_value(text, pos, "body")
+        raise _shape_error(
+            f"body must be a JSON object with an items array, not {_type_name(value)}"
+        )
+    items: list[str] | None = None
+    pos = _skip_ws(text, pos + 1)
+    if text.startswith("}", pos):
+        pos += 1
+    else:
+        while True:
+            if not text.startswith('"', pos):
+                raise _malformed(text, pos, "expected a property name in double quotes")
+            key, pos = _decode_value(text, pos, "body")
+            pos = _skip_ws(text, pos)
+            if not text.startswith(":", pos):
+                raise _malformed(text, pos, "expected ':'")
+            pos = _skip_ws(text, pos + 1)
+            if key != "items":
+                raise _shape_error(f"unknown field {key!r}; the body holds only 'items'", loc=[key])
+            if items is not None:
+                raise _shape_error("field 'items' appears twice", loc=["items"])
+            items, pos = _split_array(text, pos)
+            pos = _skip_ws(text, pos)
+            if text.startswith("}", pos):
+                pos += 1
+                break
+            if not text.startswith(",", pos):
+                raise _malformed(text, pos, "expected ',' or '}'")
+            pos = _skip_ws(text, pos + 1)
+
+    if _skip_ws(text, pos) != len(text):
+        raise _malformed(text, pos, "extra data after the JSON value")
+    if items is None:
+        raise _shape_error("field 'items' is required", loc=["items"])
+    return items
+
+
+def _split_array(text: str, pos: int) -> tuple[list[str], int]:
+    if not text.startswith("[", pos):
+        value, _ = _decode_value(text, pos, "items")
+        raise _shape_error(f"'items' must be an array, not {_type_name(value)}", loc=["items"])
+    pos = _skip_ws(text, pos + 1)
+    spans: list[str] = []
+    if text.startswith("]", pos):
+        return spans, pos + 1
+    while True:
+        index = len(spans)
+        value, end = _decode_value(text, pos, f"items.{index}")
+        if not isinstance(value, dict):
+            raise _shape_error(
+                f"items[{index}] must be a JSON object, not {_type_name(value)}",
+                loc=["items", index],
+            )
+        spans.append(text[pos:end])
+        pos = _skip_ws(text, end)
+        if text.startswith("]", pos):
+            return spans, pos + 1
+        if not text.startswith(",", pos):
+            raise _malformed(text, pos, "expected ',' or ']'")
+        pos = _skip_ws(text, pos + 1)
+
+
+def _shape_error(detail: str, *, loc: list[object] | None = None) -> InvalidInput:
+    return InvalidInput(detail, extra={"errors": [{"loc": ["body", *(loc or [])], "msg": detail}]})

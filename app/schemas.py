@@ -1,0 +1,71 @@
+"""Request and response models. They document the API in OpenAPI; hot routes write
+their JSON directly, and tests check that what they write matches these models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "AppendRequest",
+    "AppendResponse",
+    "HealthResponse",
+    "ItemPageResponse",
+    "PopResponse",
+    "SessionListResponse",
+    "SessionRecord",
+]
+
+
+class AppendRequest(BaseModel):
+    """Items to append, in order. Each item is a JSON object, stored exactly as sent."""
+
+    items: list[dict[str, Any]] = Field(
+        description="Items to append, oldest first. An empty list is a no-op.",
+        examples=[[{"role": "user", "content": "Hello"}]],
+    )
+
+
+class AppendResponse(BaseModel):
+    count: int = Field(description="How many items were appended.")
+    first_seq: int | None = Field(description="Sequence number of the first item appended.")
+    last_seq: int | None = Field(
+        description="Sequence number of the last one; the batch holds every number between."
+    )
+
+
+class ItemPageResponse(BaseModel):
+    items: list[dict[str, Any]] = Field(description="Items, oldest first, exactly as stored.")
+    first_seq: int | None = Field(description="Sequence number of the first item on this page.")
+    last_seq: int | None = Field(description="Sequence number of the last item on this page.")
+    has_more: bool = Field(
+        description=(
+            "More items lie beyond this page in the direction of travel: older ones for a "
+            "tail or `before` read (continue with before=first_seq), newer ones for an "
+            "`after` read (continue with after=last_seq)."
+        )
+    )
+
+
+class PopResponse(BaseModel):
+    item: dict[str, Any] | None = Field(description="The removed item, or null when empty.")
+
+
+class SessionRecord(BaseModel):
+    id: str = Field(description="The session id.")
+    item_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class SessionListResponse(BaseModel):
+    sessions: list[SessionRecord]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+class HealthResponse(BaseModel):
+    status: str

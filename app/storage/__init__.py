@@ -1,0 +1,53 @@
+"""Storage backends behind one protocol, chosen by the database URL's scheme.
+
+Backends are imported only when their scheme is used, so a SQLite deployment never
+imports a PostgreSQL driver.
+"""
+
+from __future__ import annotations
+
+import importlib
+from urllib.parse import urlsplit
+
+from ..config import Settings
+from .base import (
+    MAX_SEQ,
+    AppendResult,
+    ItemPage,
+    SessionInfo,
+    SessionPage,
+    SessionStore,
+    StoreError,
+    StoreUnavailableError,
+)
+
+__all__ = [
+    "BACKENDS",
+    "MAX_SEQ",
+    "AppendResult",
+    "ItemPage",
+    "SessionInfo",
+    "SessionPage",
+    "SessionStore",
+    "StoreError",
+    "StoreUnavailableError",
+    "store_from_url",
+]
+
+# scheme -> "module:class"; the class has a ``from_url(url, settings)`` constructor.
+BACKENDS: dict[str, str] = {
+    "sqlite": "app.storage.sqlite:SQLiteStore",
+}
+
+
+def store_from_url(url: str, settings: Settings | None = None) -> SessionStore:
+    """Build (not open) the store a database URL names, tuned by ``settings``."""
+    scheme = urlsplit(url).scheme.split("+", 1)[0]
+    target = BACKENDS.get(scheme)
+    if target is None:
+        known = ", ".join(f"{name}://" for name in sorted(BACKENDS))
+        raise ValueError(f"unsupported database URL scheme {scheme!r} in {url!r}; use {known}")
+    module_name, class_name = target.split(":")
+    store_class = getattr(importlib.import_module(module_name), class_name)
+    store: SessionStore = store_class.from_url(url, settings or Settings(database_url=url))
+    return store

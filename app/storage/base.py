@@ -1,0 +1,144 @@
+"""The storage contract every backend implements, and the records it returns.
+
+Items cross this boundary as JSON text exactly as the client sent it: a backend
+stores and returns that text unchanged and never parses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "MAX_SEQ",
+    "AppendResult",
+    "ItemPage",
+    "SessionInfo",
+    "SessionPage",
+    "SessionStore",
+    "StoreError",
+    "StoreUnavailableError",
+]
+
+# Sequence numbers and cursors are signed 64-bit integers in both backends.
+MAX_SEQ = 2**63 - 1
+
+
+class StoreError(Exception):
+    """Base class of the errors a store raises."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached or did not answer in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where a batch landed: sequence numbers ``first_seq`` to ``last_seq``, contiguous."""
+
+    count: int
+    first_seq: int | None
+    last_seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemPage:
+    """A run of items, oldest first, with the sequence numbers that bound it.
+
+    ``has_more`` says whether more items lie beyond the page in the direction of
+    travel: older ones for a tail or ``before`` read, newer ones for an ``after`` read.
+    """
+
+    items: list[str]
+    first_seq: int | None
+    last_seq: int | None
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One session's record. Times are seconds since the Unix epoch."""
+
+    session_id: str
+    item_count: int
+    created_at: float
+    updated_at: float
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    """Sessions, most recently updated first; ``next_cursor`` continues the walk."""
+
+    sessions: list[SessionInfo]
+    next_cursor: int | None
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Per-tenant, per-session ordered item storage.
+
+    Every method is safe to call concurrently from many tasks (and, for backends
+    that allow several server processes, from many processes). A write is
+    acknowledged only once its transaction has committed durably.
+    """
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema. Called once before any other method."""
+
+    async def close(self) -> None:
+        """Finish pending writes and release connections. Idempotent."""
+
+    async def ping(self) -> None:
+        """Run a trivial query; raise ``StoreUnavailableError`` if the database does not answer."""
+
+    async def append(self, tenant: str, session_id: str, items: Sequence[str]) -> AppendResult:
+        """Append ``items`` (JSON texts) atomically and contiguously.
+
+        Either every item lands, with consecutive sequence numbers and no other
+        writer's item between them, or none does. Creates the session on first
+        write. An empty sequence is a no-op that returns ``count=0`` and no seqs.
+        """
+        ...
+
+    async def read(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        limit: int | None = None,
+        after: int | None = None,
+        before: int | None = None,
+    ) -> ItemPage:
+        """Read items oldest first.
+
+        - neither cursor: the latest ``limit`` items (all when ``limit`` is None);
+        - ``after``: the first ``limit`` items with seq > after;
+        - ``before``: the latest ``limit`` items with seq < before.
+        ``after`` and ``before`` are not both given. An unknown session reads as empty.
+        """
+        ...
+
+    async def pop(self, tenant: str, session_id: str) -> str | None:
+        """Remove and return the newest item atomically, or None when the session is empty.
+
+        With many concurrent callers each item is returned to exactly one of them.
+        """
+        ...
+
+    async def clear(self, tenant: str, session_id: str) -> None:
+        """Delete the session's items and its record. Clearing an unknown session is a no-op."""
+
+    async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:
+        """Return the session's record, or None when it does not exist."""
+        ...
+
+    async def list_sessions(
+        self, tenant: str, *, limit: int, cursor: int | None = None
+    ) -> SessionPage:
+        """List a tenant's sessions, most recently updated first.
+
+        ``cursor`` is a previous page's ``next_cursor``: the walk goes on after it.
+        """
+        ...

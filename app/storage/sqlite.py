@@ -1,0 +1,394 @@
+"""SQLite store: the embedded default.
+
+One writer connection owns every write. Writes queue up and the writer runs all
+that are waiting in one transaction (group commit), so concurrent requests share
+one fsync while each batch stays atomic and contiguous. Reads go to a small pool
+of read-only connections, which WAL lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import aiosqlite
+
+from ..config import Settings
+from .base import (
+    AppendResult,
+    ItemPage,
+    SessionInfo,
+    SessionPage,
+    StoreError,
+    StoreUnavailableError,
+)
+
+__all__ = ["MIGRATIONS", "SQLiteStore", "sqlite_path_from_url"]
+
+T = TypeVar("T")
+
+# Ordered, append-only: a released migration is never edited, a new one is added.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE sessions (
+            id          INTEGER PRIMARY KEY,
+            tenant      TEXT    NOT NULL,
+            session_id  TEXT    NOT NULL,
+            created_at  REAL    NOT NULL,
+            updated_at  REAL    NOT NULL,
+            item_count  INTEGER NOT NULL,
+            last_seq    INTEGER NOT NULL,
+            revision    INTEGER NOT NULL,
+            UNIQUE (tenant, session_id)
+        );
+        CREATE INDEX sessions_by_revision ON sessions (revision);
+        CREATE INDEX sessions_by_tenant_revision ON sessions (tenant, revision);
+        CREATE TABLE items (
+            session INTEGER NOT NULL,
+            seq     INTEGER NOT NULL,
+            body    TEXT    NOT NULL,
+            PRIMARY KEY (session, seq)
+        );
+        """,
+    ),
+]
+
+_NEXT_REVISION = "(SELECT coalesce(max(revision), 0) + 1 FROM sessions)"
+_SESSION_ROWID = "(SELECT id FROM sessions WHERE tenant = ? AND session_id = ?)"
+_SESSION_COLUMNS = "session_id, item_count, created_at, updated_at, revision"
+
+
+def sqlite_path_from_url(url: str) -> Path:
+    """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` to a path."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc or parts.query or not parts.path[1:]:
+        raise ValueError(
+            f"not a SQLite URL: {url!r}; expected sqlite:///relative.db or sqlite:////abs.db"
+        )
+    path = unquote(parts.path[1:])
+    if path == ":memory:":
+        raise ValueError("in-memory SQLite is not supported: each connection would see its own")
+    return Path(path)
+
+
+@dataclass
+class _WriteOp:
+    run: Callable[[aiosqlite.Connection], Awaitable[Any]]
+    future: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def _translate(exc: BaseException) -> StoreError:
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailableError(f"SQLite: {exc}")
+    return StoreError(f"SQLite: {exc}")
+
+
+class SQLiteStore:
+    """A ``SessionStore`` on one SQLite file in WAL mode with ``synchronous=FULL``."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        readers: int = 2,
+        max_group_ops: int = 512,
+        busy_timeout_ms: int = 5000,
+    ) -> None:
+        self.path = Path(path)
+        self._readers_wanted = readers
+        self._max_group_ops = max_group_ops
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all_readers: list[aiosqlite.Connection] = []
+        self._queue: asyncio.Queue[_WriteOp | None] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> SQLiteStore:
+        return cls(sqlite_path_from_url(url), readers=settings.sqlite_readers)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        await self._writer.execute("PRAGMA journal_mode = WAL")
+        await migrate(self._writer)
+        for _ in range(self._readers_wanted):
+            reader = await self._connect()
+            await reader.execute("PRAGMA query_only = ON")
+            self._all_readers.append(reader)
+            self._readers.put_nowait(reader)
+        self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+
+    async def _connect(self) -> aiosqlite.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        # FULL: every commit is fsynced before the write is acknowledged.
+        await conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    async def close(self) -> None:
+        if self._writer_task is not None:
+            self._queue.put_nowait(None)
+            await self._writer_task
+            self._writer_task = None
+        for reader in self._all_readers:
+            await reader.close()
+        self._all_readers.clear()
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+
+    async def ping(self) -> None:
+        try:
+            async with self._reader() as conn, conn.execute("SELECT 1 FROM sessions LIMIT 1"):
+                pass
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    # -- writes: group commit --------------------------------------------------------
+
+    async def _submit(self, run: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        if self._writer_task is None:
+            raise StoreUnavailableError("the store is not open")
+        op = _WriteOp(run)
+        self._queue.put_nowait(op)
+        result: T = await asyncio.shield(op.future)
+        return result
+
+    async def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            group = [first]
+            while len(group) < self._max_group_ops and not self._queue.empty():
+                op = self._queue.get_nowait()
+                if op is None:
+                    stopping = True
+                    break
+                group.append(op)
+            await self._run_group(group)
+
+    async def _run_group(self, group: list[_WriteOp]) -> None:
+        conn = self._writer
+        assert conn is not None
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            results = [await op.run(conn) for op in group]
+            await conn.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+            if len(group) == 1:
+                if not group[0].future.done():
+                    group[0].future.set_exception(_translate(exc))
+                return
+            # One op spoiled the group: run each alone so only that one fails.
+            for op in group:
+                await self._run_group([op])
+            return
+        for op, result in zip(group, results, strict=True):
+            if not op.future.done():
+                op.future.set_result(result)
+
+    async def append(self, tenant: str, session_id: str, items: Sequence[str]) -> AppendResult:
+        count = len(items)
+        if count == 0:
+            return AppendResult(count=0, first_seq=None, last_seq=None)
+
+        async def run(conn: aiosqlite.Connection) -> AppendResult:
+            now = time.time()
+            async with conn.execute(
+                f"""
+                INSERT INTO sessions
+                    (tenant, session_id, created_at, updated_at, item_count, last_seq, revision)
+                VALUES (?1, ?2, ?3, ?3, ?4, ?4, {_NEXT_REVISION})
+                ON CONFLICT (tenant, session_id) DO UPDATE SET
+                    item_count = item_count + excluded.item_count,
+                    last_seq = last_seq + excluded.item_count,
+                    updated_at = excluded.updated_at,
+                    revision = excluded.revision
+                RETURNING id, last_seq
+                """,
+                (tenant, session_id, now, count),
+            ) as cur:
+                row = await cur.fetchone()
+            assert row is not None
+            rowid, last_seq = row
+            first_seq = last_seq - count + 1
+            await conn.executemany(
+                "INSERT INTO items (session, seq, body) VALUES (?, ?, ?)",
+                [(rowid, first_seq + i, body) for i, body in enumerate(items)],
+            )
+            return AppendResult(count=count, first_seq=first_seq, last_seq=last_seq)
+
+        return await self._submit(run)
+
+    async def pop(self, tenant: str, session_id: str) -> str | None:
+        async def run(conn: aiosqlite.Connection) -> str | None:
+            async with conn.execute(
+                f"""
+                DELETE FROM items WHERE rowid = (
+                    SELECT rowid FROM items WHERE session = {_SESSION_ROWID}
+                    ORDER BY seq DESC LIMIT 1
+                )
+                RETURNING session, body
+                """,
+                (tenant, session_id),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            rowid, body = row
+            await conn.execute(
+                f"""
+                UPDATE sessions SET item_count = item_count - 1, updated_at = ?,
+                    revision = {_NEXT_REVISION}
+                WHERE id = ?
+                """,
+                (time.time(), rowid),
+            )
+            return str(body)
+
+        return await self._submit(run)
+
+    async def clear(self, tenant: str, session_id: str) -> None:
+        async def run(conn: aiosqlite.Connection) -> None:
+            async with conn.execute(
+                "DELETE FROM sessions WHERE tenant = ? AND session_id = ? RETURNING id",
+                (tenant, session_id),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                await conn.execute("DELETE FROM items WHERE session = ?", (row[0],))
+
+        await self._submit(run)
+
+    # -- reads -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _reader(self) -> AsyncIterator[aiosqlite.Connection]:
+        if not self._all_readers:
+            raise StoreUnavailableError("the store is not open")
+        conn = await self._readers.get()
+        try:
+            yield conn
+        finally:
+            self._readers.put_nowait(conn)
+
+    async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        try:
+            async with self._reader() as conn, conn.execute(sql, params) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    async def read(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        limit: int | None = None,
+        after: int | None = None,
+        before: int | None = None,
+    ) -> ItemPage:
+        if limit == 0:
+            return ItemPage(items=[], first_seq=None, last_seq=None, has_more=False)
+        where = [f"session = {_SESSION_ROWID}"]
+        params: list[Any] = [tenant, session_id]
+        if after is not None:
+            where.append("seq > ?")
+            params.append(after)
+        if before is not None:
+            where.append("seq < ?")
+            params.append(before)
+        # Forward from a cursor; otherwise backward from the newest (or from `before`).
+        forward = after is not None or limit is None
+        sql = (
+            f"SELECT seq, body FROM items WHERE {' AND '.join(where)} "
+            f"ORDER BY seq {'ASC' if forward else 'DESC'}"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit + 1)
+        rows = await self._fetchall(sql, params)
+        has_more = limit is not None and len(rows) > limit
+        if has_more:
+            rows = rows[:limit]
+        if not forward:
+            rows.reverse()
+        if not rows:
+            return ItemPage(items=[], first_seq=None, last_seq=None, has_more=False)
+        return ItemPage(
+            items=[row[1] for row in rows],
+            first_seq=rows[0][0],
+            last_seq=rows[-1][0],
+            has_more=has_more,
+        )
+
+    async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:
+        rows = await self._fetchall(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE tenant = ? AND session_id = ?",
+            (tenant, session_id),
+        )
+        return SessionInfo(*rows[0]) if rows else None
+
+    async def list_sessions(
+        self, tenant: str, *, limit: int, cursor: int | None = None
+    ) -> SessionPage:
+        sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE tenant = ?"
+        params: list[Any] = [tenant]
+        if cursor is not None:
+            sql += " AND revision < ?"
+            params.append(cursor)
+        sql += " ORDER BY revision DESC LIMIT ?"
+        params.append(limit + 1)
+        rows = await self._fetchall(sql, params)
+        sessions = [SessionInfo(*row) for row in rows[:limit]]
+        next_cursor = sessions[-1].revision if len(rows) > limit else None
+        return SessionPage(sessions=sessions, next_cursor=next_cursor)
+
+
+async def migrate(conn: aiosqlite.Connection, *, target: int | None = None) -> list[int]:
+    """Apply pending migrations up to ``target`` (all by default); return the versions applied."""
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    async with conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations") as cur:
+        row = await cur.fetchone()
+    current = int(row[0]) if row else 0
+    applied: list[int] = []
+    for version, sql in MIGRATIONS:
+        if version <= current or (target is not None and version > target):
+            continue
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in filter(str.strip, sql.split(";")):
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                (version, time.time()),
+            )
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        applied.append(version)
+    return applied

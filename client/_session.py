@@ -1,0 +1,197 @@
+"""``RemoteSession``: the Agents SDK ``Session`` protocol over session-memory's HTTP API."""
+
+from __future__ import annotations
+
+import json
+import os
+from http import HTTPStatus
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import httpx2
+
+from ._exceptions import ConnectError, ProblemError, RequestTimeout, TransportError
+from ._ids import validate_session_id
+
+if TYPE_CHECKING:
+    from agents.items import TResponseInputItem
+    from agents.memory import SessionSettings
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "RemoteSession"]
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_TIMEOUT = 30.0
+API_KEY_ENV = "SESSION_MEMORY_API_KEY"
+
+
+def _session_path(session_id: str) -> str:
+    # Encode every reserved character, and the dots too: "." and ".." would
+    # otherwise be dot segments that URL normalisation removes.
+    return "/v1/sessions/" + quote(session_id, safe="").replace(".", "%2E")
+
+
+def _encode_items(items: list[Any]) -> bytes:
+    # Keys keep their order; NaN and Infinity are refused here, as JSON has no such values.
+    return json.dumps(
+        {"items": items}, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode()
+
+
+class RemoteSession:
+    """A conversation history kept by a session-memory service.
+
+    Implements the OpenAI Agents SDK's ``Session`` protocol, so
+    ``Runner.run(agent, input, session=RemoteSession("user-42"))`` keeps its history
+    on the server, shared by every process and host that uses the same id.
+
+    Calls go through one pooled ``httpx2.AsyncClient``: pass ``http_client`` to share
+    a pool between many sessions (it is then yours to close), or let the session own
+    one and release it with ``await session.close()`` or ``async with``.
+    """
+
+    session_id: str
+    session_settings: SessionSettings | None
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        session_settings: SessionSettings | None = None,
+        http_client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        from agents.memory import SessionSettings
+
+        self.session_id = validate_session_id(session_id)
+        self.session_settings = session_settings or SessionSettings()
+        self.base_url = base_url.rstrip("/")
+        self._url = self.base_url + _session_path(session_id)
+        api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._owns_client = http_client is None
+        self._client = http_client or httpx2.AsyncClient(timeout=timeout)
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"RemoteSession({self.session_id!r}, base_url={self.base_url!r})"
+
+    # -- the Session protocol --------------------------------------------------------
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        """The latest ``limit`` items, oldest first; all of them when no limit applies.
+
+        When ``limit`` is None, ``session_settings.limit`` applies, as in the SDK's
+        own sessions. ``limit=0`` gives ``[]``; a negative limit is a ``ValueError``.
+        """
+        if limit is None and self.session_settings is not None:
+            limit = self.session_settings.limit
+        params: dict[str, int] = {}
+        if limit is not None:
+            if limit < 0:
+                raise ValueError(f"limit must be 0 or more, not {limit}")
+            params["limit"] = limit
+        response = await self._request("GET", self._url + "/items", params=params)
+        items: list[TResponseInputItem] = json.loads(response.content)["items"]
+        return items
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        """Append ``items`` atomically and contiguously; an empty list sends nothing."""
+        if not items:
+            return
+        await self._request(
+            "POST",
+            self._url + "/items",
+            content=_encode_items(list(items)),
+            headers={"Content-Type": "application/json"},
+        )
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        """Remove and return the newest item, or None when the session is empty."""
+        response = await self._request("DELETE", self._url + "/items/last")
+        item: TResponseInputItem | None = json.loads(response.content)["item"]
+        return item
+
+    async def clear_session(self) -> None:
+        """Delete every item of this session, and its record, on the server."""
+        await self._request("DELETE", self._url)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the HTTP client if this session created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> RemoteSession:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- transport -------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, int] | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx2.Response:
+        """Send one request; map transport failures and error statuses to our exceptions."""
+        try:
+            response = await self._client.request(
+                method,
+                url,
+                params=params,
+                content=content,
+                headers={**self._headers, **headers} if headers else self._headers,
+                timeout=self._timeout,
+            )
+        except httpx2.ConnectError as exc:
+            raise ConnectError(
+                f"could not connect to session-memory at {self.base_url}: {exc}", url=url
+            ) from exc
+        except httpx2.TimeoutException as exc:
+            raise RequestTimeout(
+                f"session-memory at {self.base_url} did not answer within {self._timeout}s",
+                url=url,
+            ) from exc
+        except httpx2.TransportError as exc:
+            raise TransportError(
+                f"request to session-memory at {self.base_url} failed: {exc}", url=url
+            ) from exc
+        if response.status_code >= 400:
+            raise _problem_error(response)
+        return response
+
+
+def _problem_error(response: httpx2.Response) -> ProblemError:
+    status = response.status_code
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    problem: dict[str, Any] = {}
+    try:
+        parsed = json.loads(response.content)
+        if isinstance(parsed, dict):
+            problem = parsed
+    except ValueError:
+        pass
+    return ProblemError(
+        status,
+        title=str(problem.get("title") or phrase),
+        detail=str(problem.get("detail") or response.text[:500] or phrase),
+        type=str(problem.get("type") or "about:blank"),
+        problem=problem,
+    )
