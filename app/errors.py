@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from .storage import StoreError, StoreUnavailableError
 
@@ -151,8 +152,29 @@ def _http_detail(request: Request, status: int, detail: Any) -> str:
     if status == 404:
         return f"no resource at {request.method} {request.url.path}; see /docs for the API"
     if status == 405:
-        return f"method {request.method} is not allowed on {request.url.path}"
+        return (
+            f"method {request.method} is not allowed on {request.url.path}; "
+            f"allowed: {_allowed_methods(request)}"
+        )
     return phrase
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    # Starlette's own Allow header names only the first route whose path matched;
+    # a path served by several routes (GET and DELETE) needs all of them.
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -168,13 +190,16 @@ def install_problem_handlers(app: FastAPI) -> None:
             phrase = HTTPStatus(exc.status_code).phrase
         except ValueError:
             phrase = "Error"
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
         return problem_response(
             request,
             status=exc.status_code,
             type_="about:blank",
             title=phrase,
             detail=_http_detail(request, exc.status_code, exc.detail),
-            headers=dict(exc.headers) if exc.headers else None,
+            headers=headers or None,
         )
 
     async def on_validation(request: Request, exc: Exception) -> Response:

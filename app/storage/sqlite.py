@@ -22,6 +22,7 @@ import aiosqlite
 
 from ..config import Settings
 from .base import (
+    MAX_SEQ,
     AppendResult,
     ItemPage,
     SessionInfo,
@@ -326,7 +327,8 @@ class SQLiteStore:
         )
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(limit + 1)
+            # One extra row tells has_more; stay within SQLite's 64-bit integers.
+            params.append(min(limit, MAX_SEQ - 1) + 1)
         rows = await self._fetchall(sql, params)
         has_more = limit is not None and len(rows) > limit
         if has_more:

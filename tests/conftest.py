@@ -1,0 +1,60 @@
+"""Fixtures: a store per backend (the contract suite) and a real server over TCP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from app.storage import SessionStore
+from app.storage.sqlite import SQLiteStore
+from client import RemoteSession
+from tests.utils.server import ServerProcess
+
+BACKENDS = [pytest.param("sqlite", id="sqlite")]
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SessionStore]:
+    """An open, empty store of each backend."""
+    backend: SessionStore = SQLiteStore(tmp_path / "store.db")
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server process on SQLite, shared by the tests of a run."""
+    folder = tmp_path_factory.mktemp("server")
+    with ServerProcess(
+        f"sqlite:///{folder}/sessions.db", log_path=folder / "server.log"
+    ) as process:
+        yield process
+
+
+@pytest.fixture
+def base_url(server: ServerProcess) -> str:
+    return server.base_url
+
+
+@pytest.fixture
+def session_id() -> str:
+    return f"test-{uuid.uuid4()}"
+
+
+@pytest.fixture
+async def http(base_url: str) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(base_url=base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def remote(base_url: str, session_id: str) -> AsyncIterator[RemoteSession]:
+    async with RemoteSession(session_id, base_url=base_url) as session:
+        yield session

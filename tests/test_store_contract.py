@@ -1,0 +1,180 @@
+"""The storage contract, written once and run against every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from app.storage import SessionStore
+
+T = "tenant-a"
+
+
+def item(n: int) -> str:
+    return json.dumps({"n": n})
+
+
+async def test_append_assigns_contiguous_increasing_seqs(store: SessionStore) -> None:
+    first = await store.append(T, "s", [item(1), item(2)])
+    second = await store.append(T, "s", [item(3)])
+    assert (first.count, first.first_seq, first.last_seq) == (2, 1, 2)
+    assert (second.first_seq, second.last_seq) == (3, 3)
+
+
+async def test_append_empty_is_a_noop(store: SessionStore) -> None:
+    result = await store.append(T, "s", [])
+    assert (result.count, result.first_seq, result.last_seq) == (0, None, None)
+    assert await store.get_session(T, "s") is None
+
+
+async def test_read_returns_items_oldest_first_exactly_as_stored(store: SessionStore) -> None:
+    texts = ['{"b": 1,  "a": 2}', '{"z":[1.50, 1e2]}', '{"k":"\\u00e9"}']
+    await store.append(T, "s", texts)
+    page = await store.read(T, "s")
+    assert page.items == texts
+    assert (page.first_seq, page.last_seq, page.has_more) == (1, 3, False)
+
+
+async def test_read_unknown_session_is_empty(store: SessionStore) -> None:
+    page = await store.read(T, "nobody", limit=5)
+    assert (page.items, page.first_seq, page.last_seq, page.has_more) == ([], None, None, False)
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected", "has_more"),
+    [(0, [], False), (1, [5], True), (3, [3, 4, 5], True), (5, [1, 2, 3, 4, 5], False),
+     (50, [1, 2, 3, 4, 5], False)],
+)
+async def test_read_limit_gives_latest_n_oldest_first(
+    store: SessionStore, limit: int, expected: list[int], has_more: bool
+) -> None:
+    await store.append(T, "s", [item(n) for n in range(1, 6)])
+    page = await store.read(T, "s", limit=limit)
+    assert [json.loads(text)["n"] for text in page.items] == expected
+    assert page.has_more is has_more
+
+
+async def test_keyset_paging_walks_forward_and_backward(store: SessionStore) -> None:
+    await store.append(T, "s", [item(n) for n in range(1, 11)])
+    forward: list[int] = []
+    cursor = 0
+    while True:
+        page = await store.read(T, "s", limit=3, after=cursor)
+        forward += [json.loads(text)["n"] for text in page.items]
+        if not page.has_more:
+            break
+        assert page.last_seq is not None
+        cursor = page.last_seq
+    assert forward == list(range(1, 11))
+
+    backward: list[list[int]] = []
+    page = await store.read(T, "s", limit=4)
+    backward.append([json.loads(text)["n"] for text in page.items])
+    while page.has_more:
+        assert page.first_seq is not None
+        page = await store.read(T, "s", limit=4, before=page.first_seq)
+        backward.append([json.loads(text)["n"] for text in page.items])
+    assert backward == [[7, 8, 9, 10], [3, 4, 5, 6], [1, 2]]
+
+
+async def test_pop_returns_newest_then_none(store: SessionStore) -> None:
+    await store.append(T, "s", [item(1), item(2)])
+    assert await store.pop(T, "s") == item(2)
+    assert await store.pop(T, "s") == item(1)
+    assert await store.pop(T, "s") is None
+    info = await store.get_session(T, "s")
+    assert info is not None
+    assert info.item_count == 0
+
+
+async def test_seq_never_reused_after_pop(store: SessionStore) -> None:
+    await store.append(T, "s", [item(1), item(2)])
+    await store.pop(T, "s")
+    result = await store.append(T, "s", [item(3)])
+    assert result.first_seq == 3
+
+
+async def test_clear_removes_items_and_record(store: SessionStore) -> None:
+    await store.append(T, "s", [item(1)])
+    await store.clear(T, "s")
+    assert await store.get_session(T, "s") is None
+    assert (await store.read(T, "s")).items == []
+    await store.clear(T, "never-existed")
+    restarted = await store.append(T, "s", [item(9)])
+    assert restarted.first_seq == 1
+
+
+async def test_sessions_and_tenants_are_isolated(store: SessionStore) -> None:
+    await store.append(T, "s", [item(1)])
+    await store.append(T, "S", [item(2)])
+    await store.append("tenant-b", "s", [item(3)])
+    assert (await store.read(T, "s")).items == [item(1)]
+    assert (await store.read(T, "S")).items == [item(2)]
+    assert (await store.read("tenant-b", "s")).items == [item(3)]
+    assert await store.pop("tenant-b", "s") == item(3)
+    assert (await store.read(T, "s")).items == [item(1)]
+    listed = await store.list_sessions("tenant-b", limit=10)
+    assert [info.session_id for info in listed.sessions] == ["s"]
+
+
+async def test_session_record_tracks_count_and_times(store: SessionStore) -> None:
+    await store.append(T, "s", [item(1), item(2)])
+    first = await store.get_session(T, "s")
+    await asyncio.sleep(0.01)
+    await store.append(T, "s", [item(3)])
+    second = await store.get_session(T, "s")
+    assert first is not None
+    assert second is not None
+    assert (first.item_count, second.item_count) == (2, 3)
+    assert second.created_at == first.created_at
+    assert second.updated_at > first.updated_at
+    assert second.revision > first.revision
+
+
+async def test_list_sessions_most_recent_first_in_keyset_pages(store: SessionStore) -> None:
+    for n in range(7):
+        await store.append(T, f"s{n}", [item(n)])
+    await store.append(T, "s2", [item(99)])  # s2 becomes the most recently updated
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list_sessions(T, limit=3, cursor=cursor)
+        seen += [info.session_id for info in page.sessions]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == ["s2", "s6", "s5", "s4", "s3", "s1", "s0"]
+
+
+async def test_concurrent_appends_stay_contiguous(store: SessionStore) -> None:
+    async def writer(w: int) -> None:
+        for batch in range(10):
+            await store.append(T, "s", [json.dumps({"w": w, "b": batch, "i": i}) for i in range(5)])
+
+    await asyncio.gather(*(writer(w) for w in range(8)))
+    rows = [json.loads(text) for text in (await store.read(T, "s")).items]
+    assert len(rows) == 400
+    for start in range(0, 400, 5):
+        chunk = rows[start : start + 5]
+        assert {(row["w"], row["b"]) for row in chunk} == {(chunk[0]["w"], chunk[0]["b"])}
+        assert [row["i"] for row in chunk] == list(range(5))
+
+
+async def test_concurrent_pops_return_each_item_once(store: SessionStore) -> None:
+    await store.append(T, "s", [item(n) for n in range(200)])
+
+    async def popper() -> list[str]:
+        got = []
+        while (popped := await store.pop(T, "s")) is not None:
+            got.append(popped)
+        return got
+
+    results = await asyncio.gather(*(popper() for _ in range(8)))
+    flat = [text for got in results for text in got]
+    assert sorted(flat) == sorted(item(n) for n in range(200))
+
+
+async def test_ping_answers_when_open(store: SessionStore) -> None:
+    await store.ping()

@@ -1,0 +1,1 @@
+"""Small helpers the tests share: a real server process, worker functions."""
