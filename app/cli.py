@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +45,9 @@ def _serve(args: argparse.Namespace) -> int:
     )
     # uvicorn stops accepting on SIGTERM/SIGINT, finishes in-flight requests,
     # then runs the lifespan shutdown, which flushes the writer and closes the store.
+    # Afterwards it re-raises the signal; for SIGTERM that lands here, so a clean
+    # drain exits 0 instead of looking like a crash to supervisors.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.Server(config).run()
     return 0
 

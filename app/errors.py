@@ -170,8 +170,7 @@ def _allowed_methods(request: Request) -> str:
         method
         for method in _METHODS
         if any(
-            route.matches({**request.scope, "method": method})[0] is Match.FULL
-            for route in routes
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
         )
     ]
     return ", ".join(allowed)

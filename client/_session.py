@@ -33,9 +33,12 @@ def _session_path(session_id: str) -> str:
 
 def _encode_items(items: list[Any]) -> bytes:
     # Keys keep their order; NaN and Infinity are refused here, as JSON has no such values.
-    return json.dumps(
-        {"items": items}, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    ).encode()
+    body = {"items": items}
+    try:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except UnicodeEncodeError:
+        # A lone surrogate cannot be UTF-8; as a \uXXXX escape it round-trips.
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
 class RemoteSession:

@@ -33,7 +33,9 @@ def assert_problem(response: httpx2.Response, status: int) -> dict[str, object]:
     return dict(body)
 
 
-async def post_items(http: httpx2.AsyncClient, session_id: str, items: list[object]) -> httpx2.Response:
+async def post_items(
+    http: httpx2.AsyncClient, session_id: str, items: list[object]
+) -> httpx2.Response:
     return await http.post(items_url(session_id), json={"items": items})
 
 
@@ -125,7 +127,7 @@ async def test_unbounded_read_streams_every_item_in_order(
 
 
 async def test_pop_over_http(http: httpx2.AsyncClient, session_id: str) -> None:
-    await post_items(http, session_id, [{"n": 1}, {"b": 2,  "a": 1}])
+    await post_items(http, session_id, [{"n": 1}, {"b": 2, "a": 1}])
     popped = await http.delete(f"{items_url(session_id)}/last")
     assert popped.status_code == 200
     assert popped.content == b'{"item":{"b":2,"a":1}}'
@@ -154,7 +156,9 @@ async def test_list_sessions_pages_most_recent_first(http: httpx2.AsyncClient) -
     cursor: str | None = None
     while len(seen) < 5:
         params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
-        page = SessionListResponse.model_validate((await http.get("/v1/sessions", params=params)).json())
+        page = SessionListResponse.model_validate(
+            (await http.get("/v1/sessions", params=params)).json()
+        )
         seen += [record.id for record in page.sessions]
         assert page.next_cursor is not None
         cursor = page.next_cursor
@@ -252,7 +256,9 @@ async def test_body_over_limit_is_413_even_when_chunked(
 
         assert_problem(
             await http.post(
-                items_url(session_id), content=chunks(), headers={"content-type": "application/json"}
+                items_url(session_id),
+                content=chunks(),
+                headers={"content-type": "application/json"},
             ),
             413,
         )

@@ -44,8 +44,13 @@ async def test_read_unknown_session_is_empty(store: SessionStore) -> None:
 
 @pytest.mark.parametrize(
     ("limit", "expected", "has_more"),
-    [(0, [], False), (1, [5], True), (3, [3, 4, 5], True), (5, [1, 2, 3, 4, 5], False),
-     (50, [1, 2, 3, 4, 5], False)],
+    [
+        (0, [], False),
+        (1, [5], True),
+        (3, [3, 4, 5], True),
+        (5, [1, 2, 3, 4, 5], False),
+        (50, [1, 2, 3, 4, 5], False),
+    ],
 )
 async def test_read_limit_gives_latest_n_oldest_first(
     store: SessionStore, limit: int, expected: list[int], has_more: bool

@@ -72,7 +72,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}; see {self.log_path}")
+                raise RuntimeError(
+                    f"server exited with {self.process.returncode}; see {self.log_path}"
+                )
             try:
                 if httpx2.get(self.base_url + "/readyz", timeout=1.0).status_code == 200:
                     return self

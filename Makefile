@@ -1,0 +1,39 @@
+# One entry point per task; the README and .ci/run use these same targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SOURCES := app client
+
+.PHONY: setup run test lint format openapi clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## run: serve on http://127.0.0.1:8000 with the SQLite default (./data/sessions.db)
+run: setup
+	$(BIN)/session-memory serve
+
+## test: lint, type-check, then the whole test suite
+test: lint
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check $(SOURCES) tests
+	$(BIN)/ruff format --check $(SOURCES) tests
+	$(BIN)/mypy --strict $(SOURCES)
+
+format: setup
+	$(BIN)/ruff check --fix $(SOURCES) tests
+	$(BIN)/ruff format $(SOURCES) tests
+
+## openapi: regenerate the committed openapi.json from the app
+openapi: setup
+	$(BIN)/session-memory openapi > openapi.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

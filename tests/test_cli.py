@@ -1,0 +1,94 @@
+"""The ``session-memory`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx2
+
+from app.main import openapi_spec
+from tests.utils.server import ServerProcess
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_openapi_command_prints_the_spec() -> None:
+    result = run_cli("openapi")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == openapi_spec()
+
+
+def test_serve_rejects_an_unknown_database_scheme(tmp_path: Path) -> None:
+    result = run_cli("serve", "--port", "1", "--database-url", "mysql://x/y")
+    assert result.returncode != 0
+    assert "unsupported database URL scheme 'mysql'" in result.stderr
+
+
+def test_serve_rejects_invalid_settings() -> None:
+    result = run_cli("serve", "--port", "70000")
+    assert result.returncode != 0
+    assert "port" in result.stderr
+
+
+def test_default_database_lives_under_data_in_the_working_directory(tmp_path: Path) -> None:
+    server = ServerProcess("sqlite:///./data/sessions.db")
+    command = [
+        part for part in server.command() if part not in ("--database-url", server.database_url)
+    ]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    server.process = process
+    try:
+        for _ in range(200):
+            try:
+                if httpx2.get(server.base_url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            threading.Event().wait(0.05)
+        assert (tmp_path / "data" / "sessions.db").exists()
+    finally:
+        assert server.stop(signal.SIGTERM) == 0
+
+
+def test_sigterm_finishes_in_flight_requests(tmp_path: Path) -> None:
+    server = ServerProcess(f"sqlite:///{tmp_path}/s.db", log_path=tmp_path / "log").start()
+    body = json.dumps({"items": [{"text": "x" * 1000} for _ in range(2000)]}).encode()
+    results: list[int] = []
+
+    def send() -> None:
+        response = httpx2.post(
+            server.base_url + "/v1/sessions/s/items",
+            content=body,
+            headers={"content-type": "application/json"},
+            timeout=30,
+        )
+        results.append(response.status_code)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    threading.Event().wait(0.05)
+    assert server.stop(signal.SIGTERM) == 0
+    sender.join()
+    if results == [201]:  # the request made it in before the stop: it was completed
+        restarted = ServerProcess(f"sqlite:///{tmp_path}/s.db").start()
+        try:
+            items = httpx2.get(restarted.base_url + "/v1/sessions/s/items").json()["items"]
+            assert len(items) == 2000
+        finally:
+            restarted.stop()

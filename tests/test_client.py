@@ -1,0 +1,228 @@
+"""RemoteSession against a real server process: the Agents SDK Session contract."""
+
+from __future__ import annotations
+
+import copy
+
+import httpx2
+import pytest
+from agents.memory import Session, SessionSettings
+
+import client
+from client import ConnectError, ProblemError, RemoteSession
+from tests.utils.server import free_port
+
+
+async def test_remote_session_is_an_sdk_session(remote: RemoteSession) -> None:
+    assert isinstance(remote, Session)
+    assert remote.session_settings == SessionSettings()
+
+
+async def test_items_come_back_in_order(remote: RemoteSession) -> None:
+    await remote.add_items([{"role": "user", "content": "one"}])
+    await remote.add_items(
+        [{"role": "assistant", "content": "two"}, {"role": "user", "content": "three"}]
+    )
+    assert [item["content"] for item in await remote.get_items()] == ["one", "two", "three"]  # type: ignore[typeddict-item]
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected"), [(0, []), (1, [4]), (3, [2, 3, 4]), (99, [0, 1, 2, 3, 4])]
+)
+async def test_limit_gives_latest_items(
+    remote: RemoteSession, limit: int, expected: list[int]
+) -> None:
+    await remote.add_items([{"n": n} for n in range(5)])  # type: ignore[misc]
+    assert [item["n"] for item in await remote.get_items(limit=limit)] == expected  # type: ignore[typeddict-item]
+
+
+async def test_session_settings_limit_applies_when_limit_is_none(
+    base_url: str, session_id: str
+) -> None:
+    async with RemoteSession(
+        session_id, base_url=base_url, session_settings=SessionSettings(limit=2)
+    ) as remote:
+        await remote.add_items([{"n": n} for n in range(5)])  # type: ignore[misc]
+        assert [item["n"] for item in await remote.get_items()] == [3, 4]  # type: ignore[typeddict-item]
+        assert len(await remote.get_items(limit=4)) == 4
+
+
+async def test_negative_limit_is_a_value_error(remote: RemoteSession) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        await remote.get_items(limit=-1)
+
+
+async def test_pop_and_pop_on_empty(remote: RemoteSession) -> None:
+    assert await remote.pop_item() is None
+    await remote.add_items([{"n": 1}, {"n": 2}])  # type: ignore[list-item]
+    assert await remote.pop_item() == {"n": 2}
+    assert await remote.get_items() == [{"n": 1}]
+    assert await remote.pop_item() == {"n": 1}
+    assert await remote.pop_item() is None
+
+
+async def test_clear_session(remote: RemoteSession) -> None:
+    await remote.add_items([{"n": 1}])  # type: ignore[list-item]
+    await remote.clear_session()
+    assert await remote.get_items() == []
+    await remote.clear_session()
+
+
+async def test_add_empty_list_is_a_noop(remote: RemoteSession) -> None:
+    await remote.add_items([])
+    assert await remote.get_items() == []
+
+
+async def test_sessions_are_isolated(base_url: str, session_id: str) -> None:
+    async with httpx2.AsyncClient() as shared:
+        a = RemoteSession(session_id + "-a", base_url=base_url, http_client=shared)
+        b = RemoteSession(session_id + "-b", base_url=base_url, http_client=shared)
+        await a.add_items([{"who": "a"}])  # type: ignore[list-item]
+        await b.add_items([{"who": "b"}])  # type: ignore[list-item]
+        await b.clear_session()
+        assert await a.get_items() == [{"who": "a"}]
+        assert await b.get_items() == []
+        await a.close()  # a borrowed client stays open
+        assert await a.get_items() == [{"who": "a"}]
+
+
+ODD_IDS = [
+    "with space",
+    " leading and trailing ",
+    "100%",
+    "%2F",
+    "a?b=c",
+    "#fragment",
+    "c:\\dir",
+    "urn:x:y",
+    ".",
+    "..",
+    "...",
+    "%2E%2E",
+    "Ünïcödé 会话 جلسة 🙂",
+    "+&=;,$@!*'()[]{}|^`~\"<>",
+    "x" * 256,
+]
+
+
+async def test_odd_session_ids_round_trip_and_stay_isolated(base_url: str) -> None:
+    async with httpx2.AsyncClient() as shared:
+        sessions = [RemoteSession(sid, base_url=base_url, http_client=shared) for sid in ODD_IDS]
+        for remote in sessions:
+            await remote.clear_session()
+        for remote in sessions:
+            await remote.add_items([{"id": remote.session_id}])  # type: ignore[list-item]
+        for remote in sessions:
+            assert await remote.get_items() == [{"id": remote.session_id}]
+        listed = await shared.get(base_url + "/v1/sessions", params={"limit": 1000})
+        ids = {record["id"] for record in listed.json()["sessions"]}
+        assert set(ODD_IDS) <= ids
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "/", "x" * 257, "nul\x00", "new\nline", "\u200b"])
+def test_bad_session_id_raises_value_error_before_any_request(bad: str) -> None:
+    with pytest.raises(ValueError, match="session id"):
+        RemoteSession(bad, base_url=f"http://127.0.0.1:{free_port()}")
+
+
+SDK_ITEMS: list[dict[str, object]] = [
+    {"role": "user", "content": "Hello 🙂 你好 שלום مرحبا"},
+    {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "Hi!", "annotations": [], "logprobs": []}],
+    },
+    {
+        "type": "function_call",
+        "call_id": "call_1",
+        "name": "lookup",
+        "arguments": '{"q": "weather"}',
+        "_agents_tool_description": "Look things up",
+        "_agents_tool_title": "Lookup",
+        "created_by": "agent",
+    },
+    {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+    {"z": 1, "a": 2, "m": {"y": 1, "b": 2}},
+    {
+        "big": 12345678901234567890123456789,
+        "neg": -(2**70),
+        "f": 0.1,
+        "e": 1e-300,
+        "g": 1.7976931348623157e308,
+    },
+    {"empty": {}, "list": [], "null": None, "t": True, "f": False, "s": ""},
+    {"escapes": 'quote " backslash \\ tab \t newline \n nul \u0000 \U0001f600'},
+    {"lone surrogate": "\ud800 survives as an escape"},
+]
+
+
+async def test_items_round_trip_equal_with_key_order(remote: RemoteSession) -> None:
+    sent = copy.deepcopy(SDK_ITEMS)
+    await remote.add_items(sent)  # type: ignore[arg-type]
+    got = await remote.get_items()
+    assert got == SDK_ITEMS
+    assert [list(item) for item in got] == [list(item) for item in SDK_ITEMS]
+    assert list(got[4]["m"]) == ["y", "b"]  # type: ignore[typeddict-item]
+    assert sent == SDK_ITEMS  # the client does not touch what it was given
+
+
+async def test_deep_nesting_round_trips(remote: RemoteSession) -> None:
+    value: object = "leaf"
+    for depth in range(300):
+        value = {"d": depth, "v": [value]}
+    await remote.add_items([{"nested": value}])  # type: ignore[list-item]
+    assert await remote.get_items() == [{"nested": value}]
+
+
+async def test_one_megabyte_item_round_trips(remote: RemoteSession) -> None:
+    big = {"role": "user", "content": "é" * (512 * 1024)}  # 1 MiB of UTF-8
+    await remote.add_items([big, {"after": True}])  # type: ignore[list-item]
+    assert await remote.get_items() == [big, {"after": True}]
+    assert await remote.pop_item() == {"after": True}
+    assert await remote.pop_item() == big
+
+
+async def test_server_error_raises_problem_error(remote: RemoteSession) -> None:
+    with pytest.raises(ProblemError) as caught:
+        await remote.add_items([{"ok": 1}, "not an object"])  # type: ignore[list-item]
+    assert caught.value.status == 422
+    assert "items[1]" in caught.value.detail
+    assert caught.value.problem["type"] == caught.value.type
+    assert await remote.get_items() == []
+
+
+async def test_nan_is_refused_before_sending(remote: RemoteSession) -> None:
+    with pytest.raises(ValueError, match="JSON"):
+        await remote.add_items([{"x": float("nan")}])  # type: ignore[list-item]
+
+
+async def test_refused_connection_names_the_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with RemoteSession("s", base_url=url) as remote:
+        with pytest.raises(ConnectError, match=url) as caught:
+            await remote.get_items()
+    assert caught.value.url.startswith(url)
+
+
+async def test_api_key_is_sent_as_bearer(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.headers.get("authorization"))
+        return httpx2.Response(200, json={"items": []})
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
+        await RemoteSession("s", api_key="k1", http_client=http).get_items()
+        monkeypatch.setenv("SESSION_MEMORY_API_KEY", "k2")
+        await RemoteSession("s", http_client=http).get_items()
+        monkeypatch.delenv("SESSION_MEMORY_API_KEY")
+        await RemoteSession("s", http_client=http).get_items()
+    assert seen == ["Bearer k1", "Bearer k2", None]
+
+
+def test_public_surface_is_complete() -> None:
+    public = {name for name in vars(client) if not name.startswith("_")}
+    modules = {"annotations"}
+    assert set(client.__all__) == public - modules
