@@ -17,7 +17,7 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         default="sqlite:///./data/sessions.db",
-        description="Where items are stored: sqlite:///path.db (the default).",
+        description="Where items are stored: sqlite:///path.db or postgresql://...",
     )
     host: str = Field(default="127.0.0.1", description="Address `serve` binds to.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `serve` listens on.")
@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     )
     sqlite_readers: int = Field(
         default=2, ge=1, le=64, description="Read connections kept open to the SQLite file."
+    )
+    pg_pool_size: int = Field(
+        default=10, ge=1, le=1000, description="PostgreSQL connections per server process."
+    )
+    pg_connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a PostgreSQL connection."
+    )
+    pg_statement_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a PostgreSQL statement may run."
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Server log level."

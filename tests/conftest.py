@@ -9,18 +9,28 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from app.storage import SessionStore
-from app.storage.sqlite import SQLiteStore
+from app.storage import SessionStore, store_from_url
 from client import RemoteSession
+from tests.utils.postgres import schema_url
 from tests.utils.server import ServerProcess
 
-BACKENDS = [pytest.param("sqlite", id="sqlite")]
+BACKENDS = ["sqlite", "postgres"]
 
 
 @pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SessionStore]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each backend, as a URL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/store.db"
+    else:
+        with schema_url() as url:
+            yield url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[SessionStore]:
     """An open, empty store of each backend."""
-    backend: SessionStore = SQLiteStore(tmp_path / "store.db")
+    backend = store_from_url(database_url)
     await backend.open()
     try:
         yield backend
@@ -28,14 +38,20 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await backend.close()
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One real server process on SQLite, shared by the tests of a run."""
-    folder = tmp_path_factory.mktemp("server")
-    with ServerProcess(
-        f"sqlite:///{folder}/sessions.db", log_path=folder / "server.log"
-    ) as process:
-        yield process
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One real server process per backend, shared by the tests of a run."""
+    folder = tmp_path_factory.mktemp(f"server-{request.param}")
+    if request.param == "sqlite":
+        with ServerProcess(
+            f"sqlite:///{folder}/sessions.db", log_path=folder / "server.log"
+        ) as process:
+            yield process
+    else:
+        with schema_url() as url, ServerProcess(url, log_path=folder / "server.log") as process:
+            yield process
 
 
 @pytest.fixture

@@ -37,6 +37,8 @@ __all__ = [
 # scheme -> "module:class"; the class has a ``from_url(url, settings)`` constructor.
 BACKENDS: dict[str, str] = {
     "sqlite": "app.storage.sqlite:SQLiteStore",
+    "postgresql": "app.storage.postgres:PostgresStore",
+    "postgres": "app.storage.postgres:PostgresStore",
 }
 
 

@@ -1,0 +1,351 @@
+"""PostgreSQL store: several server replicas share one database.
+
+Concurrency rests on the session row's lock: an append's upsert and a pop's
+``SELECT ... FOR UPDATE`` both take it, so appends to one session get contiguous,
+increasing sequence numbers and each pop removes a different item, whichever
+replica runs them. Items are ``text``, not ``jsonb``: they come back byte for byte.
+
+asyncpg is imported here only, so SQLite deployments never need it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+try:
+    import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "the PostgreSQL store needs asyncpg: pip install 'session-memory[postgres]'"
+    ) from exc
+
+from ..config import Settings
+from .base import (
+    MAX_SEQ,
+    AppendResult,
+    ItemPage,
+    SessionInfo,
+    SessionPage,
+    StoreError,
+    StoreUnavailableError,
+)
+
+__all__ = ["MIGRATIONS", "PostgresStore", "migrate"]
+
+T = TypeVar("T")
+
+# What the pool hands out, and what ``migrate`` also accepts: a plain connection.
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+# Ordered, append-only: a released migration is never edited, a new one is added.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE SEQUENCE session_revisions;
+        CREATE TABLE sessions (
+            id          BIGSERIAL   PRIMARY KEY,
+            tenant      TEXT        NOT NULL,
+            session_id  TEXT        NOT NULL,
+            created_at  TIMESTAMPTZ NOT NULL,
+            updated_at  TIMESTAMPTZ NOT NULL,
+            item_count  BIGINT      NOT NULL,
+            last_seq    BIGINT      NOT NULL,
+            revision    BIGINT      NOT NULL,
+            UNIQUE (tenant, session_id)
+        );
+        CREATE INDEX sessions_by_tenant_revision ON sessions (tenant, revision);
+        CREATE TABLE items (
+            session BIGINT NOT NULL,
+            seq     BIGINT NOT NULL,
+            body    TEXT   NOT NULL,
+            PRIMARY KEY (session, seq)
+        );
+        """,
+    ),
+]
+
+# Any two-int key will do; it only has to be the same in every replica.
+_MIGRATION_LOCK = 0x5E55_1011
+
+_SESSION_ID = "(SELECT id FROM sessions WHERE tenant = $1 AND session_id = $2)"
+_SESSION_COLUMNS = (
+    "session_id, item_count, extract(epoch FROM created_at)::float8, "
+    "extract(epoch FROM updated_at)::float8, revision"
+)
+
+# Errors that mean "the database is not there right now", not "the query is wrong".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+)
+
+
+class PostgresStore:
+    """A ``SessionStore`` on PostgreSQL through an asyncpg connection pool."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 10,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 30.0,
+    ) -> None:
+        self.dsn = dsn
+        self._pool_size = pool_size
+        self._connect_timeout = connect_timeout
+        self._statement_timeout = statement_timeout
+        self._pool: asyncpg.Pool | None = None
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> PostgresStore:
+        return cls(
+            url.replace("postgresql+asyncpg://", "postgresql://", 1),
+            pool_size=settings.pg_pool_size,
+            connect_timeout=settings.pg_connect_timeout,
+            statement_timeout=settings.pg_statement_timeout,
+        )
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=self._pool_size,
+                timeout=self._connect_timeout,
+                command_timeout=self._statement_timeout,
+                server_settings={
+                    "statement_timeout": str(int(self._statement_timeout * 1000)),
+                    "application_name": "session-memory",
+                },
+            )
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"PostgreSQL: cannot connect: {exc}") from exc
+        async with self._pool.acquire() as conn:
+            await migrate(conn)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run ``work`` on a pooled connection, mapping outages to StoreUnavailableError."""
+        if self._pool is None:
+            raise StoreUnavailableError("the store is not open")
+        try:
+            async with self._pool.acquire(timeout=self._connect_timeout) as conn:
+                return await work(conn)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            raise StoreError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+
+    async def ping(self) -> None:
+        async def work(conn: Connection) -> None:
+            await conn.fetchval("SELECT 1 FROM sessions LIMIT 1")
+
+        await self._run(work)
+
+    async def append(self, tenant: str, session_id: str, items: Sequence[str]) -> AppendResult:
+        count = len(items)
+        if count == 0:
+            return AppendResult(count=0, first_seq=None, last_seq=None)
+
+        async def work(conn: Connection) -> AppendResult:
+            async with conn.transaction():
+                # The upsert locks the session row until commit: concurrent appends
+                # to this session queue here, so each gets a contiguous range.
+                row = await conn.fetchrow(
+                    """
+                    INSERT INTO sessions AS s (tenant, session_id, created_at, updated_at,
+                                               item_count, last_seq, revision)
+                    VALUES ($1, $2, now(), now(), $3, $3, nextval('session_revisions'))
+                    ON CONFLICT (tenant, session_id) DO UPDATE SET
+                        item_count = s.item_count + excluded.item_count,
+                        last_seq = s.last_seq + excluded.item_count,
+                        updated_at = clock_timestamp(),
+                        revision = excluded.revision
+                    RETURNING id, last_seq
+                    """,
+                    tenant,
+                    session_id,
+                    count,
+                )
+                assert row is not None
+                first_seq = row["last_seq"] - count + 1
+                await conn.execute(
+                    """
+                    INSERT INTO items (session, seq, body)
+                    SELECT $1, $2 + ordinality - 1, body
+                    FROM unnest($3::text[]) WITH ORDINALITY AS batch(body, ordinality)
+                    """,
+                    row["id"],
+                    first_seq,
+                    list(items),
+                )
+            return AppendResult(count=count, first_seq=first_seq, last_seq=row["last_seq"])
+
+        return await self._run(work)
+
+    async def pop(self, tenant: str, session_id: str) -> str | None:
+        async def work(conn: Connection) -> str | None:
+            async with conn.transaction():
+                # Lock first, in its own statement: the next statement then sees
+                # every pop and append committed while we waited for the lock.
+                rowid = await conn.fetchval(
+                    "SELECT id FROM sessions WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
+                    tenant,
+                    session_id,
+                )
+                if rowid is None:
+                    return None
+                body: str | None = await conn.fetchval(
+                    """
+                    WITH popped AS (
+                        DELETE FROM items
+                        WHERE session = $1
+                          AND seq = (SELECT max(seq) FROM items WHERE session = $1)
+                        RETURNING body
+                    ), counted AS (
+                        UPDATE sessions SET item_count = item_count - 1,
+                            updated_at = clock_timestamp(),
+                            revision = nextval('session_revisions')
+                        WHERE id = $1 AND EXISTS (SELECT 1 FROM popped)
+                    )
+                    SELECT body FROM popped
+                    """,
+                    rowid,
+                )
+                return body
+
+        return await self._run(work)
+
+    async def clear(self, tenant: str, session_id: str) -> None:
+        async def work(conn: Connection) -> None:
+            async with conn.transaction():
+                rowid = await conn.fetchval(
+                    "DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 RETURNING id",
+                    tenant,
+                    session_id,
+                )
+                if rowid is not None:
+                    # A separate statement, so it sees items committed by an append
+                    # that held the row lock while the DELETE above waited.
+                    await conn.execute("DELETE FROM items WHERE session = $1", rowid)
+
+        await self._run(work)
+
+    async def read(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        limit: int | None = None,
+        after: int | None = None,
+        before: int | None = None,
+    ) -> ItemPage:
+        if limit == 0:
+            return ItemPage(items=[], first_seq=None, last_seq=None, has_more=False)
+        where = [f"session = {_SESSION_ID}"]
+        params: list[Any] = [tenant, session_id]
+        if after is not None:
+            params.append(after)
+            where.append(f"seq > ${len(params)}")
+        if before is not None:
+            params.append(before)
+            where.append(f"seq < ${len(params)}")
+        forward = after is not None or limit is None
+        sql = (
+            f"SELECT seq, body FROM items WHERE {' AND '.join(where)} "
+            f"ORDER BY seq {'ASC' if forward else 'DESC'}"
+        )
+        if limit is not None:
+            params.append(min(limit, MAX_SEQ - 1) + 1)
+            sql += f" LIMIT ${len(params)}"
+
+        async def work(conn: Connection) -> list[asyncpg.Record]:
+            return list(await conn.fetch(sql, *params))
+
+        rows = await self._run(work)
+        has_more = limit is not None and len(rows) > limit
+        if has_more:
+            rows = rows[:limit]
+        if not forward:
+            rows.reverse()
+        if not rows:
+            return ItemPage(items=[], first_seq=None, last_seq=None, has_more=False)
+        return ItemPage(
+            items=[row[1] for row in rows],
+            first_seq=rows[0][0],
+            last_seq=rows[-1][0],
+            has_more=has_more,
+        )
+
+    async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:
+        async def work(conn: Connection) -> asyncpg.Record | None:
+            return await conn.fetchrow(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE tenant = $1 AND session_id = $2",
+                tenant,
+                session_id,
+            )
+
+        row = await self._run(work)
+        return SessionInfo(*row) if row is not None else None
+
+    async def list_sessions(
+        self, tenant: str, *, limit: int, cursor: int | None = None
+    ) -> SessionPage:
+        async def work(conn: Connection) -> list[asyncpg.Record]:
+            return list(
+                await conn.fetch(
+                    f"""
+                    SELECT {_SESSION_COLUMNS} FROM sessions
+                    WHERE tenant = $1 AND ($2::bigint IS NULL OR revision < $2)
+                    ORDER BY revision DESC LIMIT $3
+                    """,
+                    tenant,
+                    cursor,
+                    limit + 1,
+                )
+            )
+
+        rows = await self._run(work)
+        sessions = [SessionInfo(*row) for row in rows[:limit]]
+        next_cursor = sessions[-1].revision if len(rows) > limit else None
+        return SessionPage(sessions=sessions, next_cursor=next_cursor)
+
+
+async def migrate(conn: Connection, *, target: int | None = None) -> list[int]:
+    """Apply pending migrations up to ``target`` (all by default); return the versions applied.
+
+    Replicas starting together serialise on an advisory lock, so each migration
+    runs once.
+    """
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        for version, sql in MIGRATIONS:
+            if version <= current or (target is not None and version > target):
+                continue
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            applied.append(version)
+    return applied
