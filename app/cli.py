@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .config import Settings
+from .config import Settings, redact_url
 
 __all__ = ["main"]
 
@@ -26,29 +27,61 @@ def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:
         raise SystemExit(f"session-memory: invalid settings:\n{exc}") from None
 
 
+SERVE_FLAGS = ["host", "port", "database_url", "log_level"]
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .main import create_app
 
-    settings = _settings(args, ["host", "port", "database_url", "log_level"])
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        lifespan="on",
+    settings = _settings(args, SERVE_FLAGS)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "lifespan": "on",
         # Keep-alive a little longer than common client pools so reused
         # connections are not closed under a request.
-        timeout_keep_alive=30,
-        server_header=False,
-    )
+        "timeout_keep_alive": 30,
+        "server_header": False,
+    }
+    if args.workers > 1:
+        if settings.database_url.startswith("sqlite"):
+            raise SystemExit(
+                "session-memory: --workers needs PostgreSQL; one process owns a SQLite "
+                "database (run one process per SQLite file)"
+            )
+        # Worker processes build their own app from the environment.
+        for name in SERVE_FLAGS:
+            os.environ[f"SESSION_MEMORY_{name.upper()}"] = str(getattr(settings, name))
+        uvicorn.run("app.main:create_app", factory=True, workers=args.workers, **options)
+        return 0
+    config = uvicorn.Config(create_app(settings), **options)
     # uvicorn stops accepting on SIGTERM/SIGINT, finishes in-flight requests,
     # then runs the lifespan shutdown, which flushes the writer and closes the store.
     # Afterwards it re-raises the signal; for SIGTERM that lands here, so a clean
     # drain exits 0 instead of looking like a crash to supervisors.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.Server(config).run()
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .storage import store_from_url
+
+    settings = _settings(args, ["database_url"])
+
+    async def run() -> None:
+        # Opening a store applies every pending migration.
+        store = store_from_url(settings.database_url, settings)
+        await store.open()
+        await store.close()
+
+    asyncio.run(run())
+    print(f"session-memory: schema is current in {redact_url(settings.database_url)}")
     return 0
 
 
@@ -79,7 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["critical", "error", "warning", "info", "debug"],
         help="log level (default info)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (PostgreSQL only; default 1)",
+    )
     serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser(
+        "migrate", help="create or upgrade the database schema, then exit"
+    )
+    migrate.add_argument("--database-url", dest="database_url", help="storage URL")
+    migrate.set_defaults(handler=_migrate)
 
     openapi = commands.add_parser("openapi", help="print the OpenAPI spec as JSON")
     openapi.set_defaults(handler=_openapi)

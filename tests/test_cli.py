@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx2
 
 from app.main import openapi_spec
+from app.storage.sqlite import MIGRATIONS
 from tests.utils.server import ServerProcess
 
 
@@ -36,6 +38,20 @@ def test_serve_rejects_an_unknown_database_scheme(tmp_path: Path) -> None:
     result = run_cli("serve", "--port", "1", "--database-url", "mysql://x/y")
     assert result.returncode != 0
     assert "unsupported database URL scheme 'mysql'" in result.stderr
+
+
+def test_workers_are_refused_on_sqlite(tmp_path: Path) -> None:
+    result = run_cli("serve", "--workers", "2", "--database-url", f"sqlite:///{tmp_path}/x.db")
+    assert result.returncode != 0
+    assert "--workers needs PostgreSQL" in result.stderr
+
+
+def test_migrate_command_creates_the_schema(tmp_path: Path) -> None:
+    result = run_cli("migrate", "--database-url", f"sqlite:///{tmp_path}/m.db")
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(tmp_path / "m.db") as conn:
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
+    assert versions == [version for version, _ in MIGRATIONS]
 
 
 def test_serve_rejects_invalid_settings() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from urllib.parse import urlsplit
 
-from ..config import Settings
+from ..config import Settings, redact_url
 from .base import (
     MAX_SEQ,
     AppendResult,
@@ -48,7 +48,9 @@ def store_from_url(url: str, settings: Settings | None = None) -> SessionStore:
     target = BACKENDS.get(scheme)
     if target is None:
         known = ", ".join(f"{name}://" for name in sorted(BACKENDS))
-        raise ValueError(f"unsupported database URL scheme {scheme!r} in {url!r}; use {known}")
+        raise ValueError(
+            f"unsupported database URL scheme {scheme!r} in {redact_url(url)!r}; use {known}"
+        )
     module_name, class_name = target.split(":")
     store_class = getattr(importlib.import_module(module_name), class_name)
     store: SessionStore = store_class.from_url(url, settings or Settings(database_url=url))
