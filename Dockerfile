@@ -9,7 +9,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY client ./client
-RUN pip install --no-cache-dir .
+# docker build --build-arg EXTRAS=postgres . adds the PostgreSQL driver.
+ARG EXTRAS=""
+RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
 
 VOLUME ["/data"]
 EXPOSE 8000
