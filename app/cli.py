@@ -33,7 +33,7 @@ SERVE_FLAGS = ["host", "port", "database_url", "log_level"]
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .main import create_app
+    from .main import create_asgi_app
 
     settings = _settings(args, SERVE_FLAGS)
     options: dict[str, Any] = {
@@ -55,9 +55,9 @@ def _serve(args: argparse.Namespace) -> int:
         # Worker processes build their own app from the environment.
         for name in SERVE_FLAGS:
             os.environ[f"SESSION_MEMORY_{name.upper()}"] = str(getattr(settings, name))
-        uvicorn.run("app.main:create_app", factory=True, workers=args.workers, **options)
+        uvicorn.run("app.main:create_asgi_app", factory=True, workers=args.workers, **options)
         return 0
-    config = uvicorn.Config(create_app(settings), **options)
+    config = uvicorn.Config(create_asgi_app(settings), **options)
     # uvicorn stops accepting on SIGTERM/SIGINT, finishes in-flight requests,
     # then runs the lifespan shutdown, which flushes the writer and closes the store.
     # Afterwards it re-raises the signal; for SIGTERM that lands here, so a clean

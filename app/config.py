@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     pg_statement_timeout: float = Field(
         default=30.0, gt=0, description="Seconds a PostgreSQL statement may run."
     )
+    hot_path: bool = Field(
+        default=True,
+        description="Serve the hot item routes without the framework (same answers, faster).",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Server log level."
     )

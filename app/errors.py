@@ -37,8 +37,11 @@ __all__ = [
     "ServiceUnavailable",
     "UnsupportedMediaType",
     "install_problem_handlers",
+    "problem_body",
+    "problem_error_body",
     "problem_response",
     "problem_responses",
+    "store_unavailable",
 ]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -119,29 +122,57 @@ def problem_response(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Response:
+    body = problem_body(
+        status=status,
+        type_=type_,
+        title=title,
+        detail=detail,
+        instance=request.url.path,
+        extra=extra,
+    )
+    return Response(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def problem_body(
+    *,
+    status: int,
+    type_: str,
+    title: str,
+    detail: str,
+    instance: str,
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    """The JSON of one problem details object."""
     body: dict[str, Any] = {
         "type": type_,
         "title": title,
         "status": status,
         "detail": detail,
-        "instance": request.url.path,
+        "instance": instance,
     }
     if extra:
         body.update(extra)
-    return Response(
-        orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
-    )
+    return orjson.dumps(body)
 
 
-def _from_problem_error(request: Request, exc: ProblemError) -> Response:
-    return problem_response(
-        request,
+def problem_error_body(exc: ProblemError, instance: str) -> bytes:
+    """The JSON of the problem a ``ProblemError`` stands for."""
+    return problem_body(
         status=exc.status,
         type_=TYPE_PREFIX + exc.slug,
         title=exc.title,
         detail=exc.detail,
-        headers=exc.headers,
+        instance=instance,
         extra=exc.extra,
+    )
+
+
+def _from_problem_error(request: Request, exc: ProblemError) -> Response:
+    return Response(
+        problem_error_body(exc, request.url.path),
+        status_code=exc.status,
+        headers=exc.headers,
+        media_type=PROBLEM_MEDIA_TYPE,
     )
 
 
@@ -223,10 +254,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     async def on_store_unavailable(request: Request, exc: Exception) -> Response:
-        logger.warning("store unavailable: %s", exc)
-        return _from_problem_error(
-            request, ServiceUnavailable("the database did not answer; retry shortly")
-        )
+        return _from_problem_error(request, store_unavailable(exc))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -240,6 +268,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StoreUnavailableError, on_store_unavailable)
     app.add_exception_handler(StoreError, on_unexpected)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def store_unavailable(exc: BaseException) -> ServiceUnavailable:
+    """The problem a client sees when the store is down (the cause is logged, not sent)."""
+    logger.warning("store unavailable: %s", exc)
+    return ServiceUnavailable("the database did not answer; retry shortly")
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

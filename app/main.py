@@ -9,13 +9,15 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp
 
 from .api.main import api_router
 from .config import Settings
 from .errors import PROBLEM_MEDIA_TYPE, install_problem_handlers
+from .hotpath import HotPath
 from .storage import SessionStore, store_from_url
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_asgi_app"]
 
 DESCRIPTION = """\
 Networked session memory for AI agents. Each session is an ordered list of JSON
@@ -56,6 +58,15 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
     app.include_router(api_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
+    """What the server runs: the app, with the hot path in front of it when enabled.
+
+    The hot path sits outside FastAPI's own middleware, which is where its saving is.
+    """
+    app = create_app(settings)
+    return HotPath(app) if app.state.settings.hot_path else app
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import re
 
-from starlette.requests import Request
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from .errors import InvalidInput, MalformedBody, PayloadTooLarge, UnsupportedMediaType
 
@@ -31,13 +33,13 @@ def _reject_constant(name: str) -> None:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-async def read_json_body(request: Request, max_bytes: int) -> bytes:
+async def read_json_body(headers: Headers, receive: Receive, max_bytes: int) -> bytes:
     """Read a JSON body, refusing other media types and anything over ``max_bytes``.
 
-    The size is checked against Content-Length up front and again while streaming,
+    The size is checked against Content-Length up front and again while receiving,
     so a chunked upload cannot grow past the limit in memory.
     """
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not (
         media_type.startswith("application/") and media_type.endswith("+json")
     ):
@@ -48,17 +50,22 @@ async def read_json_body(request: Request, max_bytes: int) -> bytes:
         f"the request body exceeds the limit of {max_bytes} bytes",
         extra={"limit": "max_body_bytes", "max_bytes": max_bytes},
     )
-    declared = request.headers.get("content-length")
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:
             raise too_large
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _type_name(value: object) -> str:

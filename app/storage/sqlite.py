@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -83,7 +84,9 @@ def sqlite_path_from_url(url: str) -> Path:
 
 @dataclass
 class _WriteOp:
-    run: Callable[[aiosqlite.Connection], Awaitable[Any]]
+    """One write: a function run on the writer's connection inside a group's transaction."""
+
+    run: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -95,8 +98,40 @@ def _translate(exc: BaseException) -> StoreError:
     return StoreError(f"SQLite: {exc}")
 
 
+def _settle(group: list[_WriteOp], done: asyncio.Future[list[tuple[bool, Any]]]) -> None:
+    """Hand each op of a committed (or failed) group its outcome."""
+    if done.cancelled() or done.exception() is not None:
+        error = StoreError("SQLite: the write group did not run")
+        outcomes: list[tuple[bool, Any]] = [(False, error)] * len(group)
+    else:
+        outcomes = done.result()
+    for op, (ok, value) in zip(group, outcomes, strict=True):
+        if op.future.done():
+            continue
+        if ok:
+            op.future.set_result(value)
+        else:
+            op.future.set_exception(value if isinstance(value, StoreError) else _translate(value))
+
+
+def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    # FULL: every commit is fsynced before the write is acknowledged.
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
 class SQLiteStore:
-    """A ``SessionStore`` on one SQLite file in WAL mode with ``synchronous=FULL``."""
+    """A ``SessionStore`` on one SQLite file in WAL mode with ``synchronous=FULL``.
+
+    Threads: the writer's connection lives on one dedicated thread, and a whole
+    group of writes is one call there (one thread hop and one fsync for the lot).
+    Small reads (``limit`` up to ``inline_read_limit``) run on the event loop's own
+    read connection: a WAL read of a few rows takes tens of microseconds, less than
+    the hop to a thread. Longer reads go to aiosqlite's threaded connections.
+    """
 
     def __init__(
         self,
@@ -105,12 +140,16 @@ class SQLiteStore:
         readers: int = 2,
         max_group_ops: int = 512,
         busy_timeout_ms: int = 5000,
+        inline_read_limit: int = 100,
     ) -> None:
         self.path = Path(path)
         self._readers_wanted = readers
         self._max_group_ops = max_group_ops
         self._busy_timeout_ms = busy_timeout_ms
-        self._writer: aiosqlite.Connection | None = None
+        self._inline_read_limit = inline_read_limit
+        self._write_thread: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._inline: sqlite3.Connection | None = None
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
         self._queue: asyncio.Queue[_WriteOp | None] = asyncio.Queue()
@@ -124,23 +163,25 @@ class SQLiteStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
-        await self._writer.execute("PRAGMA journal_mode = WAL")
-        await migrate(self._writer)
+        async with aiosqlite.connect(self.path, isolation_level=None) as conn:
+            await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await migrate(conn)
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        loop = asyncio.get_running_loop()
+        self._writer = await loop.run_in_executor(
+            self._write_thread, _connect, self.path, self._busy_timeout_ms
+        )
+        # busy_timeout 0: an inline read must never wait; if busy, it takes the threaded path.
+        self._inline = _connect(self.path, 0)
+        self._inline.execute("PRAGMA query_only = ON")
         for _ in range(self._readers_wanted):
-            reader = await self._connect()
+            reader = await aiosqlite.connect(self.path, isolation_level=None)
+            await reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
             await reader.execute("PRAGMA query_only = ON")
             self._all_readers.append(reader)
             self._readers.put_nowait(reader)
         self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
-
-    async def _connect(self) -> aiosqlite.Connection:
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        # FULL: every commit is fsynced before the write is acknowledged.
-        await conn.execute("PRAGMA synchronous = FULL")
-        return conn
 
     async def close(self) -> None:
         if self._writer_task is not None:
@@ -150,28 +191,34 @@ class SQLiteStore:
         for reader in self._all_readers:
             await reader.close()
         self._all_readers.clear()
-        if self._writer is not None:
-            await self._writer.close()
-            self._writer = None
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
+        if self._write_thread is not None:
+            if self._writer is not None:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._write_thread, self._writer.close
+                )
+                self._writer = None
+            self._write_thread.shutdown()
+            self._write_thread = None
 
     async def ping(self) -> None:
-        try:
-            async with self._reader() as conn, conn.execute("SELECT 1 FROM sessions LIMIT 1"):
-                pass
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
+        await self._fetchall("SELECT 1 FROM sessions LIMIT 1", ())
 
     # -- writes: group commit --------------------------------------------------------
 
-    async def _submit(self, run: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def _submit(self, run: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer_task is None:
             raise StoreUnavailableError("the store is not open")
         op = _WriteOp(run)
         self._queue.put_nowait(op)
+        # Shielded: a client that goes away does not cancel a write already queued.
         result: T = await asyncio.shield(op.future)
         return result
 
     async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         stopping = False
         while not stopping:
             first = await self._queue.get()
@@ -184,38 +231,38 @@ class SQLiteStore:
                     stopping = True
                     break
                 group.append(op)
-            await self._run_group(group)
+            commit = loop.run_in_executor(
+                self._write_thread, self._commit_group, [op.run for op in group]
+            )
+            await asyncio.wait([commit])
+            _settle(group, commit)
 
-    async def _run_group(self, group: list[_WriteOp]) -> None:
+    def _commit_group(
+        self, runs: list[Callable[[sqlite3.Connection], Any]]
+    ) -> list[tuple[bool, Any]]:
+        """On the writer thread: run every op in one transaction, then commit once."""
         conn = self._writer
         assert conn is not None
         try:
-            await conn.execute("BEGIN IMMEDIATE")
-            results = [await op.run(conn) for op in group]
-            await conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            results = [run(conn) for run in runs]
+            conn.execute("COMMIT")
         except Exception as exc:
             with contextlib.suppress(sqlite3.Error):
-                await conn.execute("ROLLBACK")
-            if len(group) == 1:
-                if not group[0].future.done():
-                    group[0].future.set_exception(_translate(exc))
-                return
+                conn.execute("ROLLBACK")
+            if len(runs) == 1:
+                return [(False, exc)]
             # One op spoiled the group: run each alone so only that one fails.
-            for op in group:
-                await self._run_group([op])
-            return
-        for op, result in zip(group, results, strict=True):
-            if not op.future.done():
-                op.future.set_result(result)
+            return [outcome for run in runs for outcome in self._commit_group([run])]
+        return [(True, result) for result in results]
 
     async def append(self, tenant: str, session_id: str, items: Sequence[str]) -> AppendResult:
         count = len(items)
         if count == 0:
             return AppendResult(count=0, first_seq=None, last_seq=None)
 
-        async def run(conn: aiosqlite.Connection) -> AppendResult:
-            now = time.time()
-            async with conn.execute(
+        def run(conn: sqlite3.Connection) -> AppendResult:
+            rowid, last_seq = conn.execute(
                 f"""
                 INSERT INTO sessions
                     (tenant, session_id, created_at, updated_at, item_count, last_seq, revision)
@@ -227,13 +274,10 @@ class SQLiteStore:
                     revision = excluded.revision
                 RETURNING id, last_seq
                 """,
-                (tenant, session_id, now, count),
-            ) as cur:
-                row = await cur.fetchone()
-            assert row is not None
-            rowid, last_seq = row
+                (tenant, session_id, time.time(), count),
+            ).fetchone()
             first_seq = last_seq - count + 1
-            await conn.executemany(
+            conn.executemany(
                 "INSERT INTO items (session, seq, body) VALUES (?, ?, ?)",
                 [(rowid, first_seq + i, body) for i, body in enumerate(items)],
             )
@@ -242,8 +286,8 @@ class SQLiteStore:
         return await self._submit(run)
 
     async def pop(self, tenant: str, session_id: str) -> str | None:
-        async def run(conn: aiosqlite.Connection) -> str | None:
-            async with conn.execute(
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
                 f"""
                 DELETE FROM items WHERE rowid = (
                     SELECT rowid FROM items WHERE session = {_SESSION_ROWID}
@@ -252,12 +296,11 @@ class SQLiteStore:
                 RETURNING session, body
                 """,
                 (tenant, session_id),
-            ) as cur:
-                row = await cur.fetchone()
+            ).fetchone()
             if row is None:
                 return None
             rowid, body = row
-            await conn.execute(
+            conn.execute(
                 f"""
                 UPDATE sessions SET item_count = item_count - 1, updated_at = ?,
                     revision = {_NEXT_REVISION}
@@ -270,14 +313,13 @@ class SQLiteStore:
         return await self._submit(run)
 
     async def clear(self, tenant: str, session_id: str) -> None:
-        async def run(conn: aiosqlite.Connection) -> None:
-            async with conn.execute(
+        def run(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
                 "DELETE FROM sessions WHERE tenant = ? AND session_id = ? RETURNING id",
                 (tenant, session_id),
-            ) as cur:
-                row = await cur.fetchone()
+            ).fetchone()
             if row is not None:
-                await conn.execute("DELETE FROM items WHERE session = ?", (row[0],))
+                conn.execute("DELETE FROM items WHERE session = ?", (row[0],))
 
         await self._submit(run)
 
@@ -293,10 +335,18 @@ class SQLiteStore:
         finally:
             self._readers.put_nowait(conn)
 
-    async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+    async def _fetchall(
+        self, sql: str, params: Sequence[Any], *, inline: bool = False
+    ) -> list[Any]:
+        if inline and self._inline is not None:
+            try:
+                return self._inline.execute(sql, params).fetchall()
+            except sqlite3.OperationalError:
+                pass  # busy (a checkpoint or recovery): take the threaded path, which waits
         try:
-            async with self._reader() as conn, conn.execute(sql, params) as cur:
-                return list(await cur.fetchall())
+            async with self._reader() as conn:
+                # One hop to the connection's thread, not one per cursor call.
+                return list(await conn.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
 
@@ -329,7 +379,8 @@ class SQLiteStore:
             sql += " LIMIT ?"
             # One extra row tells has_more; stay within SQLite's 64-bit integers.
             params.append(min(limit, MAX_SEQ - 1) + 1)
-        rows = await self._fetchall(sql, params)
+        inline = limit is not None and limit <= self._inline_read_limit
+        rows = await self._fetchall(sql, params, inline=inline)
         has_more = limit is not None and len(rows) > limit
         if has_more:
             rows = rows[:limit]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 
@@ -13,6 +12,7 @@ from ...errors import InvalidInput, problem_responses
 from ...payload import parse_item_batch, read_json_body
 from ...schemas import AppendRequest, AppendResponse, ItemPageResponse, PopResponse
 from ...storage import MAX_SEQ, ItemPage, SessionStore
+from ...wire import append_body, page_body, page_tail, pop_body
 from ..deps import SessionId, SettingsDep, StoreDep, Tenant
 
 __all__ = ["router"]
@@ -23,21 +23,6 @@ router = APIRouter(prefix="/v1/sessions", tags=["items"])
 STREAM_PAGE_ITEMS = 500
 
 JSON = "application/json"
-
-
-def _tail(first_seq: int | None, last_seq: int | None, has_more: bool) -> bytes:
-    return (
-        b"],%b"
-        % orjson.dumps({"first_seq": first_seq, "last_seq": last_seq, "has_more": has_more})[1:]
-    )
-
-
-def _page_body(page: ItemPage) -> bytes:
-    # Items are stored as JSON text: join them, never decode and re-encode.
-    return b'{"items":[%b%b' % (
-        ",".join(page.items).encode(),
-        _tail(page.first_seq, page.last_seq, page.has_more),
-    )
 
 
 async def _stream_pages(
@@ -52,7 +37,7 @@ async def _stream_pages(
         if page.items:
             yield b"," + ",".join(page.items).encode()
             last_seq = page.last_seq
-    yield _tail(first_seq, last_seq, False)
+    yield page_tail(first_seq, last_seq, False)
 
 
 Limit = Annotated[
@@ -98,14 +83,14 @@ async def get_items(
         )
     if limit is not None:
         page = await store.read(tenant, session_id, limit=limit, after=after, before=before)
-        return Response(_page_body(page), media_type=JSON)
+        return Response(page_body(page), media_type=JSON)
     # No limit: walk forward page by page so a long history streams instead of
     # being held in memory whole.
     page = await store.read(
         tenant, session_id, limit=STREAM_PAGE_ITEMS, after=after or 0, before=before
     )
     if not page.has_more:
-        return Response(_page_body(page), media_type=JSON)
+        return Response(page_body(page), media_type=JSON)
     return StreamingResponse(
         _stream_pages(store, tenant, session_id, page, before), media_type=JSON
     )
@@ -135,16 +120,10 @@ async def add_items(
     settings: SettingsDep,
 ) -> Response:
     """Append items atomically: all land next to each other, or none does."""
-    body = await read_json_body(request, settings.max_body_bytes)
+    body = await read_json_body(request.headers, request.receive, settings.max_body_bytes)
     items = parse_item_batch(body)
     result = await store.append(tenant, session_id, items)
-    return Response(
-        orjson.dumps(
-            {"count": result.count, "first_seq": result.first_seq, "last_seq": result.last_seq}
-        ),
-        status_code=201,
-        media_type=JSON,
-    )
+    return Response(append_body(result), status_code=201, media_type=JSON)
 
 
 @router.delete(
@@ -155,6 +134,4 @@ async def add_items(
 )
 async def pop_item(session_id: SessionId, store: StoreDep, tenant: Tenant) -> Response:
     """Remove and return the newest item; `{"item": null}` when the session is empty."""
-    item = await store.pop(tenant, session_id)
-    body = b'{"item":null}' if item is None else b'{"item":%b}' % item.encode()
-    return Response(body, media_type=JSON)
+    return Response(pop_body(await store.pop(tenant, session_id)), media_type=JSON)

@@ -1,0 +1,154 @@
+"""The hot item routes, answered without the framework.
+
+FastAPI costs several times the work of a bare ASGI call, which on these routes is
+most of a request. This wrapper answers the common, well-formed requests itself:
+
+- ``GET /v1/sessions/{id}/items`` with a ``limit`` (bounded reads),
+- ``POST /v1/sessions/{id}/items``,
+- ``DELETE /v1/sessions/{id}/items/last``.
+
+Anything else, or anything it is unsure of (an odd session id, a query parameter it
+does not know, an unbounded read), goes to the FastAPI app, which stays the
+definition of the API: its routes are in the OpenAPI spec, and a test checks both
+paths answer alike. Both use the same body parser, store calls and encoders.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
+
+from client._ids import session_id_error
+
+from .api.deps import get_tenant
+from .config import Settings
+from .errors import PROBLEM_MEDIA_TYPE, ProblemError, problem_error_body, store_unavailable
+from .payload import parse_item_batch, read_json_body
+from .storage import MAX_SEQ, SessionStore, StoreUnavailableError
+from .wire import append_body, page_body, pop_body
+
+__all__ = ["HotPath", "parse_item_query"]
+
+logger = logging.getLogger("session_memory")
+
+PREFIX = "/v1/sessions/"
+JSON_HEADERS = [(b"content-type", b"application/json")]
+PROBLEM_HEADERS = [(b"content-type", PROBLEM_MEDIA_TYPE.encode())]
+_KNOWN = frozenset((b"limit", b"after", b"before"))
+_MAX_DIGITS = len(str(MAX_SEQ))
+
+
+def parse_item_query(query: bytes) -> dict[bytes, int] | None:
+    """``limit``, ``after``, ``before`` as plain in-range integers, or None to defer.
+
+    None means "not sure": FastAPI then validates and answers, 422s included.
+    """
+    params: dict[bytes, int] = {}
+    if not query:
+        return params
+    for pair in query.split(b"&"):
+        name, sep, value = pair.partition(b"=")
+        if (
+            not sep
+            or name not in _KNOWN
+            or name in params
+            or not value.isdigit()
+            or len(value) > _MAX_DIGITS
+        ):
+            return None
+        number = int(value)
+        if number > MAX_SEQ:
+            return None
+        params[name] = number
+    if b"after" in params and b"before" in params:
+        return None
+    return params
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class HotPath:
+    """ASGI middleware: serve the hot routes directly, pass the rest to ``app``."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        rest = path[len(PREFIX) :]
+        if method == "DELETE" and rest.endswith("/items/last"):
+            session_id, query = rest[: -len("/items/last")], None
+        elif method in ("GET", "POST") and rest.endswith("/items"):
+            session_id = rest[: -len("/items")]
+            query = parse_item_query(scope["query_string"]) if method == "GET" else None
+            if method == "GET" and (query is None or b"limit" not in query):
+                await self.app(scope, receive, send)
+                return
+        else:
+            await self.app(scope, receive, send)
+            return
+        if session_id_error(session_id) is not None or "/" in session_id:
+            await self.app(scope, receive, send)
+            return
+
+        state = self.state
+        store: SessionStore = state.store
+        tenant = get_tenant()
+        try:
+            if method == "GET":
+                assert query is not None
+                page = await store.read(
+                    tenant,
+                    session_id,
+                    limit=query[b"limit"],
+                    after=query.get(b"after"),
+                    before=query.get(b"before"),
+                )
+                await _respond(send, 200, page_body(page), JSON_HEADERS)
+            elif method == "POST":
+                settings: Settings = state.settings
+                body = await read_json_body(Headers(scope=scope), receive, settings.max_body_bytes)
+                result = await store.append(tenant, session_id, parse_item_batch(body))
+                await _respond(send, 201, append_body(result), JSON_HEADERS)
+            else:
+                await _respond(
+                    send, 200, pop_body(await store.pop(tenant, session_id)), JSON_HEADERS
+                )
+        except ClientDisconnect:
+            return
+        except ProblemError as exc:
+            await self._problem(send, exc, path)
+        except StoreUnavailableError as exc:
+            await self._problem(send, store_unavailable(exc), path)
+        except Exception as exc:
+            logger.error("unhandled error on %s %s", method, path, exc_info=exc)
+            await self._problem(
+                send, ProblemError("the server failed to handle this request"), path
+            )
+
+    @staticmethod
+    async def _problem(send: Send, exc: ProblemError, path: str) -> None:
+        headers = PROBLEM_HEADERS + [
+            (name.lower().encode(), value.encode()) for name, value in (exc.headers or {}).items()
+        ]
+        await _respond(send, exc.status, problem_error_body(exc, path), headers)

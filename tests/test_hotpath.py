@@ -1,0 +1,127 @@
+"""The hot path answers exactly as the FastAPI routes do, and really takes the hot requests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx2
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from app import Settings, create_app
+from app.hotpath import HotPath, parse_item_query
+from app.storage import MAX_SEQ
+from app.storage.sqlite import SQLiteStore
+
+JSON = {"content-type": "application/json"}
+
+
+class Pair:
+    """The same requests sent to the plain app and to the hot path, on twin databases."""
+
+    def __init__(self, plain: httpx2.AsyncClient, hot: httpx2.AsyncClient, fell: list[str]):
+        self.plain, self.hot, self.fell_through = plain, hot, fell
+
+    async def both(self, method: str, url: str, **kwargs: object) -> httpx2.Response:
+        a = await self.plain.request(method, url, **kwargs)  # type: ignore[arg-type]
+        b = await self.hot.request(method, url, **kwargs)  # type: ignore[arg-type]
+        assert (a.status_code, a.headers["content-type"], a.content) == (
+            b.status_code,
+            b.headers["content-type"],
+            b.content,
+        ), f"{method} {url}"
+        return b
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
+    stores = [SQLiteStore(tmp_path / "plain.db"), SQLiteStore(tmp_path / "hot.db")]
+    plain_app, hot_app = create_app(Settings()), create_app(Settings())
+    for app, store in zip((plain_app, hot_app), stores, strict=True):
+        await store.open()
+        app.state.store = store
+    fell: list[str] = []
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        fell.append(f"{scope['method']} {scope['path']}?{scope['query_string'].decode()}")
+        await hot_app(scope, receive, send)
+
+    hot = HotPath(hot_app)
+    hot.app = recording  # type: ignore[assignment]
+    async with (
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=plain_app), base_url="http://t") as a,
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=hot), base_url="http://t") as b,
+    ):
+        yield Pair(a, b, fell)
+    for store in stores:
+        await store.close()
+
+
+@pytest.mark.parametrize("session_id", ["plain", "with space", "..", "100%", "会话 🙂", "a?b#c"])
+async def test_hot_path_answers_like_the_routes(pair: Pair, session_id: str) -> None:
+    url = f"/v1/sessions/{quote(session_id, safe='').replace('.', '%2E')}/items"
+    await pair.both("POST", url, content=b'{"items":[{"n": 1}, {"b":2,  "a":1}]}', headers=JSON)
+    await pair.both("POST", url, json={"items": [{"n": n} for n in range(3, 8)]})
+    await pair.both("POST", url, json={"items": []})
+    for query in [
+        "limit=0",
+        "limit=1",
+        "limit=3",
+        "limit=100",
+        "after=2&limit=2",
+        "limit=2&before=4",
+    ]:
+        await pair.both("GET", f"{url}?{query}")
+    await pair.both("DELETE", url + "/last")
+    await pair.both("GET", f"{url}?limit=50")
+    assert pair.fell_through == []  # all of the above took the hot path
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b'{"items":[{"n":1},2]}', JSON),
+        (b'{"items":[', JSON),
+        (b'{"items":[{"a":"\xff"}]}', JSON),
+        (b'{"items":[]}', {"content-type": "text/plain"}),
+        (b'{"items":[], "x": 1}', JSON),
+        (b"[" * 50_000, JSON),
+    ],
+)
+async def test_hot_path_errors_match(pair: Pair, body: bytes, headers: dict[str, str]) -> None:
+    response = await pair.both("POST", "/v1/sessions/s/items", content=body, headers=headers)
+    assert response.status_code >= 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert pair.fell_through == []
+
+
+@pytest.mark.parametrize(
+    "query", ["", "limit=-1", "limit=x", "limit=1&limit=2", "after=1&before=2&limit=1", "foo=1"]
+)
+async def test_unsure_requests_go_to_the_routes(pair: Pair, query: str) -> None:
+    await pair.both("POST", "/v1/sessions/s/items", json={"items": [{"n": 1}]})
+    await pair.both("GET", f"/v1/sessions/s/items?{query}")
+    assert pair.fell_through == [f"GET /v1/sessions/s/items?{query}"]
+
+
+async def test_bad_session_id_goes_to_the_routes(pair: Pair) -> None:
+    response = await pair.both("GET", "/v1/sessions/%01/items?limit=1")
+    assert response.status_code == 422
+    assert len(pair.fell_through) == 1
+
+
+def test_parse_item_query() -> None:
+    assert parse_item_query(b"") == {}
+    assert parse_item_query(b"limit=20") == {b"limit": 20}
+    assert parse_item_query(b"limit=5&after=9") == {b"limit": 5, b"after": 9}
+    assert parse_item_query(f"limit={MAX_SEQ}".encode()) == {b"limit": MAX_SEQ}
+    for deferred in [
+        b"limit=",
+        b"limit",
+        b"limit=+1",
+        b"limit=1e3",
+        f"limit={MAX_SEQ + 1}".encode(),
+    ]:
+        assert parse_item_query(deferred) is None, deferred
