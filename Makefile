@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SOURCES := app client
 
-.PHONY: setup run test lint format openapi clean
+.PHONY: setup run test lint format openapi clean bench
 
 setup: $(VENV)/.installed
 
@@ -37,3 +37,8 @@ openapi: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+## bench: session-memory vs the SDK's SQLiteSession vs a bare-ASGI ceiling (about 3 minutes)
+bench: setup
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "EMPTY_PAGE",
     "MAX_SEQ",
     "AppendResult",
     "ItemPage",
@@ -19,6 +20,8 @@ __all__ = [
     "SessionStore",
     "StoreError",
     "StoreUnavailableError",
+    "page_from_rows",
+    "read_shape",
 ]
 
 # Sequence numbers and cursors are signed 64-bit integers in both backends.
@@ -56,6 +59,9 @@ class ItemPage:
     has_more: bool
 
 
+EMPTY_PAGE = ItemPage(items=[], first_seq=None, last_seq=None, has_more=False)
+
+
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
     """One session's record. Times are seconds since the Unix epoch."""
@@ -73,6 +79,34 @@ class SessionPage:
 
     sessions: list[SessionInfo]
     next_cursor: int | None
+
+
+def read_shape(limit: int | None, after: int | None) -> tuple[bool, int | None]:
+    """How a read runs: (forward?, rows to fetch). Shared by the backends.
+
+    Forward (oldest first) from an ``after`` cursor or for an unbounded read;
+    otherwise backward from the newest (or from ``before``). One row more than the
+    limit is fetched to tell ``has_more``, kept within signed 64 bits.
+    """
+    forward = after is not None or limit is None
+    return forward, None if limit is None else min(limit, MAX_SEQ - 1) + 1
+
+
+def page_from_rows(rows: list[Any], limit: int | None, forward: bool) -> ItemPage:
+    """An ``ItemPage`` from (seq, body) rows fetched as ``read_shape`` said."""
+    has_more = limit is not None and len(rows) > limit
+    if has_more:
+        rows = rows[:limit]
+    if not forward:
+        rows.reverse()
+    if not rows:
+        return EMPTY_PAGE
+    return ItemPage(
+        items=[row[1] for row in rows],
+        first_seq=rows[0][0],
+        last_seq=rows[-1][0],
+        has_more=has_more,
+    )
 
 
 @runtime_checkable

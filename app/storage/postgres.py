@@ -11,8 +11,9 @@ asyncpg is imported here only, so SQLite deployments never need it.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 try:
     import asyncpg
@@ -24,13 +25,15 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from ..config import Settings
 from .base import (
-    MAX_SEQ,
+    EMPTY_PAGE,
     AppendResult,
     ItemPage,
     SessionInfo,
     SessionPage,
     StoreError,
     StoreUnavailableError,
+    page_from_rows,
+    read_shape,
 )
 
 __all__ = ["MIGRATIONS", "PostgresStore", "migrate"]
@@ -90,6 +93,19 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
 )
+
+
+@functools.cache
+def _read_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
+    conditions = [f"session = {_SESSION_ID}"]
+    for wanted, op in ((after, ">"), (before, "<")):
+        if wanted:
+            conditions.append(f"seq {op} ${len(conditions) + 2}")
+    sql = (
+        f"SELECT seq, body FROM items WHERE {' AND '.join(conditions)} "
+        f"ORDER BY seq {'ASC' if forward else 'DESC'}"
+    )
+    return sql + (f" LIMIT ${len(conditions) + 2}" if limited else "")
 
 
 class PostgresStore:
@@ -258,41 +274,15 @@ class PostgresStore:
         before: int | None = None,
     ) -> ItemPage:
         if limit == 0:
-            return ItemPage(items=[], first_seq=None, last_seq=None, has_more=False)
-        where = [f"session = {_SESSION_ID}"]
-        params: list[Any] = [tenant, session_id]
-        if after is not None:
-            params.append(after)
-            where.append(f"seq > ${len(params)}")
-        if before is not None:
-            params.append(before)
-            where.append(f"seq < ${len(params)}")
-        forward = after is not None or limit is None
-        sql = (
-            f"SELECT seq, body FROM items WHERE {' AND '.join(where)} "
-            f"ORDER BY seq {'ASC' if forward else 'DESC'}"
-        )
-        if limit is not None:
-            params.append(min(limit, MAX_SEQ - 1) + 1)
-            sql += f" LIMIT ${len(params)}"
+            return EMPTY_PAGE
+        forward, fetch = read_shape(limit, after)
+        params = [value for value in (after, before, fetch) if value is not None]
+        sql = _read_sql(after is not None, before is not None, forward, fetch is not None)
 
         async def work(conn: Connection) -> list[asyncpg.Record]:
-            return list(await conn.fetch(sql, *params))
+            return list(await conn.fetch(sql, tenant, session_id, *params))
 
-        rows = await self._run(work)
-        has_more = limit is not None and len(rows) > limit
-        if has_more:
-            rows = rows[:limit]
-        if not forward:
-            rows.reverse()
-        if not rows:
-            return ItemPage(items=[], first_seq=None, last_seq=None, has_more=False)
-        return ItemPage(
-            items=[row[1] for row in rows],
-            first_seq=rows[0][0],
-            last_seq=rows[-1][0],
-            has_more=has_more,
-        )
+        return page_from_rows(await self._run(work), limit, forward)
 
     async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:
         async def work(conn: Connection) -> asyncpg.Record | None:

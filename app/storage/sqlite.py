@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -23,13 +24,15 @@ import aiosqlite
 
 from ..config import Settings
 from .base import (
-    MAX_SEQ,
+    EMPTY_PAGE,
     AppendResult,
     ItemPage,
     SessionInfo,
     SessionPage,
     StoreError,
     StoreUnavailableError,
+    page_from_rows,
+    read_shape,
 )
 
 __all__ = ["MIGRATIONS", "SQLiteStore", "sqlite_path_from_url"]
@@ -67,6 +70,17 @@ MIGRATIONS: list[tuple[int, str]] = [
 _NEXT_REVISION = "(SELECT coalesce(max(revision), 0) + 1 FROM sessions)"
 _SESSION_ROWID = "(SELECT id FROM sessions WHERE tenant = ? AND session_id = ?)"
 _SESSION_COLUMNS = "session_id, item_count, created_at, updated_at, revision"
+
+
+@functools.cache
+def _read_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
+    return (
+        f"SELECT seq, body FROM items WHERE session = {_SESSION_ROWID}"
+        + (" AND seq > ?" if after else "")
+        + (" AND seq < ?" if before else "")
+        + f" ORDER BY seq {'ASC' if forward else 'DESC'}"
+        + (" LIMIT ?" if limited else "")
+    )
 
 
 def sqlite_path_from_url(url: str) -> Path:
@@ -360,40 +374,13 @@ class SQLiteStore:
         before: int | None = None,
     ) -> ItemPage:
         if limit == 0:
-            return ItemPage(items=[], first_seq=None, last_seq=None, has_more=False)
-        where = [f"session = {_SESSION_ROWID}"]
+            return EMPTY_PAGE
+        forward, fetch = read_shape(limit, after)
         params: list[Any] = [tenant, session_id]
-        if after is not None:
-            where.append("seq > ?")
-            params.append(after)
-        if before is not None:
-            where.append("seq < ?")
-            params.append(before)
-        # Forward from a cursor; otherwise backward from the newest (or from `before`).
-        forward = after is not None or limit is None
-        sql = (
-            f"SELECT seq, body FROM items WHERE {' AND '.join(where)} "
-            f"ORDER BY seq {'ASC' if forward else 'DESC'}"
-        )
-        if limit is not None:
-            sql += " LIMIT ?"
-            # One extra row tells has_more; stay within SQLite's 64-bit integers.
-            params.append(min(limit, MAX_SEQ - 1) + 1)
+        params += [value for value in (after, before, fetch) if value is not None]
+        sql = _read_sql(after is not None, before is not None, forward, fetch is not None)
         inline = limit is not None and limit <= self._inline_read_limit
-        rows = await self._fetchall(sql, params, inline=inline)
-        has_more = limit is not None and len(rows) > limit
-        if has_more:
-            rows = rows[:limit]
-        if not forward:
-            rows.reverse()
-        if not rows:
-            return ItemPage(items=[], first_seq=None, last_seq=None, has_more=False)
-        return ItemPage(
-            items=[row[1] for row in rows],
-            first_seq=rows[0][0],
-            last_seq=rows[-1][0],
-            has_more=has_more,
-        )
+        return page_from_rows(await self._fetchall(sql, params, inline=inline), limit, forward)
 
     async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:
         rows = await self._fetchall(

@@ -1,0 +1,416 @@
+"""`make bench`: session-memory against the SDK's SQLiteSession and a bare-ASGI ceiling.
+
+Everything runs side by side in one run, on this machine, with the same load
+generators: wrk for server throughput (it is far faster than any Python client),
+and bench/loadgen.py (RemoteSession or SQLiteSession in 1 or 4 OS processes) for
+what an agent sees end to end. Prints a table and writes the figures as JSON.
+
+    python -m bench.run [--quick] [--postgres-url URL] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from app.storage.sqlite import MIGRATIONS
+from bench.loadgen import ITEM, OPS, prefill, run_clients
+from tests.utils.server import ServerProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+ITEM_JSON = json.dumps(ITEM)
+
+# -- processes and memory --------------------------------------------------------------
+
+
+def proc_status(pid: int, field: str) -> int:
+    """A /proc/PID/status field in kB (VmHWM = peak RSS, RssAnon = anonymous memory)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def mb(kb: int) -> float:
+    return round(kb / 1024, 1)
+
+
+class Ceiling(ServerProcess):
+    """The bare ASGI app under the same server (uvicorn, uvloop, httptools)."""
+
+    def __init__(self, log_path: Path) -> None:
+        super().__init__("", log_path=log_path)
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "uvicorn", "bench.ceiling:app", "--port", str(self.port),
+            "--log-level", "warning", "--no-server-header", "--timeout-keep-alive", "30",
+        ]  # fmt: skip
+
+
+# -- wrk -----------------------------------------------------------------------------
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, *, connections: int, seconds: float, post: bool = False) -> dict[str, float]:
+    """Requests per second and p50/p99 latency (ms) from one wrk run."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if post:
+        script = Path(tempfile.gettempdir()) / "session-memory-post.lua"
+        body = json.dumps({"items": [ITEM]})
+        script.write_text(
+            f"wrk.method = 'POST'\nwrk.body = [[{body}]]\n"
+            "wrk.headers['Content-Type'] = 'application/json'\n"
+        )
+        command[1:1] = ["-s", str(script)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw errors from {url}:\n{out}")
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for pct in ("50", "99"):
+        value, unit = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+        result[f"p{pct}_ms"] = round(float(value) * _UNITS[unit], 3)
+    return result
+
+
+# -- the end-to-end table ------------------------------------------------------------
+
+
+def e2e(
+    pool: ProcessPoolExecutor, kind: str, target: str, op: str, procs: int, tasks: int, secs: float
+) -> dict[str, float]:
+    session_id = {"add_items(1)": "w1", "add_items(10)": "w10", "get_items(20)": "r"}.get(op, "p")
+    futures = [
+        pool.submit(run_clients, kind, target, op, session_id, tasks, secs) for _ in range(procs)
+    ]
+    latencies = [lat for future in futures for lat in future.result()]
+    latencies.sort()
+    return {
+        "ops_per_s": round(len(latencies) / secs, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 3),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 3),
+    }
+
+
+def e2e_table(
+    pool: ProcessPoolExecutor, systems: dict[str, tuple[str, str, int | None]], secs: float
+) -> list[dict[str, Any]]:
+    rows = []
+    for name, (kind, target, pid) in systems.items():
+        prefill(kind, target, "r", 1000)
+        prefill(kind, target, "p", 40_000 if kind != "ceiling" else 0)
+        for op in OPS:
+            for label, procs, tasks in (("1", 1, 1), ("32 (4x8)", 4, 8)):
+                result = e2e(pool, "remote" if kind == "ceiling" else kind, target, op, procs, tasks, secs)
+                rows.append({"system": name, "op": op, "concurrency": label, **result})
+                print(f"  {name:28} {op:14} c={label:9} {result}", flush=True)
+        if pid is not None:
+            rows.append({"system": name, "server_peak_rss_mb": mb(proc_status(pid, "VmHWM"))})
+    return rows
+
+
+# -- databases built directly, for the scaling series --------------------------------
+
+
+def build_db(path: Path, sessions: list[tuple[str, int]], item_bytes: int = 200) -> None:
+    """A SQLite file in the service's schema holding ``sessions`` (id, item count)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+    conn.execute("BEGIN")
+    for version, sql in MIGRATIONS:
+        for statement in filter(str.strip, sql.split(";")):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
+    body = json.dumps({"role": "user", "content": "y" * (item_bytes - 32)})
+    now = time.time()
+    conn.executemany(
+        "INSERT INTO sessions VALUES (?, '', ?, ?, ?, ?, ?, ?)",
+        ((n + 1, sid, now, now, count, count, n + 1) for n, (sid, count) in enumerate(sessions)),
+    )
+    for n, (_, count) in enumerate(sessions):
+        conn.executemany(
+            "INSERT INTO items VALUES (?, ?, ?)", ((n + 1, seq, body) for seq in range(1, count + 1))
+        )
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def tail_latency(base_url: str, session_id: str, secs: float) -> dict[str, float]:
+    """get_items(limit=20) latency with one connection (wrk -c1)."""
+    return wrk(f"{base_url}/v1/sessions/{session_id}/items?limit=20", connections=1, seconds=secs)
+
+
+def scaling(work: Path, quick: bool, secs: float) -> dict[str, Any]:
+    big = 100_000 if quick else 1_000_000
+    cases = {
+        "items_100": [("s", 100)],
+        "items_10000": [("s", 10_000)],
+        f"items_{big}": [("s", big)],
+        "sessions_10000": [("s", 100)] + [(f"o{n}", 1) for n in range(9_999)],
+        f"sessions_{big}": [("s", 100)] + [(f"o{n}", 1) for n in range(big - 1)],
+    }
+    out: dict[str, Any] = {}
+    for name, sessions in cases.items():
+        db = work / f"{name}.db"
+        started = time.perf_counter()
+        build_db(db, sessions)
+        built = time.perf_counter() - started
+        with ServerProcess(f"sqlite:///{db}", log_path=work / "scaling.log") as server:
+            out[name] = tail_latency(server.base_url, "s", secs)
+        print(f"  {name:18} built in {built:4.1f}s  {out[name]}", flush=True)
+        db.unlink()
+    return out
+
+
+# -- memory --------------------------------------------------------------------------
+
+
+def memory(work: Path, quick: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with ServerProcess(f"sqlite:///{work}/mem.db", log_path=work / "mem.log") as server:
+        assert server.process is not None
+        time.sleep(1)
+        out["idle_rss_anon_mb"] = mb(proc_status(server.process.pid, "RssAnon"))
+        requests = 1_000 if quick else 10_000
+        script = work / "many.lua"
+        body = json.dumps({"items": [{"role": "user", "content": "z" * 60}] * 100})
+        script.write_text(
+            f"local body = [[{body}]]\nlocal n = 0\nlocal done = 0\n"
+            "request = function()\n  n = n + 1\n"
+            "  return wrk.format('POST', '/v1/sessions/m' .. (n % 10000) .. '/items', "
+            "{['Content-Type'] = 'application/json'}, body)\nend\n"
+            f"response = function()\n  done = done + 1\n"
+            f"  if done >= {requests} then wrk.thread:stop() end\nend\n"
+        )
+        subprocess.run(
+            ["wrk", "-t1", "-c32", "-d120s", "-s", str(script), server.base_url],
+            capture_output=True,
+            check=True,
+        )
+        with sqlite3.connect(work / "mem.db") as conn:
+            written = conn.execute("SELECT count(*), count(DISTINCT session) FROM items").fetchone()
+        out["written_items"], out["written_sessions"] = written
+        out["after_writes_rss_anon_mb"] = mb(proc_status(server.process.pid, "RssAnon"))
+
+    count = 20_000 if quick else 100_000
+    build_db(work / "stream.db", [("big", count)], item_bytes=1000)
+    with ServerProcess(f"sqlite:///{work}/stream.db", log_path=work / "mem.log") as server:
+        assert server.process is not None
+        pid = server.process.pid
+        before = proc_status(pid, "RssAnon")
+        peak = before
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, proc_status(pid, "RssAnon"))
+                time.sleep(0.005)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        received = 0
+        with httpx2.stream("GET", f"{server.base_url}/v1/sessions/big/items", timeout=120) as r:
+            for chunk in r.iter_bytes():
+                received += len(chunk)
+        stop.set()
+        sampler.join()
+        out["stream"] = {
+            "items": count,
+            "body_mb": round(received / 2**20, 1),
+            "rss_anon_growth_mb": mb(peak - before),
+        }
+    return out
+
+
+# -- targets -------------------------------------------------------------------------
+
+
+def find(rows: list[dict[str, Any]], system: str, op: str, concurrency: str) -> dict[str, Any]:
+    return next(
+        r for r in rows if r["system"] == system and r.get("op") == op
+        and r.get("concurrency") == concurrency
+    )  # fmt: skip
+
+
+def targets(results: dict[str, Any], big: int) -> list[dict[str, Any]]:
+    rows = results["e2e"]
+    srv = results["server"]
+    sm = "session-memory (SQLite)"
+    base = "SQLiteSession x4 processes"
+    add_ratio = (
+        find(rows, sm, "add_items(1)", "32 (4x8)")["ops_per_s"]
+        / find(rows, base, "add_items(1)", "32 (4x8)")["ops_per_s"]
+    )
+    scale = results["scaling"]
+    mem = results["memory"]
+    checks = [
+        ("add_items(1) from 4 processes vs SQLiteSession x4", add_ratio, ">= 3.0", add_ratio >= 3),
+        (
+            "GET items?limit=20 vs bare ASGI (wrk, c=32)",
+            srv["get_ratio"],
+            ">= 0.50",
+            srv["get_ratio"] >= 0.5,
+        ),
+        (
+            "POST items (1 item) vs bare ASGI (wrk, c=32)",
+            srv["post_ratio"],
+            ">= 0.50",
+            srv["post_ratio"] >= 0.5,
+        ),
+    ]
+    items_ratio = scale[f"items_{big}"]["p50_ms"] / scale["items_100"]["p50_ms"]
+    sessions_ratio = scale[f"sessions_{big}"]["p50_ms"] / scale["sessions_10000"]["p50_ms"]
+    checks += [
+        (f"get_items(20) p50, {big} vs 100 items", items_ratio, "<= 1.2", items_ratio <= 1.2),
+        (
+            f"get_items(20) p50, {big} vs 10000 sessions",
+            sessions_ratio,
+            "<= 1.2",
+            sessions_ratio <= 1.2,
+        ),
+        (
+            f"RssAnon growth streaming {mem['stream']['body_mb']} MB",
+            mem["stream"]["rss_anon_growth_mb"],
+            "< 50 MB",
+            mem["stream"]["rss_anon_growth_mb"] < 50,
+        ),
+        (
+            "RssAnon at idle",
+            mem["idle_rss_anon_mb"],
+            "< 80 MB",
+            mem["idle_rss_anon_mb"] < 80,
+        ),
+        (
+            f"RssAnon after {mem['written_items']} items over {mem['written_sessions']} sessions",
+            mem["after_writes_rss_anon_mb"],
+            "< 130 MB",
+            mem["after_writes_rss_anon_mb"] < 130,
+        ),
+    ]
+    return [
+        {"target": name, "measured": round(value, 3), "goal": goal, "met": met}
+        for name, value, goal, met in checks
+    ]
+
+
+def section(title: str, started: float) -> None:
+    print(f"[{time.perf_counter() - started:5.1f}s] {title}", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller data and shorter runs")
+    parser.add_argument("--postgres-url", help="also measure session-memory on this PostgreSQL")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench needs wrk: apt-get install wrk")
+    secs = 1.0 if args.quick else 1.5  # per end-to-end measurement
+    wrk_secs = 2 if args.quick else 3
+    work = Path(tempfile.mkdtemp(prefix="session-memory-bench-"))
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpu": next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")
+                ),
+                "unknown",
+            ),
+        },
+        "quick": args.quick,
+    }
+    started = time.perf_counter()
+    try:
+        with (
+            ServerProcess(f"sqlite:///{work}/sm.db", log_path=work / "sm.log") as sm,
+            Ceiling(work / "ceiling.log") as ceiling,
+        ):
+            assert sm.process is not None and ceiling.process is not None
+            section("server throughput (wrk, 1 thread, 32 connections)", started)
+            httpx2.post(
+                f"{sm.base_url}/v1/sessions/r/items", json={"items": [ITEM] * 1000}
+            ).raise_for_status()
+            server: dict[str, Any] = {}
+            for name, url in (("ceiling", ceiling.base_url), ("session-memory", sm.base_url)):
+                server[f"{name} GET"] = wrk(
+                    f"{url}/v1/sessions/r/items?limit=20", connections=32, seconds=wrk_secs
+                )
+                server[f"{name} POST"] = wrk(
+                    f"{url}/v1/sessions/wrk/items", connections=32, seconds=wrk_secs, post=True
+                )
+            for key, value in server.items():
+                print(f"  {key:22} {value}", flush=True)
+            server["get_ratio"] = round(
+                server["session-memory GET"]["rps"] / server["ceiling GET"]["rps"], 3
+            )
+            server["post_ratio"] = round(
+                server["session-memory POST"]["rps"] / server["ceiling POST"]["rps"], 3
+            )
+            results["server"] = server
+
+            section("end to end (Python clients; 1 process x 1 task, or 4 processes x 8 tasks)", started)
+            systems: dict[str, tuple[str, str, int | None]] = {
+                "SQLiteSession x4 processes": ("sqlite_session", str(work / "sdk.db"), None),
+                "session-memory (SQLite)": ("remote", sm.base_url, sm.process.pid),
+                "ceiling (bare ASGI)": ("ceiling", ceiling.base_url, ceiling.process.pid),
+            }
+            pg: ServerProcess | None = None
+            if args.postgres_url:
+                pg = ServerProcess(args.postgres_url, log_path=work / "pg.log").start()
+                assert pg.process is not None
+                systems["session-memory (PostgreSQL)"] = ("remote", pg.base_url, pg.process.pid)
+            with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+                results["e2e"] = e2e_table(pool, systems, secs)
+            if pg is not None:
+                pg.stop()
+
+        section("scaling: get_items(limit=20) latency, one connection", started)
+        results["scaling"] = scaling(work, args.quick, 2)
+        section("memory", started)
+        results["memory"] = memory(work, args.quick)
+        print(f"  {results['memory']}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    big = 100_000 if args.quick else 1_000_000
+    results["targets"] = targets(results, big)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    print(f"\ntargets ({results['seconds']} s in all)")
+    for row in results["targets"]:
+        mark = "MET " if row["met"] else "MISS"
+        print(f"  {mark} {row['target']:58} {row['measured']:>10} (goal {row['goal']})")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nfigures written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
