@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SOURCES := app client
+SOURCES := app client bench
 
 .PHONY: setup run test lint format openapi clean bench
 

@@ -36,6 +36,17 @@ def _serve(args: argparse.Namespace) -> int:
     from .main import create_asgi_app
 
     settings = _settings(args, SERVE_FLAGS)
+    if (
+        settings.api_keys is None
+        and settings.api_keys_file is None
+        and not settings.binds_loopback_only()
+        and not settings.allow_open
+    ):
+        raise SystemExit(
+            f"session-memory: refusing to serve without API keys on {settings.host}: anyone "
+            "on the network could read every session. Set SESSION_MEMORY_API_KEYS (or "
+            "SESSION_MEMORY_API_KEYS_FILE), or SESSION_MEMORY_ALLOW_OPEN=true to accept that."
+        )
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "redact_url"]
@@ -36,6 +38,30 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body accepted; a larger one gets 413.",
     )
+    max_item_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=64,
+        description="Largest single item (its JSON text, in bytes); a larger one gets 422.",
+    )
+    max_items_per_request: int = Field(
+        default=10_000, ge=1, description="Most items one append may carry; more gets 422."
+    )
+    max_items_per_session: int = Field(
+        default=0,
+        ge=0,
+        description="Most items a session may hold; an append past it gets 422. 0: no limit.",
+    )
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated tenant:key pairs (a key may be sha256:<hex digest>).",
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="A file of tenant:key lines; blank lines and # comments skipped."
+    )
+    allow_open: bool = Field(
+        default=False,
+        description="Allow running without API keys on a non-loopback address.",
+    )
     sqlite_readers: int = Field(
         default=2, ge=1, le=64, description="Read connections kept open to the SQLite file."
     )
@@ -55,3 +81,12 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Server log level."
     )
+
+    def binds_loopback_only(self) -> bool:
+        """Whether ``host`` is a loopback address (or localhost)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False

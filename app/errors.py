@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from .storage import StoreError, StoreUnavailableError
+from .storage import SessionFullError, StoreError, StoreUnavailableError
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -41,7 +41,7 @@ __all__ = [
     "problem_error_body",
     "problem_response",
     "problem_responses",
-    "store_unavailable",
+    "store_problem",
 ]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -253,8 +253,9 @@ def install_problem_handlers(app: FastAPI) -> None:
             extra={"errors": errors},
         )
 
-    async def on_store_unavailable(request: Request, exc: Exception) -> Response:
-        return _from_problem_error(request, store_unavailable(exc))
+    async def on_store_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StoreError)
+        return _from_problem_error(request, store_problem(exc))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -265,15 +266,23 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StoreUnavailableError, on_store_unavailable)
-    app.add_exception_handler(StoreError, on_unexpected)
+    app.add_exception_handler(StoreError, on_store_error)
     app.add_exception_handler(Exception, on_unexpected)
 
 
-def store_unavailable(exc: BaseException) -> ServiceUnavailable:
-    """The problem a client sees when the store is down (the cause is logged, not sent)."""
-    logger.warning("store unavailable: %s", exc)
-    return ServiceUnavailable("the database did not answer; retry shortly")
+def store_problem(exc: StoreError) -> ProblemError:
+    """The problem a client sees for a store error (an outage's cause is logged, not sent)."""
+    if isinstance(exc, SessionFullError):
+        return InvalidInput(
+            f"the session holds {exc.count} items and may hold at most {exc.limit}; "
+            f"adding {exc.adding} would pass that. Nothing was stored.",
+            extra={"limit": "max_items_per_session", "max": exc.limit},
+        )
+    if isinstance(exc, StoreUnavailableError):
+        logger.warning("store unavailable: %s", exc)
+        return ServiceUnavailable("the database did not answer; retry shortly")
+    logger.error("store error: %s", exc, exc_info=exc)
+    return ProblemError("the server failed to handle this request")
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

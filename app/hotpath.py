@@ -24,11 +24,11 @@ from starlette.types import Receive, Scope, Send
 
 from client._ids import session_id_error
 
-from .api.deps import get_tenant
+from .auth import ApiKeys
 from .config import Settings
-from .errors import PROBLEM_MEDIA_TYPE, ProblemError, problem_error_body, store_unavailable
+from .errors import PROBLEM_MEDIA_TYPE, ProblemError, problem_error_body, store_problem
 from .payload import parse_item_batch, read_json_body
-from .storage import MAX_SEQ, SessionStore, StoreUnavailableError
+from .storage import MAX_SEQ, SessionStore, StoreError
 from .wire import append_body, page_body, pop_body
 
 __all__ = ["HotPath", "parse_item_query"]
@@ -113,8 +113,9 @@ class HotPath:
 
         state = self.state
         store: SessionStore = state.store
-        tenant = get_tenant()
         try:
+            keys: ApiKeys = state.api_keys
+            tenant = keys.tenant_for(Headers(scope=scope).get("authorization"))
             if method == "GET":
                 assert query is not None
                 page = await store.read(
@@ -128,7 +129,10 @@ class HotPath:
             elif method == "POST":
                 settings: Settings = state.settings
                 body = await read_json_body(Headers(scope=scope), receive, settings.max_body_bytes)
-                result = await store.append(tenant, session_id, parse_item_batch(body))
+                items = parse_item_batch(body, state.batch_limits)
+                result = await store.append(
+                    tenant, session_id, items, max_items=settings.max_items_per_session or None
+                )
                 await _respond(send, 201, append_body(result), JSON_HEADERS)
             else:
                 await _respond(
@@ -138,8 +142,8 @@ class HotPath:
             return
         except ProblemError as exc:
             await self._problem(send, exc, path)
-        except StoreUnavailableError as exc:
-            await self._problem(send, store_unavailable(exc), path)
+        except StoreError as exc:
+            await self._problem(send, store_problem(exc), path)
         except Exception as exc:
             logger.error("unhandled error on %s %s", method, path, exc_info=exc)
             await self._problem(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -12,12 +13,16 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
 from .api.main import api_router
+from .auth import ApiKeys
 from .config import Settings
 from .errors import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from .hotpath import HotPath
+from .payload import BatchLimits
 from .storage import SessionStore, store_from_url
 
 __all__ = ["create_app", "create_asgi_app"]
+
+logger = logging.getLogger("session_memory")
 
 DESCRIPTION = """\
 Networked session memory for AI agents. Each session is an ordered list of JSON
@@ -37,8 +42,18 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
     """Build the app. The store is opened on startup and closed (writes flushed) on shutdown."""
     settings = settings or Settings()
 
+    api_keys = ApiKeys.load(
+        settings.api_keys.get_secret_value() if settings.api_keys else None,
+        settings.api_keys_file,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if api_keys.open:
+            logger.warning(
+                "NO API KEYS CONFIGURED: anyone who can reach this server can read and write "
+                "every session. Set SESSION_MEMORY_API_KEYS or SESSION_MEMORY_API_KEYS_FILE."
+            )
         opened = store or store_from_url(settings.database_url, settings)
         await opened.open()
         app.state.store = opened
@@ -54,6 +69,10 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.api_keys = api_keys
+    app.state.batch_limits = BatchLimits(
+        max_items=settings.max_items_per_request, max_item_bytes=settings.max_item_bytes
+    )
     install_problem_handlers(app)
     app.include_router(api_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
@@ -15,7 +16,7 @@ from starlette.types import Receive
 
 from .errors import InvalidInput, MalformedBody, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["parse_item_batch", "read_json_body"]
+__all__ = ["NO_LIMITS", "BatchLimits", "parse_item_batch", "read_json_body"]
 
 _WS = re.compile(r"[ \t\n\r]*")
 
@@ -48,7 +49,7 @@ async def read_json_body(headers: Headers, receive: Receive, max_bytes: int) -> 
         )
     too_large = PayloadTooLarge(
         f"the request body exceeds the limit of {max_bytes} bytes",
-        extra={"limit": "max_body_bytes", "max_bytes": max_bytes},
+        extra={"limit": "max_body_bytes", "max": max_bytes},
     )
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
@@ -102,11 +103,23 @@ def _decode_value(text: str, pos: int, where: str) -> tuple[object, int]:
         ) from None
 
 
-def parse_item_batch(body: bytes) -> list[str]:
+@dataclass(frozen=True)
+class BatchLimits:
+    """How many items one request may carry, and how large one item may be."""
+
+    max_items: int | None = None
+    max_item_bytes: int | None = None
+
+
+NO_LIMITS = BatchLimits()
+
+
+def parse_item_batch(body: bytes, limits: BatchLimits = NO_LIMITS) -> list[str]:
     """Split ``{"items": [obj, ...]}`` into the raw JSON text of each item.
 
     Raises ``MalformedBody`` (400) for bytes that are not JSON and ``InvalidInput``
-    (422) for JSON of the wrong shape, naming the index of the first bad item.
+    (422) for JSON of the wrong shape or past a limit, naming the index of the
+    first bad item.
     """
     try:
         text = body.decode("utf-8")
@@ -140,7 +153,7 @@ def parse_item_batch(body: bytes) -> list[str]:
                 raise _shape_error(f"unknown field {key!r}; the body holds only 'items'", loc=[key])
             if items is not None:
                 raise _shape_error("field 'items' appears twice", loc=["items"])
-            items, pos = _split_array(text, pos)
+            items, pos = _split_array(text, pos, limits)
             pos = _skip_ws(text, pos)
             if text.startswith("}", pos):
                 pos += 1
@@ -156,7 +169,7 @@ def parse_item_batch(body: bytes) -> list[str]:
     return items
 
 
-def _split_array(text: str, pos: int) -> tuple[list[str], int]:
+def _split_array(text: str, pos: int, limits: BatchLimits) -> tuple[list[str], int]:
     if not text.startswith("[", pos):
         value, _ = _decode_value(text, pos, "items")
         raise _shape_error(f"'items' must be an array, not {_type_name(value)}", loc=["items"])
@@ -166,13 +179,33 @@ def _split_array(text: str, pos: int) -> tuple[list[str], int]:
         return spans, pos + 1
     while True:
         index = len(spans)
+        if limits.max_items is not None and index >= limits.max_items:
+            raise _shape_error(
+                f"a request may carry at most {limits.max_items} items; send the rest "
+                "in further requests",
+                loc=["items", index],
+                limit=("max_items_per_request", limits.max_items),
+            )
         value, end = _decode_value(text, pos, f"items.{index}")
         if not isinstance(value, dict):
             raise _shape_error(
                 f"items[{index}] must be a JSON object, not {_type_name(value)}",
                 loc=["items", index],
             )
-        spans.append(text[pos:end])
+        span = text[pos:end]
+        # Characters never outnumber UTF-8 bytes: encode only when it could matter.
+        if (
+            limits.max_item_bytes is not None
+            and len(span) * 4 > limits.max_item_bytes
+            and len(span.encode()) > limits.max_item_bytes
+        ):
+            raise _shape_error(
+                f"items[{index}] is {len(span.encode())} bytes of JSON; the limit is "
+                f"{limits.max_item_bytes}",
+                loc=["items", index],
+                limit=("max_item_bytes", limits.max_item_bytes),
+            )
+        spans.append(span)
         pos = _skip_ws(text, end)
         if text.startswith("]", pos):
             return spans, pos + 1
@@ -181,5 +214,10 @@ def _split_array(text: str, pos: int) -> tuple[list[str], int]:
         pos = _skip_ws(text, pos + 1)
 
 
-def _shape_error(detail: str, *, loc: list[object] | None = None) -> InvalidInput:
-    return InvalidInput(detail, extra={"errors": [{"loc": ["body", *(loc or [])], "msg": detail}]})
+def _shape_error(
+    detail: str, *, loc: list[object] | None = None, limit: tuple[str, int] | None = None
+) -> InvalidInput:
+    extra: dict[str, object] = {"errors": [{"loc": ["body", *(loc or [])], "msg": detail}]}
+    if limit is not None:
+        extra["limit"], extra["max"] = limit
+    return InvalidInput(detail, extra=extra)

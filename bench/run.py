@@ -32,7 +32,7 @@ import httpx2
 
 from app.storage.sqlite import MIGRATIONS
 from bench.loadgen import ITEM, OPS, prefill, run_clients
-from tests.utils.server import ServerProcess, free_port
+from tests.utils.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 ITEM_JSON = json.dumps(ITEM)
@@ -119,7 +119,9 @@ def e2e_table(
         prefill(kind, target, "p", 40_000 if kind != "ceiling" else 0)
         for op in OPS:
             for label, procs, tasks in (("1", 1, 1), ("32 (4x8)", 4, 8)):
-                result = e2e(pool, "remote" if kind == "ceiling" else kind, target, op, procs, tasks, secs)
+                result = e2e(
+                    pool, "remote" if kind == "ceiling" else kind, target, op, procs, tasks, secs
+                )
                 rows.append({"system": name, "op": op, "concurrency": label, **result})
                 print(f"  {name:28} {op:14} c={label:9} {result}", flush=True)
         if pid is not None:
@@ -149,9 +151,12 @@ def build_db(path: Path, sessions: list[tuple[str, int]], item_bytes: int = 200)
     )
     for n, (_, count) in enumerate(sessions):
         conn.executemany(
-            "INSERT INTO items VALUES (?, ?, ?)", ((n + 1, seq, body) for seq in range(1, count + 1))
+            "INSERT INTO items VALUES (?, ?, ?)",
+            ((n + 1, seq, body) for seq in range(1, count + 1)),
         )
     conn.execute("COMMIT")
+    # A served database has its WAL checkpointed; a 200 MB WAL would slow every read.
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
 
 
@@ -191,23 +196,29 @@ def memory(work: Path, quick: bool) -> dict[str, Any]:
         assert server.process is not None
         time.sleep(1)
         out["idle_rss_anon_mb"] = mb(proc_status(server.process.pid, "RssAnon"))
-        requests = 1_000 if quick else 10_000
+        target = 100_000 if quick else 1_000_000
         script = work / "many.lua"
         body = json.dumps({"items": [{"role": "user", "content": "z" * 60}] * 100})
         script.write_text(
-            f"local body = [[{body}]]\nlocal n = 0\nlocal done = 0\n"
+            f"local body = [[{body}]]\nlocal n = 0\n"
             "request = function()\n  n = n + 1\n"
             "  return wrk.format('POST', '/v1/sessions/m' .. (n % 10000) .. '/items', "
             "{['Content-Type'] = 'application/json'}, body)\nend\n"
-            f"response = function()\n  done = done + 1\n"
-            f"  if done >= {requests} then wrk.thread:stop() end\nend\n"
         )
-        subprocess.run(
-            ["wrk", "-t1", "-c32", "-d120s", "-s", str(script), server.base_url],
-            capture_output=True,
-            check=True,
+        # 100 items a request over 10,000 sessions, until the target count is stored.
+        load = subprocess.Popen(
+            ["wrk", "-t1", "-c32", "-d300s", "-s", str(script), server.base_url],
+            stdout=subprocess.DEVNULL,
         )
         with sqlite3.connect(work / "mem.db") as conn:
+            while (
+                conn.execute("SELECT coalesce(sum(item_count), 0) FROM sessions").fetchone()[0]
+                < target
+                and load.poll() is None
+            ):
+                time.sleep(0.2)
+            load.terminate()
+            load.wait()
             written = conn.execute("SELECT count(*), count(DISTINCT session) FROM items").fetchone()
         out["written_items"], out["written_sessions"] = written
         out["after_writes_rss_anon_mb"] = mb(proc_status(server.process.pid, "RssAnon"))
@@ -351,7 +362,8 @@ def main() -> int:
             ServerProcess(f"sqlite:///{work}/sm.db", log_path=work / "sm.log") as sm,
             Ceiling(work / "ceiling.log") as ceiling,
         ):
-            assert sm.process is not None and ceiling.process is not None
+            assert sm.process is not None
+            assert ceiling.process is not None
             section("server throughput (wrk, 1 thread, 32 connections)", started)
             httpx2.post(
                 f"{sm.base_url}/v1/sessions/r/items", json={"items": [ITEM] * 1000}
@@ -374,7 +386,9 @@ def main() -> int:
             )
             results["server"] = server
 
-            section("end to end (Python clients; 1 process x 1 task, or 4 processes x 8 tasks)", started)
+            section(
+                "end to end (Python clients; 1 process x 1 task, or 4 processes x 8 tasks)", started
+            )
             systems: dict[str, tuple[str, str, int | None]] = {
                 "SQLiteSession x4 processes": ("sqlite_session", str(work / "sdk.db"), None),
                 "session-memory (SQLite)": ("remote", sm.base_url, sm.process.pid),

@@ -248,7 +248,7 @@ async def test_body_over_limit_is_413_even_when_chunked(
             ),
             413,
         )
-        assert problem["max_bytes"] == 4096
+        assert (problem["limit"], problem["max"]) == ("max_body_bytes", 4096)
 
         async def chunks() -> AsyncIterator[bytes]:
             for start in range(0, len(big), 1000):

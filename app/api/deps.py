@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from client._ids import MAX_SESSION_ID_LENGTH, session_id_error
 
+from ..auth import ApiKeys
 from ..config import Settings
 from ..errors import InvalidInput
 from ..storage import SessionStore
@@ -25,9 +27,16 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_tenant() -> str:
-    """The tenant every request acts for. Until API keys exist there is one: ''."""
-    return ""
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Bearer <key>`.")
+
+
+def get_tenant(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The tenant the request's API key belongs to ('' when the service runs open)."""
+    keys: ApiKeys = request.app.state.api_keys
+    return keys.tenant_for(request.headers.get("authorization"))
 
 
 def valid_session_id(

@@ -6,6 +6,7 @@ stores and returns that text unchanged and never parses it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -14,12 +15,20 @@ __all__ = [
     "EMPTY_PAGE",
     "MAX_SEQ",
     "AppendResult",
+    "Idempotency",
+    "IdempotencyInFlightError",
+    "IdempotencyMismatchError",
     "ItemPage",
+    "SessionFullError",
     "SessionInfo",
     "SessionPage",
     "SessionStore",
     "StoreError",
     "StoreUnavailableError",
+    "decode_append",
+    "decode_pop",
+    "encode_append",
+    "encode_pop",
     "page_from_rows",
     "read_shape",
 ]
@@ -34,6 +43,24 @@ class StoreError(Exception):
 
 class StoreUnavailableError(StoreError):
     """The database cannot be reached or did not answer in time."""
+
+
+class IdempotencyMismatchError(StoreError):
+    """An idempotency key came back with a different request; nothing was done."""
+
+
+class IdempotencyInFlightError(StoreError):
+    """A request with this idempotency key is still running; nothing was done."""
+
+
+class SessionFullError(StoreError):
+    """An append would take a session past its item limit; nothing was stored."""
+
+    def __init__(self, *, limit: int, count: int, adding: int) -> None:
+        super().__init__(f"session holds {count} items; adding {adding} would pass {limit}")
+        self.limit = limit
+        self.count = count
+        self.adding = adding
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +84,39 @@ class ItemPage:
     first_seq: int | None
     last_seq: int | None
     has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """Make a write idempotent: its outcome is recorded under ``key`` for ``ttl`` seconds.
+
+    A later write with the same tenant and key gets the recorded outcome back and
+    changes nothing, provided its ``fingerprint`` (a digest of the request) matches;
+    otherwise it raises ``IdempotencyMismatchError``. The record is written in the
+    same transaction as the write, so a crash cannot separate them.
+    """
+
+    key: str
+    fingerprint: str
+    ttl: float
+
+
+def encode_append(result: AppendResult) -> str:
+    return json.dumps([result.count, result.first_seq, result.last_seq])
+
+
+def decode_append(text: str) -> AppendResult:
+    count, first_seq, last_seq = json.loads(text)
+    return AppendResult(count=count, first_seq=first_seq, last_seq=last_seq)
+
+
+def encode_pop(item: str | None) -> str:
+    return json.dumps([] if item is None else [item])
+
+
+def decode_pop(text: str) -> str | None:
+    found: list[str] = json.loads(text)
+    return found[0] if found else None
 
 
 EMPTY_PAGE = ItemPage(items=[], first_seq=None, last_seq=None, has_more=False)
@@ -127,12 +187,24 @@ class SessionStore(Protocol):
     async def ping(self) -> None:
         """Run a trivial query; raise ``StoreUnavailableError`` if the database does not answer."""
 
-    async def append(self, tenant: str, session_id: str, items: Sequence[str]) -> AppendResult:
+    async def append(
+        self,
+        tenant: str,
+        session_id: str,
+        items: Sequence[str],
+        *,
+        max_items: int | None = None,
+        idempotency: Idempotency | None = None,
+    ) -> AppendResult:
         """Append ``items`` (JSON texts) atomically and contiguously.
 
         Either every item lands, with consecutive sequence numbers and no other
         writer's item between them, or none does. Creates the session on first
         write. An empty sequence is a no-op that returns ``count=0`` and no seqs.
+        With ``max_items``, an append that would leave the session holding more
+        raises ``SessionFullError`` and stores nothing. With ``idempotency``, see
+        ``Idempotency``; a second call with the key while the first still runs
+        raises ``IdempotencyInFlightError``.
         """
         ...
 
@@ -154,10 +226,14 @@ class SessionStore(Protocol):
         """
         ...
 
-    async def pop(self, tenant: str, session_id: str) -> str | None:
+    async def pop(
+        self, tenant: str, session_id: str, *, idempotency: Idempotency | None = None
+    ) -> str | None:
         """Remove and return the newest item atomically, or None when the session is empty.
 
         With many concurrent callers each item is returned to exactly one of them.
+        ``idempotency`` works as for ``append``: a replay returns the same item again
+        and removes nothing.
         """
         ...
 
@@ -175,4 +251,8 @@ class SessionStore(Protocol):
 
         ``cursor`` is a previous page's ``next_cursor``: the walk goes on after it.
         """
+        ...
+
+    async def sweep(self) -> int:
+        """Delete expired idempotency records; return how many went."""
         ...

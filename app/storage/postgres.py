@@ -27,11 +27,19 @@ from ..config import Settings
 from .base import (
     EMPTY_PAGE,
     AppendResult,
+    Idempotency,
+    IdempotencyInFlightError,
+    IdempotencyMismatchError,
     ItemPage,
+    SessionFullError,
     SessionInfo,
     SessionPage,
     StoreError,
     StoreUnavailableError,
+    decode_append,
+    decode_pop,
+    encode_append,
+    encode_pop,
     page_from_rows,
     read_shape,
 )
@@ -67,6 +75,20 @@ MIGRATIONS: list[tuple[int, str]] = [
             body    TEXT   NOT NULL,
             PRIMARY KEY (session, seq)
         );
+        """,
+    ),
+    (
+        2,
+        """
+        CREATE TABLE idempotency_keys (
+            tenant      TEXT        NOT NULL,
+            key         TEXT        NOT NULL,
+            fingerprint TEXT        NOT NULL,
+            result      TEXT        NOT NULL,
+            expires_at  TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (tenant, key)
+        );
+        CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
         """,
     ),
 ]
@@ -175,77 +197,149 @@ class PostgresStore:
 
         await self._run(work)
 
-    async def append(self, tenant: str, session_id: str, items: Sequence[str]) -> AppendResult:
+    async def _write(
+        self,
+        tenant: str,
+        idempotency: Idempotency | None,
+        work: Callable[[Connection], Awaitable[T]],
+        encode: Callable[[T], str],
+        decode: Callable[[str], T],
+    ) -> T:
+        """Run ``work`` in a transaction, made idempotent when a key is given."""
+
+        async def transaction(conn: Connection) -> T:
+            async with conn.transaction():
+                if idempotency is None:
+                    return await work(conn)
+                # Held until commit: a retry arriving meanwhile, on any replica,
+                # finds the lock taken and is told the first is still running.
+                if not await conn.fetchval(
+                    "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 0))",
+                    tenant,
+                    idempotency.key,
+                ):
+                    raise IdempotencyInFlightError(f"request {idempotency.key!r} is still running")
+                row = await conn.fetchrow(
+                    "SELECT fingerprint, result FROM idempotency_keys "
+                    "WHERE tenant = $1 AND key = $2 AND expires_at > now()",
+                    tenant,
+                    idempotency.key,
+                )
+                if row is not None:
+                    if row["fingerprint"] != idempotency.fingerprint:
+                        raise IdempotencyMismatchError(
+                            f"idempotency key {idempotency.key!r} was used for a different request"
+                        )
+                    return decode(row["result"])
+                result = await work(conn)
+                await conn.execute(
+                    """
+                    INSERT INTO idempotency_keys (tenant, key, fingerprint, result, expires_at)
+                    VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+                    ON CONFLICT (tenant, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                        result = excluded.result, expires_at = excluded.expires_at
+                    """,
+                    tenant,
+                    idempotency.key,
+                    idempotency.fingerprint,
+                    encode(result),
+                    idempotency.ttl,
+                )
+                return result
+
+        return await self._run(transaction)
+
+    async def append(
+        self,
+        tenant: str,
+        session_id: str,
+        items: Sequence[str],
+        *,
+        max_items: int | None = None,
+        idempotency: Idempotency | None = None,
+    ) -> AppendResult:
         count = len(items)
         if count == 0:
             return AppendResult(count=0, first_seq=None, last_seq=None)
 
         async def work(conn: Connection) -> AppendResult:
-            async with conn.transaction():
-                # The upsert locks the session row until commit: concurrent appends
-                # to this session queue here, so each gets a contiguous range.
-                row = await conn.fetchrow(
-                    """
-                    INSERT INTO sessions AS s (tenant, session_id, created_at, updated_at,
-                                               item_count, last_seq, revision)
-                    VALUES ($1, $2, now(), now(), $3, $3, nextval('session_revisions'))
-                    ON CONFLICT (tenant, session_id) DO UPDATE SET
-                        item_count = s.item_count + excluded.item_count,
-                        last_seq = s.last_seq + excluded.item_count,
-                        updated_at = clock_timestamp(),
-                        revision = excluded.revision
-                    RETURNING id, last_seq
-                    """,
-                    tenant,
-                    session_id,
-                    count,
+            # The upsert locks the session row until commit: concurrent appends
+            # to this session queue here, so each gets a contiguous range.
+            row = await conn.fetchrow(
+                """
+                INSERT INTO sessions AS s (tenant, session_id, created_at, updated_at,
+                                           item_count, last_seq, revision)
+                VALUES ($1, $2, now(), now(), $3, $3, nextval('session_revisions'))
+                ON CONFLICT (tenant, session_id) DO UPDATE SET
+                    item_count = s.item_count + excluded.item_count,
+                    last_seq = s.last_seq + excluded.item_count,
+                    updated_at = clock_timestamp(),
+                    revision = excluded.revision
+                RETURNING id, last_seq, item_count
+                """,
+                tenant,
+                session_id,
+                count,
+            )
+            assert row is not None
+            if max_items is not None and row["item_count"] > max_items:
+                # Raising rolls the upsert back with the transaction.
+                raise SessionFullError(
+                    limit=max_items, count=row["item_count"] - count, adding=count
                 )
-                assert row is not None
-                first_seq = row["last_seq"] - count + 1
-                await conn.execute(
-                    """
-                    INSERT INTO items (session, seq, body)
-                    SELECT $1, $2 + ordinality - 1, body
-                    FROM unnest($3::text[]) WITH ORDINALITY AS batch(body, ordinality)
-                    """,
-                    row["id"],
-                    first_seq,
-                    list(items),
-                )
+            first_seq = row["last_seq"] - count + 1
+            await conn.execute(
+                """
+                INSERT INTO items (session, seq, body)
+                SELECT $1, $2 + ordinality - 1, body
+                FROM unnest($3::text[]) WITH ORDINALITY AS batch(body, ordinality)
+                """,
+                row["id"],
+                first_seq,
+                list(items),
+            )
             return AppendResult(count=count, first_seq=first_seq, last_seq=row["last_seq"])
 
-        return await self._run(work)
+        return await self._write(tenant, idempotency, work, encode_append, decode_append)
 
-    async def pop(self, tenant: str, session_id: str) -> str | None:
+    async def pop(
+        self, tenant: str, session_id: str, *, idempotency: Idempotency | None = None
+    ) -> str | None:
         async def work(conn: Connection) -> str | None:
-            async with conn.transaction():
-                # Lock first, in its own statement: the next statement then sees
-                # every pop and append committed while we waited for the lock.
-                rowid = await conn.fetchval(
-                    "SELECT id FROM sessions WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
-                    tenant,
-                    session_id,
+            # Lock first, in its own statement: the next statement then sees
+            # every pop and append committed while we waited for the lock.
+            rowid = await conn.fetchval(
+                "SELECT id FROM sessions WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
+                tenant,
+                session_id,
+            )
+            if rowid is None:
+                return None
+            body: str | None = await conn.fetchval(
+                """
+                WITH popped AS (
+                    DELETE FROM items
+                    WHERE session = $1
+                      AND seq = (SELECT max(seq) FROM items WHERE session = $1)
+                    RETURNING body
+                ), counted AS (
+                    UPDATE sessions SET item_count = item_count - 1,
+                        updated_at = clock_timestamp(),
+                        revision = nextval('session_revisions')
+                    WHERE id = $1 AND EXISTS (SELECT 1 FROM popped)
                 )
-                if rowid is None:
-                    return None
-                body: str | None = await conn.fetchval(
-                    """
-                    WITH popped AS (
-                        DELETE FROM items
-                        WHERE session = $1
-                          AND seq = (SELECT max(seq) FROM items WHERE session = $1)
-                        RETURNING body
-                    ), counted AS (
-                        UPDATE sessions SET item_count = item_count - 1,
-                            updated_at = clock_timestamp(),
-                            revision = nextval('session_revisions')
-                        WHERE id = $1 AND EXISTS (SELECT 1 FROM popped)
-                    )
-                    SELECT body FROM popped
-                    """,
-                    rowid,
-                )
-                return body
+                SELECT body FROM popped
+                """,
+                rowid,
+            )
+            return body
+
+        return await self._write(tenant, idempotency, work, encode_pop, decode_pop)
+
+    async def sweep(self) -> int:
+        async def work(conn: Connection) -> int:
+            status = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= now()")
+            return int(status.split()[-1])
 
         return await self._run(work)
 

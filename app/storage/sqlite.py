@@ -26,11 +26,19 @@ from ..config import Settings
 from .base import (
     EMPTY_PAGE,
     AppendResult,
+    Idempotency,
+    IdempotencyInFlightError,
+    IdempotencyMismatchError,
     ItemPage,
+    SessionFullError,
     SessionInfo,
     SessionPage,
     StoreError,
     StoreUnavailableError,
+    decode_append,
+    decode_pop,
+    encode_append,
+    encode_pop,
     page_from_rows,
     read_shape,
 )
@@ -63,6 +71,20 @@ MIGRATIONS: list[tuple[int, str]] = [
             body    TEXT    NOT NULL,
             PRIMARY KEY (session, seq)
         );
+        """,
+    ),
+    (
+        2,
+        """
+        CREATE TABLE idempotency_keys (
+            tenant      TEXT NOT NULL,
+            key         TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            result      TEXT NOT NULL,
+            expires_at  REAL NOT NULL,
+            PRIMARY KEY (tenant, key)
+        );
+        CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
         """,
     ),
 ]
@@ -107,9 +129,49 @@ class _WriteOp:
 
 
 def _translate(exc: BaseException) -> StoreError:
+    if isinstance(exc, StoreError):
+        return exc
     if isinstance(exc, sqlite3.OperationalError):
         return StoreUnavailableError(f"SQLite: {exc}")
     return StoreError(f"SQLite: {exc}")
+
+
+def _recorded(
+    run: Callable[[sqlite3.Connection], T],
+    tenant: str,
+    idempotency: Idempotency,
+    encode: Callable[[T], str],
+    decode: Callable[[str], T],
+) -> Callable[[sqlite3.Connection], T]:
+    """``run``, made idempotent: replay a recorded outcome, or run and record it."""
+
+    def recorded(conn: sqlite3.Connection) -> T:
+        now = time.time()
+        row = conn.execute(
+            "SELECT fingerprint, result FROM idempotency_keys "
+            "WHERE tenant = ? AND key = ? AND expires_at > ?",
+            (tenant, idempotency.key, now),
+        ).fetchone()
+        if row is not None:
+            if row[0] != idempotency.fingerprint:
+                raise IdempotencyMismatchError(
+                    f"idempotency key {idempotency.key!r} was used for a different request"
+                )
+            return decode(row[1])
+        result = run(conn)
+        conn.execute(
+            "INSERT OR REPLACE INTO idempotency_keys VALUES (?, ?, ?, ?, ?)",
+            (
+                tenant,
+                idempotency.key,
+                idempotency.fingerprint,
+                encode(result),
+                now + idempotency.ttl,
+            ),
+        )
+        return result
+
+    return recorded
 
 
 def _settle(group: list[_WriteOp], done: asyncio.Future[list[tuple[bool, Any]]]) -> None:
@@ -168,6 +230,7 @@ class SQLiteStore:
         self._all_readers: list[aiosqlite.Connection] = []
         self._queue: asyncio.Queue[_WriteOp | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
+        self._in_flight: set[tuple[str, str]] = set()
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SQLiteStore:
@@ -222,14 +285,41 @@ class SQLiteStore:
 
     # -- writes: group commit --------------------------------------------------------
 
-    async def _submit(self, run: Callable[[sqlite3.Connection], T]) -> T:
+    async def _submit(
+        self,
+        run: Callable[[sqlite3.Connection], T],
+        *,
+        tenant: str = "",
+        idempotency: Idempotency | None = None,
+        encode: Callable[[T], str] = str,
+        decode: Callable[[str], T] | None = None,
+    ) -> T:
         if self._writer_task is None:
             raise StoreUnavailableError("the store is not open")
-        op = _WriteOp(run)
+        if idempotency is None:
+            op = _WriteOp(run)
+        else:
+            # One process owns the file, so this set sees every request in flight.
+            flight = (tenant, idempotency.key)
+            if flight in self._in_flight:
+                raise IdempotencyInFlightError(f"request {idempotency.key!r} is still running")
+            assert decode is not None
+            op = _WriteOp(_recorded(run, tenant, idempotency, encode, decode))
+            self._in_flight.add(flight)
+            op.future.add_done_callback(lambda _: self._in_flight.discard(flight))
         self._queue.put_nowait(op)
         # Shielded: a client that goes away does not cancel a write already queued.
         result: T = await asyncio.shield(op.future)
         return result
+
+    async def sweep(self) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "DELETE FROM idempotency_keys WHERE expires_at <= ?", (time.time(),)
+            )
+            return cursor.rowcount
+
+        return await self._submit(run)
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -270,12 +360,28 @@ class SQLiteStore:
             return [outcome for run in runs for outcome in self._commit_group([run])]
         return [(True, result) for result in results]
 
-    async def append(self, tenant: str, session_id: str, items: Sequence[str]) -> AppendResult:
+    async def append(
+        self,
+        tenant: str,
+        session_id: str,
+        items: Sequence[str],
+        *,
+        max_items: int | None = None,
+        idempotency: Idempotency | None = None,
+    ) -> AppendResult:
         count = len(items)
         if count == 0:
             return AppendResult(count=0, first_seq=None, last_seq=None)
 
         def run(conn: sqlite3.Connection) -> AppendResult:
+            if max_items is not None:
+                row = conn.execute(
+                    "SELECT item_count FROM sessions WHERE tenant = ? AND session_id = ?",
+                    (tenant, session_id),
+                ).fetchone()
+                held = row[0] if row else 0
+                if held + count > max_items:
+                    raise SessionFullError(limit=max_items, count=held, adding=count)
             rowid, last_seq = conn.execute(
                 f"""
                 INSERT INTO sessions
@@ -297,9 +403,17 @@ class SQLiteStore:
             )
             return AppendResult(count=count, first_seq=first_seq, last_seq=last_seq)
 
-        return await self._submit(run)
+        return await self._submit(
+            run,
+            tenant=tenant,
+            idempotency=idempotency,
+            encode=encode_append,
+            decode=decode_append,
+        )
 
-    async def pop(self, tenant: str, session_id: str) -> str | None:
+    async def pop(
+        self, tenant: str, session_id: str, *, idempotency: Idempotency | None = None
+    ) -> str | None:
         def run(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
                 f"""
@@ -324,7 +438,9 @@ class SQLiteStore:
             )
             return str(body)
 
-        return await self._submit(run)
+        return await self._submit(
+            run, tenant=tenant, idempotency=idempotency, encode=encode_pop, decode=decode_pop
+        )
 
     async def clear(self, tenant: str, session_id: str) -> None:
         def run(conn: sqlite3.Connection) -> None:

@@ -64,13 +64,13 @@ Before = Annotated[
 @router.get(
     "/{session_id}/items",
     response_model=ItemPageResponse,
-    responses=problem_responses(422, 503),
+    responses=problem_responses(401, 422, 503),
     operation_id="items-get",
 )
 async def get_items(
+    tenant: Tenant,
     session_id: SessionId,
     store: StoreDep,
-    tenant: Tenant,
     limit: Limit = None,
     after: After = None,
     before: Before = None,
@@ -108,30 +108,32 @@ _APPEND_BODY: dict[str, Any] = {
     "/{session_id}/items",
     status_code=201,
     response_model=AppendResponse,
-    responses=problem_responses(400, 413, 415, 422, 503),
+    responses=problem_responses(401, 400, 413, 415, 422, 503),
     openapi_extra=_APPEND_BODY,
     operation_id="items-add",
 )
 async def add_items(
+    tenant: Tenant,
     request: Request,
     session_id: SessionId,
     store: StoreDep,
-    tenant: Tenant,
     settings: SettingsDep,
 ) -> Response:
     """Append items atomically: all land next to each other, or none does."""
     body = await read_json_body(request.headers, request.receive, settings.max_body_bytes)
-    items = parse_item_batch(body)
-    result = await store.append(tenant, session_id, items)
+    items = parse_item_batch(body, request.app.state.batch_limits)
+    result = await store.append(
+        tenant, session_id, items, max_items=settings.max_items_per_session or None
+    )
     return Response(append_body(result), status_code=201, media_type=JSON)
 
 
 @router.delete(
     "/{session_id}/items/last",
     response_model=PopResponse,
-    responses=problem_responses(422, 503),
+    responses=problem_responses(401, 422, 503),
     operation_id="items-pop",
 )
-async def pop_item(session_id: SessionId, store: StoreDep, tenant: Tenant) -> Response:
+async def pop_item(tenant: Tenant, session_id: SessionId, store: StoreDep) -> Response:
     """Remove and return the newest item; `{"item": null}` when the session is empty."""
     return Response(pop_body(await store.pop(tenant, session_id)), media_type=JSON)

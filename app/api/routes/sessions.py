@@ -36,12 +36,12 @@ def _record(info: SessionInfo) -> SessionRecord:
 @router.get(
     "",
     response_model=SessionListResponse,
-    responses=problem_responses(422, 503),
+    responses=problem_responses(401, 422, 503),
     operation_id="sessions-list",
 )
 async def list_sessions(
-    store: StoreDep,
     tenant: Tenant,
+    store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Sessions per page.")] = 50,
     cursor: Annotated[
         str | None,
@@ -64,10 +64,10 @@ async def list_sessions(
 @router.get(
     "/{session_id}",
     response_model=SessionRecord,
-    responses=problem_responses(404, 422, 503),
+    responses=problem_responses(401, 404, 422, 503),
     operation_id="sessions-get",
 )
-async def get_session(session_id: SessionId, store: StoreDep, tenant: Tenant) -> SessionRecord:
+async def get_session(tenant: Tenant, session_id: SessionId, store: StoreDep) -> SessionRecord:
     """Show one session's record: item count, created and updated times."""
     info = await store.get_session(tenant, session_id)
     if info is None:
@@ -79,10 +79,10 @@ async def get_session(session_id: SessionId, store: StoreDep, tenant: Tenant) ->
     "/{session_id}",
     status_code=204,
     response_class=Response,
-    responses=problem_responses(422, 503),
+    responses=problem_responses(401, 422, 503),
     operation_id="sessions-clear",
 )
-async def clear_session(session_id: SessionId, store: StoreDep, tenant: Tenant) -> Response:
+async def clear_session(tenant: Tenant, session_id: SessionId, store: StoreDep) -> Response:
     """Delete a session's items and its record; an unknown session is a no-op."""
     await store.clear(tenant, session_id)
     return Response(status_code=204)
