@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         default=False,
         description="Allow running without API keys on a non-loopback address.",
     )
+    idempotency_ttl_seconds: float = Field(
+        default=86_400,
+        gt=0,
+        description="How long a write's outcome is kept for replay under its Idempotency-Key.",
+    )
     sqlite_readers: int = Field(
         default=2, ge=1, le=64, description="Read connections kept open to the SQLite file."
     )

@@ -4,7 +4,9 @@
     ├── MalformedBody            400
     ├── PayloadTooLarge          413
     ├── UnsupportedMediaType     415
+    ├── IdempotencyKeyInFlight   409
     ├── InvalidInput             422
+    ├── IdempotencyKeyReused     422
     └── ServiceUnavailable       503
 
 Every error response, FastAPI's own 404/405/422 and unexpected 500s included, is
@@ -25,10 +27,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from .storage import SessionFullError, StoreError, StoreUnavailableError
+from .storage import (
+    IdempotencyInFlightError,
+    IdempotencyMismatchError,
+    SessionFullError,
+    StoreError,
+    StoreUnavailableError,
+)
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
+    "IdempotencyKeyInFlight",
+    "IdempotencyKeyReused",
     "InvalidInput",
     "MalformedBody",
     "PayloadTooLarge",
@@ -104,6 +114,18 @@ class InvalidInput(ProblemError):
     status = 422
     slug = "invalid-input"
     title = "Invalid input"
+
+
+class IdempotencyKeyReused(ProblemError):
+    status = 422
+    slug = "idempotency-key-reused"
+    title = "Idempotency key reused"
+
+
+class IdempotencyKeyInFlight(ProblemError):
+    status = 409
+    slug = "idempotency-key-in-flight"
+    title = "Request still in flight"
 
 
 class ServiceUnavailable(ProblemError):
@@ -277,6 +299,15 @@ def store_problem(exc: StoreError) -> ProblemError:
             f"the session holds {exc.count} items and may hold at most {exc.limit}; "
             f"adding {exc.adding} would pass that. Nothing was stored.",
             extra={"limit": "max_items_per_session", "max": exc.limit},
+        )
+    if isinstance(exc, IdempotencyMismatchError):
+        return IdempotencyKeyReused(
+            "this Idempotency-Key was already used for a different request; use a new key "
+            "for a new request"
+        )
+    if isinstance(exc, IdempotencyInFlightError):
+        return IdempotencyKeyInFlight(
+            "a request with this Idempotency-Key is still running; retry after it finishes"
         )
     if isinstance(exc, StoreUnavailableError):
         logger.warning("store unavailable: %s", exc)

@@ -27,6 +27,8 @@ from client._ids import session_id_error
 from .auth import ApiKeys
 from .config import Settings
 from .errors import PROBLEM_MEDIA_TYPE, ProblemError, problem_error_body, store_problem
+from .idempotency import HEADER as IDEMPOTENCY_HEADER
+from .idempotency import idempotency_for
 from .payload import parse_item_batch, read_json_body
 from .storage import MAX_SEQ, SessionStore, StoreError
 from .wire import append_body, page_body, pop_body
@@ -114,8 +116,9 @@ class HotPath:
         state = self.state
         store: SessionStore = state.store
         try:
+            headers = Headers(scope=scope)
             keys: ApiKeys = state.api_keys
-            tenant = keys.tenant_for(Headers(scope=scope).get("authorization"))
+            tenant = keys.tenant_for(headers.get("authorization"))
             if method == "GET":
                 assert query is not None
                 page = await store.read(
@@ -128,16 +131,32 @@ class HotPath:
                 await _respond(send, 200, page_body(page), JSON_HEADERS)
             elif method == "POST":
                 settings: Settings = state.settings
-                body = await read_json_body(Headers(scope=scope), receive, settings.max_body_bytes)
+                body = await read_json_body(headers, receive, settings.max_body_bytes)
                 items = parse_item_batch(body, state.batch_limits)
                 result = await store.append(
-                    tenant, session_id, items, max_items=settings.max_items_per_session or None
+                    tenant,
+                    session_id,
+                    items,
+                    max_items=settings.max_items_per_session or None,
+                    idempotency=idempotency_for(
+                        headers.get(IDEMPOTENCY_HEADER),
+                        method="POST",
+                        session_id=session_id,
+                        body=body,
+                        ttl=settings.idempotency_ttl_seconds,
+                    ),
                 )
                 await _respond(send, 201, append_body(result), JSON_HEADERS)
             else:
-                await _respond(
-                    send, 200, pop_body(await store.pop(tenant, session_id)), JSON_HEADERS
+                idempotency = idempotency_for(
+                    headers.get(IDEMPOTENCY_HEADER),
+                    method="DELETE",
+                    session_id=session_id,
+                    body=b"",
+                    ttl=state.settings.idempotency_ttl_seconds,
                 )
+                item = await store.pop(tenant, session_id, idempotency=idempotency)
+                await _respond(send, 200, pop_body(item), JSON_HEADERS)
         except ClientDisconnect:
             return
         except ProblemError as exc:

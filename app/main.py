@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +20,7 @@ from .config import Settings
 from .errors import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from .hotpath import HotPath
 from .payload import BatchLimits
-from .storage import SessionStore, store_from_url
+from .storage import SessionStore, StoreError, store_from_url
 
 __all__ = ["create_app", "create_asgi_app"]
 
@@ -57,9 +59,13 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
         opened = store or store_from_url(settings.database_url, settings)
         await opened.open()
         app.state.store = opened
+        sweeper = asyncio.create_task(_sweep_forever(opened), name="idempotency-sweeper")
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             await opened.close()
 
     app = FastAPI(
@@ -77,6 +83,22 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
     app.include_router(api_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+SWEEP_INTERVAL_SECONDS = 60.0
+
+
+async def _sweep_forever(store: SessionStore) -> None:
+    """Delete expired idempotency records now and then; a failed sweep is tried again."""
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
+        try:
+            swept = await store.sweep()
+        except StoreError as exc:
+            logger.warning("idempotency sweep failed: %s", exc)
+        else:
+            if swept:
+                logger.info("swept %d expired idempotency records", swept)
 
 
 def create_asgi_app(settings: Settings | None = None) -> ASGIApp:

@@ -10,10 +10,11 @@ from ._exceptions import (
     TransportError,
 )
 from ._ids import MAX_SESSION_ID_LENGTH, validate_session_id
-from ._session import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, RemoteSession
+from ._session import DEFAULT_BASE_URL, DEFAULT_RETRIES, DEFAULT_TIMEOUT, RemoteSession
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT",
     "MAX_SESSION_ID_LENGTH",
     "ConnectError",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import random
+import uuid
 from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -18,10 +21,12 @@ if TYPE_CHECKING:
     from agents.items import TResponseInputItem
     from agents.memory import SessionSettings
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "RemoteSession"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_RETRIES", "DEFAULT_TIMEOUT", "RemoteSession"]
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_RETRIES = 4
+MAX_BACKOFF = 5.0
 API_KEY_ENV = "SESSION_MEMORY_API_KEY"
 
 
@@ -48,6 +53,12 @@ class RemoteSession:
     ``Runner.run(agent, input, session=RemoteSession("user-42"))`` keeps its history
     on the server, shared by every process and host that uses the same id.
 
+    Transient failures (no connection, a timeout, 502, 503, 504) are retried up to
+    ``retries`` times with exponential backoff and full jitter, starting at
+    ``backoff`` seconds. Every ``add_items`` and ``pop_item`` carries a fresh
+    Idempotency-Key reused by its retries, so a retry never duplicates an append
+    nor pops twice.
+
     Calls go through one pooled ``httpx2.AsyncClient``: pass ``http_client`` to share
     a pool between many sessions (it is then yours to close), or let the session own
     one and release it with ``await session.close()`` or ``async with``.
@@ -65,6 +76,8 @@ class RemoteSession:
         timeout: float = DEFAULT_TIMEOUT,
         session_settings: SessionSettings | None = None,
         http_client: httpx2.AsyncClient | None = None,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = 0.1,
     ) -> None:
         from agents.memory import SessionSettings
 
@@ -77,6 +90,10 @@ class RemoteSession:
         self._owns_client = http_client is None
         self._client = http_client or httpx2.AsyncClient(timeout=timeout)
         self._timeout = timeout
+        if retries < 0 or backoff < 0:
+            raise ValueError("retries and backoff must be 0 or more")
+        self.retries = retries
+        self.backoff = backoff
 
     def __repr__(self) -> str:
         return f"RemoteSession({self.session_id!r}, base_url={self.base_url!r})"
@@ -105,15 +122,12 @@ class RemoteSession:
         if not items:
             return
         await self._request(
-            "POST",
-            self._url + "/items",
-            content=_encode_items(list(items)),
-            headers={"Content-Type": "application/json"},
+            "POST", self._url + "/items", content=_encode_items(list(items)), idempotent_write=True
         )
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item, or None when the session is empty."""
-        response = await self._request("DELETE", self._url + "/items/last")
+        response = await self._request("DELETE", self._url + "/items/last", idempotent_write=True)
         item: TResponseInputItem | None = json.loads(response.content)["item"]
         return item
 
@@ -148,17 +162,47 @@ class RemoteSession:
         *,
         params: dict[str, int] | None = None,
         content: bytes | None = None,
-        headers: dict[str, str] | None = None,
+        idempotent_write: bool = False,
     ) -> httpx2.Response:
-        """Send one request; map transport failures and error statuses to our exceptions."""
+        """Send one logical request, retrying transient failures; map errors to ours.
+
+        Reads and clears are idempotent by nature. Writes carry one fresh
+        Idempotency-Key for all their attempts, so a retried append lands once and a
+        retried pop removes one item, even when an earlier attempt reached the server.
+        """
+        headers = dict(self._headers)
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        if idempotent_write:
+            headers["Idempotency-Key"] = str(uuid.uuid4())
+        attempt = 0
+        while True:
+            try:
+                response = await self._send(method, url, params, content, headers)
+            except TransportError:
+                if attempt >= self.retries:
+                    raise
+            else:
+                if response.status_code < 400:
+                    return response
+                error = _problem_error(response)
+                if attempt >= self.retries or not _retryable(error):
+                    raise error
+            # Full jitter: spread retries of many clients over the whole interval.
+            await asyncio.sleep(random.uniform(0, min(MAX_BACKOFF, self.backoff * 2**attempt)))
+            attempt += 1
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, int] | None,
+        content: bytes | None,
+        headers: dict[str, str],
+    ) -> httpx2.Response:
         try:
-            response = await self._client.request(
-                method,
-                url,
-                params=params,
-                content=content,
-                headers={**self._headers, **headers} if headers else self._headers,
-                timeout=self._timeout,
+            return await self._client.request(
+                method, url, params=params, content=content, headers=headers, timeout=self._timeout
             )
         except httpx2.ConnectError as exc:
             raise ConnectError(
@@ -173,9 +217,12 @@ class RemoteSession:
             raise TransportError(
                 f"request to session-memory at {self.base_url} failed: {exc}", url=url
             ) from exc
-        if response.status_code >= 400:
-            raise _problem_error(response)
-        return response
+
+
+def _retryable(error: ProblemError) -> bool:
+    # 502-504: a proxy or the store is briefly away. 409: an earlier attempt of this
+    # same write is still running (it answers with the outcome once it is done).
+    return error.status in (502, 503, 504) or error.type.endswith("idempotency-key-in-flight")
 
 
 def _problem_error(response: httpx2.Response) -> ProblemError:

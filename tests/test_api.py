@@ -276,3 +276,84 @@ async def test_readyz_is_503_when_store_is_closed(tmp_path: Path) -> None:
         await store.close()
         assert_problem(await http.get("/readyz"), 503)
         assert_problem(await http.get("/v1/sessions/x/items"), 503)
+
+
+async def test_idempotent_post_replays_the_first_outcome(
+    http: httpx2.AsyncClient, session_id: str
+) -> None:
+    headers = {"Idempotency-Key": "3f1c2a9e-0000-4000-8000-000000000001"}
+    body = {"items": [{"n": 1}, {"n": 2}]}
+    first = await http.post(items_url(session_id), json=body, headers=headers)
+    again = await http.post(items_url(session_id), json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.content == first.content
+    assert [i["n"] for i in (await http.get(items_url(session_id))).json()["items"]] == [1, 2]
+
+    other = await http.post(items_url(session_id), json={"items": [{"n": 3}]}, headers=headers)
+    problem = assert_problem(other, 422)
+    assert str(problem["type"]).endswith("idempotency-key-reused")
+    assert len((await http.get(items_url(session_id))).json()["items"]) == 2
+
+
+async def test_idempotent_pop_replays_the_same_item(
+    http: httpx2.AsyncClient, session_id: str
+) -> None:
+    await post_items(http, session_id, [{"n": 1}, {"n": 2}])
+    headers = {"Idempotency-Key": "pop-once-1"}
+    first = await http.delete(f"{items_url(session_id)}/last", headers=headers)
+    again = await http.delete(f"{items_url(session_id)}/last", headers=headers)
+    assert first.json() == again.json() == {"item": {"n": 2}}
+    assert (await http.get(items_url(session_id))).json()["items"] == [{"n": 1}]
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "x" * 256, "é"])
+async def test_bad_idempotency_key_is_422_and_stores_nothing(
+    http: httpx2.AsyncClient, session_id: str, bad: str
+) -> None:
+    response = await http.post(
+        items_url(session_id),
+        content=b'{"items":[{"n":1}]}',
+        headers={"content-type": "application/json", "Idempotency-Key": bad.encode()},  # type: ignore[dict-item]
+    )
+    assert_problem(response, 422)
+    assert (await http.get(items_url(session_id))).json()["items"] == []
+
+
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    folder = tmp_path_factory.mktemp("limited")
+    with ServerProcess(
+        f"sqlite:///{folder}/s.db",
+        log_path=folder / "server.log",
+        env={
+            "SESSION_MEMORY_MAX_ITEMS_PER_REQUEST": "5",
+            "SESSION_MEMORY_MAX_ITEM_BYTES": "200",
+            "SESSION_MEMORY_MAX_ITEMS_PER_SESSION": "8",
+        },
+    ) as process:
+        yield process
+
+
+@pytest.mark.parametrize(
+    ("items", "limit"),
+    [
+        ([{"n": n} for n in range(6)], "max_items_per_request"),
+        ([{"n": 1}, {"text": "x" * 300}], "max_item_bytes"),
+        ([{"text": "é" * 120}], "max_item_bytes"),
+    ],
+)
+async def test_limits_are_422_naming_the_limit(
+    limited_server: ServerProcess, session_id: str, items: list[object], limit: str
+) -> None:
+    async with httpx2.AsyncClient(base_url=limited_server.base_url) as http:
+        problem = assert_problem(await post_items(http, session_id, items), 422)
+        assert problem["limit"] == limit
+        assert (await http.get(items_url(session_id))).json()["items"] == []
+
+
+async def test_session_item_limit_over_http(limited_server: ServerProcess, session_id: str) -> None:
+    async with httpx2.AsyncClient(base_url=limited_server.base_url) as http:
+        assert (await post_items(http, session_id, [{"n": n} for n in range(5)])).status_code == 201
+        problem = assert_problem(await post_items(http, session_id, [{"n": 5}] * 4), 422)
+        assert (problem["limit"], problem["max"]) == ("max_items_per_session", 8)
+        assert len((await http.get(items_url(session_id))).json()["items"]) == 5

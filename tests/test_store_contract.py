@@ -7,7 +7,13 @@ import json
 
 import pytest
 
-from app.storage import SessionStore
+from app.storage import (
+    Idempotency,
+    IdempotencyInFlightError,
+    IdempotencyMismatchError,
+    SessionFullError,
+    SessionStore,
+)
 
 T = "tenant-a"
 
@@ -183,3 +189,71 @@ async def test_concurrent_pops_return_each_item_once(store: SessionStore) -> Non
 
 async def test_ping_answers_when_open(store: SessionStore) -> None:
     await store.ping()
+
+
+def key(name: str, fingerprint: str = "f1", ttl: float = 60) -> Idempotency:
+    return Idempotency(key=name, fingerprint=fingerprint, ttl=ttl)
+
+
+async def test_idempotent_append_lands_once(store: SessionStore) -> None:
+    first = await store.append(T, "s", [item(1), item(2)], idempotency=key("k1"))
+    again = await store.append(T, "s", [item(1), item(2)], idempotency=key("k1"))
+    assert again == first
+    assert (await store.read(T, "s")).items == [item(1), item(2)]
+    other_tenant = await store.append("tenant-b", "s", [item(1)], idempotency=key("k1"))
+    assert other_tenant.first_seq == 1
+    assert len((await store.read("tenant-b", "s")).items) == 1
+
+
+async def test_idempotency_key_with_another_request_is_refused(store: SessionStore) -> None:
+    await store.append(T, "s", [item(1)], idempotency=key("k2", "f1"))
+    with pytest.raises(IdempotencyMismatchError):
+        await store.append(T, "s", [item(9)], idempotency=key("k2", "f2"))
+    with pytest.raises(IdempotencyMismatchError):
+        await store.pop(T, "s", idempotency=key("k2", "f2"))
+    assert (await store.read(T, "s")).items == [item(1)]
+
+
+async def test_idempotent_pop_removes_one_item(store: SessionStore) -> None:
+    await store.append(T, "s", [item(1), item(2), item(3)])
+    assert await store.pop(T, "s", idempotency=key("p1")) == item(3)
+    assert await store.pop(T, "s", idempotency=key("p1")) == item(3)
+    assert (await store.read(T, "s")).items == [item(1), item(2)]
+    assert await store.pop(T, "empty", idempotency=key("p2")) is None
+    await store.append(T, "empty", [item(5)])
+    assert await store.pop(T, "empty", idempotency=key("p2")) is None  # the recorded outcome
+
+
+async def test_expired_idempotency_records_are_forgotten_and_swept(store: SessionStore) -> None:
+    await store.append(T, "s", [item(1)], idempotency=key("short", ttl=0.05))
+    await store.append(T, "s", [item(2)], idempotency=key("long", ttl=60))
+    await asyncio.sleep(0.2)
+    assert await store.sweep() == 1
+    again = await store.append(T, "s", [item(1)], idempotency=key("short", ttl=60))
+    assert again.first_seq == 3  # ran again: the record had expired
+    assert await store.sweep() == 0
+
+
+async def test_concurrent_retries_of_one_write_land_once(store: SessionStore) -> None:
+    async def attempt() -> object:
+        try:
+            return await store.append(T, "s", [item(7), item(8)], idempotency=key("race"))
+        except IdempotencyInFlightError as exc:
+            return exc
+
+    outcomes = await asyncio.gather(*(attempt() for _ in range(10)))
+    results = {o for o in outcomes if not isinstance(o, IdempotencyInFlightError)}
+    assert len(results) == 1  # every attempt that ran saw the same outcome
+    assert (await store.read(T, "s")).items == [item(7), item(8)]
+
+
+async def test_session_item_limit(store: SessionStore) -> None:
+    await store.append(T, "s", [item(n) for n in range(8)], max_items=10)
+    with pytest.raises(SessionFullError) as caught:
+        await store.append(T, "s", [item(n) for n in range(3)], max_items=10)
+    assert (caught.value.limit, caught.value.count, caught.value.adding) == (10, 8, 3)
+    assert len((await store.read(T, "s")).items) == 8
+    await store.append(T, "s", [item(8), item(9)], max_items=10)
+    with pytest.raises(SessionFullError):
+        await store.append(T, "new", [item(n) for n in range(11)], max_items=10)
+    assert await store.get_session(T, "new") is None

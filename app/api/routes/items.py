@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from ...errors import InvalidInput, problem_responses
+from ...idempotency import idempotency_for
 from ...payload import parse_item_batch, read_json_body
 from ...schemas import AppendRequest, AppendResponse, ItemPageResponse, PopResponse
 from ...storage import MAX_SEQ, ItemPage, SessionStore
@@ -39,6 +40,18 @@ async def _stream_pages(
             last_seq = page.last_seq
     yield page_tail(first_seq, last_seq, False)
 
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description=(
+            "A unique key (a UUID) for this write. A retry with the same key and request "
+            "gets the first outcome back and changes nothing; the same key with another "
+            "request is a 422; a retry while the first still runs is a 409."
+        ),
+    ),
+]
 
 Limit = Annotated[
     int | None,
@@ -108,7 +121,7 @@ _APPEND_BODY: dict[str, Any] = {
     "/{session_id}/items",
     status_code=201,
     response_model=AppendResponse,
-    responses=problem_responses(401, 400, 413, 415, 422, 503),
+    responses=problem_responses(401, 400, 409, 413, 415, 422, 503),
     openapi_extra=_APPEND_BODY,
     operation_id="items-add",
 )
@@ -118,12 +131,23 @@ async def add_items(
     session_id: SessionId,
     store: StoreDep,
     settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Append items atomically: all land next to each other, or none does."""
     body = await read_json_body(request.headers, request.receive, settings.max_body_bytes)
     items = parse_item_batch(body, request.app.state.batch_limits)
     result = await store.append(
-        tenant, session_id, items, max_items=settings.max_items_per_session or None
+        tenant,
+        session_id,
+        items,
+        max_items=settings.max_items_per_session or None,
+        idempotency=idempotency_for(
+            idempotency_key,
+            method="POST",
+            session_id=session_id,
+            body=body,
+            ttl=settings.idempotency_ttl_seconds,
+        ),
     )
     return Response(append_body(result), status_code=201, media_type=JSON)
 
@@ -131,9 +155,23 @@ async def add_items(
 @router.delete(
     "/{session_id}/items/last",
     response_model=PopResponse,
-    responses=problem_responses(401, 422, 503),
+    responses=problem_responses(401, 409, 422, 503),
     operation_id="items-pop",
 )
-async def pop_item(tenant: Tenant, session_id: SessionId, store: StoreDep) -> Response:
+async def pop_item(
+    tenant: Tenant,
+    session_id: SessionId,
+    store: StoreDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Remove and return the newest item; `{"item": null}` when the session is empty."""
-    return Response(pop_body(await store.pop(tenant, session_id)), media_type=JSON)
+    idempotency = idempotency_for(
+        idempotency_key,
+        method="DELETE",
+        session_id=session_id,
+        body=b"",
+        ttl=settings.idempotency_ttl_seconds,
+    )
+    item = await store.pop(tenant, session_id, idempotency=idempotency)
+    return Response(pop_body(item), media_type=JSON)
