@@ -38,6 +38,11 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body accepted; a larger one gets 413.",
     )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest total size of a request's headers; larger gets 431.",
+    )
     max_item_bytes: int = Field(
         default=8 * 1024 * 1024,
         ge=64,

@@ -1,4 +1,5 @@
-"""The hot item routes, answered without the framework.
+"""The edge of the service: a header-size bound, and the hot item routes answered
+without the framework.
 
 FastAPI costs several times the work of a bare ASGI call, which on these routes is
 most of a request. This wrapper answers the common, well-formed requests itself:
@@ -66,8 +67,6 @@ def parse_item_query(query: bytes) -> dict[bytes, int] | None:
         if number > MAX_SEQ:
             return None
         params[name] = number
-    if b"after" in params and b"before" in params:
-        return None
     return params
 
 
@@ -84,15 +83,38 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
+class HeadersTooLarge(ProblemError):
+    status = 431
+    slug = "headers-too-large"
+    title = "Request header fields too large"
+
+
+def _headers_too_large(limit: int) -> HeadersTooLarge:
+    return HeadersTooLarge(
+        f"the request headers exceed {limit} bytes",
+        extra={"limit": "max_header_bytes", "max": limit},
+    )
+
+
 class HotPath:
     """ASGI middleware: serve the hot routes directly, pass the rest to ``app``."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         self.state = app.state
+        settings: Settings = app.state.settings
+        self.enabled = settings.hot_path
+        self.max_header = settings.max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # uvicorn's httptools parser sets no bound on header size; this is the bound.
+        if sum(len(name) + len(value) for name, value in scope["headers"]) > self.max_header:
+            await self._problem(send, _headers_too_large(self.max_header), scope["path"])
+            return
+        if not self.enabled or not scope["path"].startswith(PREFIX):
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]

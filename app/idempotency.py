@@ -8,11 +8,12 @@ import re
 from .errors import InvalidInput
 from .storage import Idempotency
 
-__all__ = ["HEADER", "idempotency_for"]
+__all__ = ["HEADER", "KEY_PATTERN", "idempotency_for"]
 
 HEADER = "idempotency-key"
 # Visible ASCII, as the IETF draft's examples and Stripe's keys use; UUIDs fit.
-_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+_KEY = re.compile(KEY_PATTERN)
 
 
 def idempotency_for(

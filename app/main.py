@@ -102,12 +102,12 @@ async def _sweep_forever(store: SessionStore) -> None:
 
 
 def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
-    """What the server runs: the app, with the hot path in front of it when enabled.
+    """What the server runs: the app behind the hot path (and its header-size bound).
 
-    The hot path sits outside FastAPI's own middleware, which is where its saving is.
+    The hot path sits outside FastAPI's own middleware, which is where its saving is;
+    with ``hot_path`` off it only bounds headers and passes everything on.
     """
-    app = create_app(settings)
-    return HotPath(app) if app.state.settings.hot_path else app
+    return HotPath(create_app(settings))
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "AppendRequest",
@@ -21,6 +21,8 @@ __all__ = [
 
 class AppendRequest(BaseModel):
     """Items to append, in order. Each item is a JSON object, stored exactly as sent."""
+
+    model_config = ConfigDict(extra="forbid")
 
     items: list[dict[str, Any]] = Field(
         description="Items to append, oldest first. An empty list is a no-op.",

@@ -81,7 +81,6 @@ async def test_batch_with_one_bad_item_stores_nothing(
         ("limit=abc", "valid integer"),
         ("limit=1.5", "valid integer"),
         ("limit=99999999999999999999999", "less than or equal to"),
-        ("after=1&before=3", "at most one of"),
         ("after=-2", "greater than or equal to 0"),
     ],
 )
@@ -108,6 +107,8 @@ async def test_keyset_pages_over_http(http: httpx2.AsyncClient, session_id: str)
     forward = (await http.get(f"{items_url(session_id)}?limit=4&after=2")).json()
     assert [i["n"] for i in forward["items"]] == [3, 4, 5, 6]
     assert forward["has_more"] is True
+    between = (await http.get(f"{items_url(session_id)}?after=2&before=6&limit=10")).json()
+    assert [i["n"] for i in between["items"]] == [3, 4, 5]
     rest = (await http.get(f"{items_url(session_id)}?after=6")).json()
     assert [i["n"] for i in rest["items"]] == [7]
     assert rest["has_more"] is False
@@ -170,7 +171,7 @@ async def test_bad_list_cursor_is_422(http: httpx2.AsyncClient) -> None:
     assert_problem(await http.get("/v1/sessions?limit=0"), 422)
 
 
-@pytest.mark.parametrize("bad", ["\x00", "a\nb", "tab\there", "\u2028", "x" * 257])
+@pytest.mark.parametrize("bad", ["\x00", "a\nb", "tab\there", "\u2028", "\x9f", "x" * 257])
 async def test_session_id_outside_alphabet_is_422(http: httpx2.AsyncClient, bad: str) -> None:
     problem = assert_problem(await http.get(items_url(bad)), 422)
     assert problem["errors"]

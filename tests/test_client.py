@@ -101,6 +101,7 @@ ODD_IDS = [
     "%2E%2E",
     "Ünïcödé 会话 جلسة 🙂",
     "+&=;,$@!*'()[]{}|^`~\"<>",
+    "family \U0001f468\u200d\U0001f469\u200d\U0001f467 nbsp\u00a0",
     "x" * 256,
 ]
 
@@ -119,7 +120,9 @@ async def test_odd_session_ids_round_trip_and_stay_isolated(base_url: str) -> No
         assert set(ODD_IDS) <= ids
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", "/", "x" * 257, "nul\x00", "new\nline", "\u200b"])
+@pytest.mark.parametrize(
+    "bad", ["", "a/b", "/", "x" * 257, "nul\x00", "new\nline", "\u2028", "c1\x85"]
+)
 def test_bad_session_id_raises_value_error_before_any_request(bad: str) -> None:
     with pytest.raises(ValueError, match="session id"):
         RemoteSession(bad, base_url=f"http://127.0.0.1:{free_port()}")

@@ -72,6 +72,7 @@ async def test_hot_path_answers_like_the_routes(pair: Pair, session_id: str) -> 
         "limit=100",
         "after=2&limit=2",
         "limit=2&before=4",
+        "after=1&before=5&limit=9",
     ]:
         await pair.both("GET", f"{url}?{query}")
     await pair.both("DELETE", url + "/last")
@@ -97,9 +98,7 @@ async def test_hot_path_errors_match(pair: Pair, body: bytes, headers: dict[str,
     assert pair.fell_through == []
 
 
-@pytest.mark.parametrize(
-    "query", ["", "limit=-1", "limit=x", "limit=1&limit=2", "after=1&before=2&limit=1", "foo=1"]
-)
+@pytest.mark.parametrize("query", ["", "limit=-1", "limit=x", "limit=1&limit=2", "foo=1"])
 async def test_unsure_requests_go_to_the_routes(pair: Pair, query: str) -> None:
     await pair.both("POST", "/v1/sessions/s/items", json={"items": [{"n": 1}]})
     await pair.both("GET", f"/v1/sessions/s/items?{query}")

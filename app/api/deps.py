@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from client._ids import MAX_SESSION_ID_LENGTH, session_id_error
+from client._ids import MAX_SESSION_ID_LENGTH, SESSION_ID_PATTERN, session_id_error
 
 from ..auth import ApiKeys
 from ..config import Settings
@@ -45,9 +45,10 @@ def valid_session_id(
         Path(
             min_length=1,
             max_length=MAX_SESSION_ID_LENGTH,
+            pattern=SESSION_ID_PATTERN,
             description=(
-                "1 to 256 printable Unicode characters (space included), any but '/'. "
-                "Percent-encode it in the path."
+                "1 to 256 Unicode characters; control characters, surrogates, line "
+                "separators and '/' are refused. Percent-encode it in the path."
             ),
         ),
     ],

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from ...errors import InvalidInput, problem_responses
-from ...idempotency import idempotency_for
+from ...errors import problem_responses
+from ...idempotency import KEY_PATTERN, idempotency_for
 from ...payload import parse_item_batch, read_json_body
 from ...schemas import AppendRequest, AppendResponse, ItemPageResponse, PopResponse
 from ...storage import MAX_SEQ, ItemPage, SessionStore
@@ -45,6 +45,7 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        pattern=KEY_PATTERN,
         description=(
             "A unique key (a UUID) for this write. A retry with the same key and request "
             "gets the first outcome back and changes nothing; the same key with another "
@@ -88,12 +89,12 @@ async def get_items(
     after: After = None,
     before: Before = None,
 ) -> Response:
-    """Read a session's items, oldest first; the latest `limit` or a keyset page."""
-    if after is not None and before is not None:
-        raise InvalidInput(
-            "give at most one of 'after' and 'before'",
-            extra={"errors": [{"loc": ["query", "before"], "msg": "conflicts with 'after'"}]},
-        )
+    """Read a session's items, oldest first; the latest `limit` or a keyset page.
+
+    Without cursors: the latest `limit` items. `after=S`: the first `limit` items
+    above S. `before=S`: the latest `limit` items below S. Both: the first `limit`
+    items strictly between them.
+    """
     if limit is not None:
         page = await store.read(tenant, session_id, limit=limit, after=after, before=before)
         return Response(page_body(page), media_type=JSON)
