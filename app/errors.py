@@ -5,6 +5,7 @@
     ├── PayloadTooLarge          413
     ├── UnsupportedMediaType     415
     ├── IdempotencyKeyInFlight   409
+    ├── PreconditionFailed       412
     ├── InvalidInput             422
     ├── IdempotencyKeyReused     422
     └── ServiceUnavailable       503
@@ -30,6 +31,7 @@ from starlette.routing import Match
 from .storage import (
     IdempotencyInFlightError,
     IdempotencyMismatchError,
+    PreconditionFailedError,
     SessionFullError,
     StoreError,
     StoreUnavailableError,
@@ -42,6 +44,7 @@ __all__ = [
     "InvalidInput",
     "MalformedBody",
     "PayloadTooLarge",
+    "PreconditionFailed",
     "Problem",
     "ProblemError",
     "ServiceUnavailable",
@@ -126,6 +129,12 @@ class IdempotencyKeyInFlight(ProblemError):
     status = 409
     slug = "idempotency-key-in-flight"
     title = "Request still in flight"
+
+
+class PreconditionFailed(ProblemError):
+    status = 412
+    slug = "precondition-failed"
+    title = "Precondition failed"
 
 
 class ServiceUnavailable(ProblemError):
@@ -308,6 +317,12 @@ def store_problem(exc: StoreError) -> ProblemError:
     if isinstance(exc, IdempotencyInFlightError):
         return IdempotencyKeyInFlight(
             "a request with this Idempotency-Key is still running; retry after it finishes"
+        )
+    if isinstance(exc, PreconditionFailedError):
+        return PreconditionFailed(
+            "the session changed since you read it (its ETag no longer matches If-Match); "
+            "read it again and retry",
+            headers=None if exc.current is None else {"ETag": f'"{exc.current}"'},
         )
     if isinstance(exc, StoreUnavailableError):
         logger.warning("store unavailable: %s", exc)

@@ -31,6 +31,7 @@ from .errors import PROBLEM_MEDIA_TYPE, ProblemError, problem_error_body, store_
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .idempotency import idempotency_for
 from .payload import parse_item_batch, read_json_body
+from .preconditions import etag, expected_revision
 from .storage import MAX_SEQ, SessionStore, StoreError
 from .wire import append_body, page_body, pop_body
 
@@ -81,6 +82,10 @@ async def _respond(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _etag(revision: int) -> tuple[bytes, bytes]:
+    return (b"etag", etag(revision).encode())
 
 
 class HeadersTooLarge(ProblemError):
@@ -150,7 +155,7 @@ class HotPath:
                     after=query.get(b"after"),
                     before=query.get(b"before"),
                 )
-                await _respond(send, 200, page_body(page), JSON_HEADERS)
+                await _respond(send, 200, page_body(page), [*JSON_HEADERS, _etag(page.revision)])
             elif method == "POST":
                 settings: Settings = state.settings
                 body = await read_json_body(headers, receive, settings.max_body_bytes)
@@ -167,8 +172,12 @@ class HotPath:
                         body=body,
                         ttl=settings.idempotency_ttl_seconds,
                     ),
+                    expected_revision=expected_revision(headers.get("if-match")),
                 )
-                await _respond(send, 201, append_body(result), JSON_HEADERS)
+                response_headers = JSON_HEADERS
+                if result.revision is not None:
+                    response_headers = [*JSON_HEADERS, _etag(result.revision)]
+                await _respond(send, 201, append_body(result), response_headers)
             else:
                 idempotency = idempotency_for(
                     headers.get(IDEMPOTENCY_HEADER),
@@ -177,7 +186,12 @@ class HotPath:
                     body=b"",
                     ttl=state.settings.idempotency_ttl_seconds,
                 )
-                item = await store.pop(tenant, session_id, idempotency=idempotency)
+                item = await store.pop(
+                    tenant,
+                    session_id,
+                    idempotency=idempotency,
+                    expected_revision=expected_revision(headers.get("if-match")),
+                )
                 await _respond(send, 200, pop_body(item), JSON_HEADERS)
         except ClientDisconnect:
             return

@@ -110,6 +110,15 @@ def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
     return HotPath(create_app(settings))
 
 
+def _drop_null(parameter: dict[str, Any]) -> None:
+    """An optional parameter is one that may be left out, not one that may be "null"."""
+    schema = parameter.get("schema", {})
+    choices = [choice for choice in schema.get("anyOf", []) if choice.get("type") != "null"]
+    if len(choices) == 1 and len(schema["anyOf"]) == 2:
+        rest = {key: value for key, value in schema.items() if key != "anyOf"}
+        parameter["schema"] = {**choices[0], **rest}
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's spec, with error responses listed under problem+json only."""
     if app.openapi_schema is None:
@@ -121,6 +130,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         )
         for operations in spec["paths"].values():
             for operation in operations.values():
+                for parameter in operation.get("parameters", []):
+                    _drop_null(parameter)
                 for status, response in operation.get("responses", {}).items():
                     content = response.get("content", {})
                     if status[0] in "45" and PROBLEM_MEDIA_TYPE in content:

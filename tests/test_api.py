@@ -358,3 +358,37 @@ async def test_session_item_limit_over_http(limited_server: ServerProcess, sessi
         problem = assert_problem(await post_items(http, session_id, [{"n": 5}] * 4), 422)
         assert (problem["limit"], problem["max"]) == ("max_items_per_session", 8)
         assert len((await http.get(items_url(session_id))).json()["items"]) == 5
+
+
+async def test_etag_and_if_match(http: httpx2.AsyncClient, session_id: str) -> None:
+    empty = await http.get(items_url(session_id) + "?limit=5")
+    assert empty.headers["etag"] == '"0"'
+    created = await http.post(
+        items_url(session_id), json={"items": [{"n": 1}]}, headers={"If-Match": '"0"'}
+    )
+    assert created.status_code == 201
+    tag = created.headers["etag"]
+    assert (await http.get(items_url(session_id) + "?limit=5")).headers["etag"] == tag
+    assert (await http.get(items_url(session_id))).headers["etag"] == tag
+
+    moved = await http.post(
+        items_url(session_id), json={"items": [{"n": 2}]}, headers={"If-Match": tag}
+    )
+    assert moved.status_code == 201
+    stale = await http.post(
+        items_url(session_id), json={"items": [{"n": 3}]}, headers={"If-Match": tag}
+    )
+    assert_problem(stale, 412)
+    assert stale.headers["etag"] == moved.headers["etag"]
+    assert_problem(
+        await http.delete(items_url(session_id) + "/last", headers={"If-Match": tag}), 412
+    )
+    assert_problem(await http.delete(f"/v1/sessions/{session_id}", headers={"If-Match": tag}), 412)
+    assert [i["n"] for i in (await http.get(items_url(session_id))).json()["items"]] == [1, 2]
+    assert_problem(
+        await http.post(items_url(session_id), json={"items": []}, headers={"If-Match": "42"}), 422
+    )
+    current = moved.headers["etag"]
+    assert (
+        await http.delete(f"/v1/sessions/{session_id}", headers={"If-Match": current})
+    ).status_code == 204

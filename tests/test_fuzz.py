@@ -44,8 +44,12 @@ def test_every_operation_answers_per_spec(
             # Generated keys repeat across different requests, which is a 422 by design
             # (tested on its own); a fresh key keeps each generated request valid.
             case.headers["Idempotency-Key"] = str(uuid.uuid4())
+        # A valid If-Match may still not match the session: 412 is a right answer then.
+        conditional = bool(case.headers and "If-Match" in case.headers)
         case.call_and_validate(
-            base_url=fuzz_server.base_url, headers={"Authorization": f"Bearer {KEY}"}
+            base_url=fuzz_server.base_url,
+            headers={"Authorization": f"Bearer {KEY}"},
+            excluded_checks=[schemathesis.checks.positive_data_acceptance] if conditional else [],
         )
 
     check()

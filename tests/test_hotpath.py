@@ -27,9 +27,10 @@ class Pair:
     async def both(self, method: str, url: str, **kwargs: object) -> httpx2.Response:
         a = await self.plain.request(method, url, **kwargs)  # type: ignore[arg-type]
         b = await self.hot.request(method, url, **kwargs)  # type: ignore[arg-type]
-        assert (a.status_code, a.headers["content-type"], a.content) == (
+        assert (a.status_code, a.headers["content-type"], a.headers.get("etag"), a.content) == (
             b.status_code,
             b.headers["content-type"],
+            b.headers.get("etag"),
             b.content,
         ), f"{method} {url}"
         return b

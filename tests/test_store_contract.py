@@ -8,9 +8,11 @@ import json
 import pytest
 
 from app.storage import (
+    ANY_REVISION,
     Idempotency,
     IdempotencyInFlightError,
     IdempotencyMismatchError,
+    PreconditionFailedError,
     SessionFullError,
     SessionStore,
 )
@@ -257,3 +259,30 @@ async def test_session_item_limit(store: SessionStore) -> None:
     with pytest.raises(SessionFullError):
         await store.append(T, "new", [item(n) for n in range(11)], max_items=10)
     assert await store.get_session(T, "new") is None
+
+
+async def test_expected_revision_guards_writes(store: SessionStore) -> None:
+    created = await store.append(T, "s", [item(1)], expected_revision=0)
+    assert created.revision is not None
+    assert created.revision > 0
+    with pytest.raises(PreconditionFailedError) as caught:
+        await store.append(T, "s", [item(2)], expected_revision=0)
+    assert caught.value.current == created.revision
+    page = await store.read(T, "s", limit=10)
+    assert page.revision == created.revision
+    moved = await store.append(T, "s", [item(2)], expected_revision=page.revision)
+    assert moved.revision is not None
+    assert moved.revision > created.revision
+    for stale in (
+        store.append(T, "s", [item(3)], expected_revision=page.revision),
+        store.pop(T, "s", expected_revision=page.revision),
+        store.clear(T, "s", expected_revision=page.revision),
+    ):
+        with pytest.raises(PreconditionFailedError):
+            await stale
+    assert (await store.read(T, "s")).items == [item(1), item(2)]
+    assert await store.pop(T, "s", expected_revision=ANY_REVISION) == item(2)
+    with pytest.raises(PreconditionFailedError):
+        await store.pop(T, "missing", expected_revision=ANY_REVISION)
+    await store.clear(T, "s", expected_revision=(await store.read(T, "s", limit=1)).revision)
+    assert (await store.read(T, "s", limit=1)).revision == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from client._ids import MAX_SESSION_ID_LENGTH, SESSION_ID_PATTERN, session_id_error
@@ -12,9 +12,10 @@ from client._ids import MAX_SESSION_ID_LENGTH, SESSION_ID_PATTERN, session_id_er
 from ..auth import ApiKeys
 from ..config import Settings
 from ..errors import InvalidInput
+from ..preconditions import IF_MATCH_PATTERN
 from ..storage import SessionStore
 
-__all__ = ["SessionId", "SettingsDep", "StoreDep", "Tenant"]
+__all__ = ["IfMatch", "SessionId", "SettingsDep", "StoreDep", "Tenant"]
 
 
 def get_store(request: Request) -> SessionStore:
@@ -58,6 +59,18 @@ def valid_session_id(
         raise InvalidInput(error, extra={"errors": [{"loc": ["path", "session_id"], "msg": error}]})
     return session_id
 
+
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        pattern=IF_MATCH_PATTERN,
+        description=(
+            "Write only if the session is still at this ETag (as a read returned it), "
+            'or `*` for "only if the session exists"; otherwise 412.'
+        ),
+    ),
+]
 
 StoreDep = Annotated[SessionStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -11,12 +11,14 @@ from urllib.parse import urlsplit
 
 from ..config import Settings, redact_url
 from .base import (
+    ANY_REVISION,
     MAX_SEQ,
     AppendResult,
     Idempotency,
     IdempotencyInFlightError,
     IdempotencyMismatchError,
     ItemPage,
+    PreconditionFailedError,
     SessionFullError,
     SessionInfo,
     SessionPage,
@@ -26,6 +28,7 @@ from .base import (
 )
 
 __all__ = [
+    "ANY_REVISION",
     "BACKENDS",
     "MAX_SEQ",
     "AppendResult",
@@ -33,6 +36,7 @@ __all__ = [
     "IdempotencyInFlightError",
     "IdempotencyMismatchError",
     "ItemPage",
+    "PreconditionFailedError",
     "SessionFullError",
     "SessionInfo",
     "SessionPage",

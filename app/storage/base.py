@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "ANY_REVISION",
     "EMPTY_PAGE",
     "MAX_SEQ",
     "AppendResult",
@@ -19,12 +20,14 @@ __all__ = [
     "IdempotencyInFlightError",
     "IdempotencyMismatchError",
     "ItemPage",
+    "PreconditionFailedError",
     "SessionFullError",
     "SessionInfo",
     "SessionPage",
     "SessionStore",
     "StoreError",
     "StoreUnavailableError",
+    "check_revision",
     "decode_append",
     "decode_pop",
     "encode_append",
@@ -53,6 +56,27 @@ class IdempotencyInFlightError(StoreError):
     """A request with this idempotency key is still running; nothing was done."""
 
 
+class PreconditionFailedError(StoreError):
+    """The session's revision is not the one the write expected; nothing was done."""
+
+    def __init__(self, *, current: int | None) -> None:
+        super().__init__(f"the session is at revision {current}")
+        self.current = current
+
+
+# ``expected_revision`` for "any revision, as long as the session exists" (If-Match: *).
+ANY_REVISION = -1
+
+
+def check_revision(expected: int | None, current: int) -> None:
+    """Raise ``PreconditionFailedError`` unless ``current`` (0: no session) is as expected."""
+    if expected is None:
+        return
+    if current > 0 if expected == ANY_REVISION else current == expected:
+        return
+    raise PreconditionFailedError(current=current)
+
+
 class SessionFullError(StoreError):
     """An append would take a session past its item limit; nothing was stored."""
 
@@ -70,6 +94,7 @@ class AppendResult:
     count: int
     first_seq: int | None
     last_seq: int | None
+    revision: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +103,14 @@ class ItemPage:
 
     ``has_more`` says whether more items lie beyond the page in the direction of
     travel: older ones for a tail or ``before`` read, newer ones for an ``after`` read.
+    ``revision`` is the session's version when it was read (0: no such session).
     """
 
     items: list[str]
     first_seq: int | None
     last_seq: int | None
     has_more: bool
+    revision: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +129,12 @@ class Idempotency:
 
 
 def encode_append(result: AppendResult) -> str:
-    return json.dumps([result.count, result.first_seq, result.last_seq])
+    return json.dumps([result.count, result.first_seq, result.last_seq, result.revision])
 
 
 def decode_append(text: str) -> AppendResult:
-    count, first_seq, last_seq = json.loads(text)
-    return AppendResult(count=count, first_seq=first_seq, last_seq=last_seq)
+    count, first_seq, last_seq, revision = json.loads(text)
+    return AppendResult(count=count, first_seq=first_seq, last_seq=last_seq, revision=revision)
 
 
 def encode_pop(item: str | None) -> str:
@@ -153,19 +180,27 @@ def read_shape(limit: int | None, after: int | None) -> tuple[bool, int | None]:
 
 
 def page_from_rows(rows: list[Any], limit: int | None, forward: bool) -> ItemPage:
-    """An ``ItemPage`` from (seq, body) rows fetched as ``read_shape`` said."""
+    """An ``ItemPage`` from (revision, seq, body) rows fetched as ``read_shape`` said.
+
+    The rows come from the session joined to its items, so a session with no
+    matching items gives one row with a null seq, and an unknown session none.
+    """
+    revision = rows[0][0] if rows else 0
+    if rows and rows[0][1] is None:
+        rows = []
     has_more = limit is not None and len(rows) > limit
     if has_more:
         rows = rows[:limit]
     if not forward:
         rows.reverse()
     if not rows:
-        return EMPTY_PAGE
+        return ItemPage(items=[], first_seq=None, last_seq=None, has_more=False, revision=revision)
     return ItemPage(
-        items=[row[1] for row in rows],
-        first_seq=rows[0][0],
-        last_seq=rows[-1][0],
+        items=[row[2] for row in rows],
+        first_seq=rows[0][1],
+        last_seq=rows[-1][1],
         has_more=has_more,
+        revision=revision,
     )
 
 
@@ -195,6 +230,7 @@ class SessionStore(Protocol):
         *,
         max_items: int | None = None,
         idempotency: Idempotency | None = None,
+        expected_revision: int | None = None,
     ) -> AppendResult:
         """Append ``items`` (JSON texts) atomically and contiguously.
 
@@ -204,7 +240,10 @@ class SessionStore(Protocol):
         With ``max_items``, an append that would leave the session holding more
         raises ``SessionFullError`` and stores nothing. With ``idempotency``, see
         ``Idempotency``; a second call with the key while the first still runs
-        raises ``IdempotencyInFlightError``.
+        raises ``IdempotencyInFlightError``. With ``expected_revision`` (0: the
+        session must not exist; ``ANY_REVISION``: it must), a session at another
+        revision raises ``PreconditionFailedError``. The result carries the new
+        revision.
         """
         ...
 
@@ -227,7 +266,12 @@ class SessionStore(Protocol):
         ...
 
     async def pop(
-        self, tenant: str, session_id: str, *, idempotency: Idempotency | None = None
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        idempotency: Idempotency | None = None,
+        expected_revision: int | None = None,
     ) -> str | None:
         """Remove and return the newest item atomically, or None when the session is empty.
 
@@ -237,8 +281,13 @@ class SessionStore(Protocol):
         """
         ...
 
-    async def clear(self, tenant: str, session_id: str) -> None:
-        """Delete the session's items and its record. Clearing an unknown session is a no-op."""
+    async def clear(
+        self, tenant: str, session_id: str, *, expected_revision: int | None = None
+    ) -> None:
+        """Delete the session's items and its record. Clearing an unknown session is a no-op.
+
+        ``expected_revision`` works as for ``append``.
+        """
 
     async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:
         """Return the session's record, or None when it does not exist."""

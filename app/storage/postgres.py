@@ -31,11 +31,13 @@ from .base import (
     IdempotencyInFlightError,
     IdempotencyMismatchError,
     ItemPage,
+    PreconditionFailedError,
     SessionFullError,
     SessionInfo,
     SessionPage,
     StoreError,
     StoreUnavailableError,
+    check_revision,
     decode_append,
     decode_pop,
     encode_append,
@@ -96,7 +98,6 @@ MIGRATIONS: list[tuple[int, str]] = [
 # Any two-int key will do; it only has to be the same in every replica.
 _MIGRATION_LOCK = 0x5E55_1011
 
-_SESSION_ID = "(SELECT id FROM sessions WHERE tenant = $1 AND session_id = $2)"
 _SESSION_COLUMNS = (
     "session_id, item_count, extract(epoch FROM created_at)::float8, "
     "extract(epoch FROM updated_at)::float8, revision"
@@ -119,15 +120,28 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 @functools.cache
 def _read_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
-    conditions = [f"session = {_SESSION_ID}"]
+    # One statement, so the revision and the items come from one snapshot.
+    # Parameters: $1 tenant, $2 session id, then after, before and the row count.
+    join = ["i.session = s.id"]
     for wanted, op in ((after, ">"), (before, "<")):
         if wanted:
-            conditions.append(f"seq {op} ${len(conditions) + 2}")
+            join.append(f"i.seq {op} ${len(join) + 2}")
     sql = (
-        f"SELECT seq, body FROM items WHERE {' AND '.join(conditions)} "
-        f"ORDER BY seq {'ASC' if forward else 'DESC'}"
+        "SELECT s.revision, i.seq, i.body FROM sessions s "
+        f"LEFT JOIN items i ON {' AND '.join(join)} "
+        f"WHERE s.tenant = $1 AND s.session_id = $2 ORDER BY i.seq {'ASC' if forward else 'DESC'}"
     )
-    return sql + (f" LIMIT ${len(conditions) + 2}" if limited else "")
+    return sql + (f" LIMIT ${len(join) + 2}" if limited else "")
+
+
+async def _locked_revision(conn: Connection, tenant: str, session_id: str) -> int:
+    """The session's revision (0: none), its row locked until the transaction ends."""
+    revision = await conn.fetchval(
+        "SELECT revision FROM sessions WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
+        tenant,
+        session_id,
+    )
+    return int(revision) if revision is not None else 0
 
 
 class PostgresStore:
@@ -257,12 +271,16 @@ class PostgresStore:
         *,
         max_items: int | None = None,
         idempotency: Idempotency | None = None,
+        expected_revision: int | None = None,
     ) -> AppendResult:
         count = len(items)
         if count == 0:
             return AppendResult(count=0, first_seq=None, last_seq=None)
 
         async def work(conn: Connection) -> AppendResult:
+            if expected_revision is not None:
+                current = await _locked_revision(conn, tenant, session_id)
+                check_revision(expected_revision, current)
             # The upsert locks the session row until commit: concurrent appends
             # to this session queue here, so each gets a contiguous range.
             row = await conn.fetchrow(
@@ -275,13 +293,16 @@ class PostgresStore:
                     last_seq = s.last_seq + excluded.item_count,
                     updated_at = clock_timestamp(),
                     revision = excluded.revision
-                RETURNING id, last_seq, item_count
+                RETURNING id, last_seq, item_count, revision, (xmax = 0) AS created
                 """,
                 tenant,
                 session_id,
                 count,
             )
             assert row is not None
+            if expected_revision == 0 and not row["created"]:
+                # Someone created the session between our look and our insert.
+                raise PreconditionFailedError(current=None)
             if max_items is not None and row["item_count"] > max_items:
                 # Raising rolls the upsert back with the transaction.
                 raise SessionFullError(
@@ -298,23 +319,36 @@ class PostgresStore:
                 first_seq,
                 list(items),
             )
-            return AppendResult(count=count, first_seq=first_seq, last_seq=row["last_seq"])
+            return AppendResult(
+                count=count,
+                first_seq=first_seq,
+                last_seq=row["last_seq"],
+                revision=row["revision"],
+            )
 
         return await self._write(tenant, idempotency, work, encode_append, decode_append)
 
     async def pop(
-        self, tenant: str, session_id: str, *, idempotency: Idempotency | None = None
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        idempotency: Idempotency | None = None,
+        expected_revision: int | None = None,
     ) -> str | None:
         async def work(conn: Connection) -> str | None:
             # Lock first, in its own statement: the next statement then sees
             # every pop and append committed while we waited for the lock.
-            rowid = await conn.fetchval(
-                "SELECT id FROM sessions WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
+            row = await conn.fetchrow(
+                "SELECT id, revision FROM sessions "
+                "WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
                 tenant,
                 session_id,
             )
-            if rowid is None:
+            check_revision(expected_revision, row["revision"] if row else 0)
+            if row is None:
                 return None
+            rowid = row["id"]
             body: str | None = await conn.fetchval(
                 """
                 WITH popped AS (
@@ -343,9 +377,14 @@ class PostgresStore:
 
         return await self._run(work)
 
-    async def clear(self, tenant: str, session_id: str) -> None:
+    async def clear(
+        self, tenant: str, session_id: str, *, expected_revision: int | None = None
+    ) -> None:
         async def work(conn: Connection) -> None:
             async with conn.transaction():
+                if expected_revision is not None:
+                    current = await _locked_revision(conn, tenant, session_id)
+                    check_revision(expected_revision, current)
                 rowid = await conn.fetchval(
                     "DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 RETURNING id",
                     tenant,

@@ -35,6 +35,7 @@ from .base import (
     SessionPage,
     StoreError,
     StoreUnavailableError,
+    check_revision,
     decode_append,
     decode_pop,
     encode_append,
@@ -96,11 +97,13 @@ _SESSION_COLUMNS = "session_id, item_count, created_at, updated_at, revision"
 
 @functools.cache
 def _read_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
+    # One statement, so the revision and the items come from one snapshot.
     return (
-        f"SELECT seq, body FROM items WHERE session = {_SESSION_ROWID}"
-        + (" AND seq > ?" if after else "")
-        + (" AND seq < ?" if before else "")
-        + f" ORDER BY seq {'ASC' if forward else 'DESC'}"
+        "SELECT s.revision, i.seq, i.body FROM sessions s LEFT JOIN items i ON i.session = s.id"
+        + (" AND i.seq > ?" if after else "")
+        + (" AND i.seq < ?" if before else "")
+        + " WHERE s.tenant = ? AND s.session_id = ?"
+        + f" ORDER BY i.seq {'ASC' if forward else 'DESC'}"
         + (" LIMIT ?" if limited else "")
     )
 
@@ -312,6 +315,14 @@ class SQLiteStore:
         result: T = await asyncio.shield(op.future)
         return result
 
+    @staticmethod
+    def _revision(conn: sqlite3.Connection, tenant: str, session_id: str) -> int:
+        row = conn.execute(
+            "SELECT revision FROM sessions WHERE tenant = ? AND session_id = ?",
+            (tenant, session_id),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     async def sweep(self) -> int:
         def run(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
@@ -368,21 +379,23 @@ class SQLiteStore:
         *,
         max_items: int | None = None,
         idempotency: Idempotency | None = None,
+        expected_revision: int | None = None,
     ) -> AppendResult:
         count = len(items)
         if count == 0:
             return AppendResult(count=0, first_seq=None, last_seq=None)
 
         def run(conn: sqlite3.Connection) -> AppendResult:
-            if max_items is not None:
+            if max_items is not None or expected_revision is not None:
                 row = conn.execute(
-                    "SELECT item_count FROM sessions WHERE tenant = ? AND session_id = ?",
+                    "SELECT item_count, revision FROM sessions WHERE tenant = ? AND session_id = ?",
                     (tenant, session_id),
                 ).fetchone()
-                held = row[0] if row else 0
-                if held + count > max_items:
+                held, revision = row if row else (0, 0)
+                check_revision(expected_revision, revision)
+                if max_items is not None and held + count > max_items:
                     raise SessionFullError(limit=max_items, count=held, adding=count)
-            rowid, last_seq = conn.execute(
+            rowid, last_seq, revision = conn.execute(
                 f"""
                 INSERT INTO sessions
                     (tenant, session_id, created_at, updated_at, item_count, last_seq, revision)
@@ -392,7 +405,7 @@ class SQLiteStore:
                     last_seq = last_seq + excluded.item_count,
                     updated_at = excluded.updated_at,
                     revision = excluded.revision
-                RETURNING id, last_seq
+                RETURNING id, last_seq, revision
                 """,
                 (tenant, session_id, time.time(), count),
             ).fetchone()
@@ -401,7 +414,9 @@ class SQLiteStore:
                 "INSERT INTO items (session, seq, body) VALUES (?, ?, ?)",
                 [(rowid, first_seq + i, body) for i, body in enumerate(items)],
             )
-            return AppendResult(count=count, first_seq=first_seq, last_seq=last_seq)
+            return AppendResult(
+                count=count, first_seq=first_seq, last_seq=last_seq, revision=revision
+            )
 
         return await self._submit(
             run,
@@ -412,9 +427,16 @@ class SQLiteStore:
         )
 
     async def pop(
-        self, tenant: str, session_id: str, *, idempotency: Idempotency | None = None
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        idempotency: Idempotency | None = None,
+        expected_revision: int | None = None,
     ) -> str | None:
         def run(conn: sqlite3.Connection) -> str | None:
+            if expected_revision is not None:
+                check_revision(expected_revision, self._revision(conn, tenant, session_id))
             row = conn.execute(
                 f"""
                 DELETE FROM items WHERE rowid = (
@@ -442,8 +464,12 @@ class SQLiteStore:
             run, tenant=tenant, idempotency=idempotency, encode=encode_pop, decode=decode_pop
         )
 
-    async def clear(self, tenant: str, session_id: str) -> None:
+    async def clear(
+        self, tenant: str, session_id: str, *, expected_revision: int | None = None
+    ) -> None:
         def run(conn: sqlite3.Connection) -> None:
+            if expected_revision is not None:
+                check_revision(expected_revision, self._revision(conn, tenant, session_id))
             row = conn.execute(
                 "DELETE FROM sessions WHERE tenant = ? AND session_id = ? RETURNING id",
                 (tenant, session_id),
@@ -492,8 +518,10 @@ class SQLiteStore:
         if limit == 0:
             return EMPTY_PAGE
         forward, fetch = read_shape(limit, after)
-        params: list[Any] = [tenant, session_id]
-        params += [value for value in (after, before, fetch) if value is not None]
+        params: list[Any] = [value for value in (after, before) if value is not None]
+        params += [tenant, session_id]
+        if fetch is not None:
+            params.append(fetch)
         sql = _read_sql(after is not None, before is not None, forward, fetch is not None)
         inline = limit is not None and limit <= self._inline_read_limit
         return page_from_rows(await self._fetchall(sql, params, inline=inline), limit, forward)

@@ -11,10 +11,11 @@ from starlette.responses import Response, StreamingResponse
 from ...errors import problem_responses
 from ...idempotency import KEY_PATTERN, idempotency_for
 from ...payload import parse_item_batch, read_json_body
+from ...preconditions import etag, expected_revision
 from ...schemas import AppendRequest, AppendResponse, ItemPageResponse, PopResponse
 from ...storage import MAX_SEQ, ItemPage, SessionStore
 from ...wire import append_body, page_body, page_tail, pop_body
-from ..deps import SessionId, SettingsDep, StoreDep, Tenant
+from ..deps import IfMatch, SessionId, SettingsDep, StoreDep, Tenant
 
 __all__ = ["router"]
 
@@ -24,6 +25,13 @@ router = APIRouter(prefix="/v1/sessions", tags=["items"])
 STREAM_PAGE_ITEMS = 500
 
 JSON = "application/json"
+ETAG_HEADER = {
+    "ETag": {
+        "description": 'The session\'s revision, "0" when it does not exist; send it back '
+        "in If-Match to write only if nothing changed meanwhile.",
+        "schema": {"type": "string"},
+    }
+}
 
 
 async def _stream_pages(
@@ -78,7 +86,7 @@ Before = Annotated[
 @router.get(
     "/{session_id}/items",
     response_model=ItemPageResponse,
-    responses=problem_responses(401, 422, 503),
+    responses={**problem_responses(401, 422, 503), 200: {"headers": ETAG_HEADER}},
     operation_id="items-get",
 )
 async def get_items(
@@ -97,17 +105,23 @@ async def get_items(
     """
     if limit is not None:
         page = await store.read(tenant, session_id, limit=limit, after=after, before=before)
-        return Response(page_body(page), media_type=JSON)
+        return Response(page_body(page), media_type=JSON, headers=_etag(page.revision))
     # No limit: walk forward page by page so a long history streams instead of
-    # being held in memory whole.
+    # being held in memory whole. The ETag is the revision when the walk began.
     page = await store.read(
         tenant, session_id, limit=STREAM_PAGE_ITEMS, after=after or 0, before=before
     )
     if not page.has_more:
-        return Response(page_body(page), media_type=JSON)
+        return Response(page_body(page), media_type=JSON, headers=_etag(page.revision))
     return StreamingResponse(
-        _stream_pages(store, tenant, session_id, page, before), media_type=JSON
+        _stream_pages(store, tenant, session_id, page, before),
+        media_type=JSON,
+        headers=_etag(page.revision),
     )
+
+
+def _etag(revision: int | None) -> dict[str, str] | None:
+    return None if revision is None else {"ETag": etag(revision)}
 
 
 _APPEND_BODY: dict[str, Any] = {
@@ -122,7 +136,10 @@ _APPEND_BODY: dict[str, Any] = {
     "/{session_id}/items",
     status_code=201,
     response_model=AppendResponse,
-    responses=problem_responses(401, 400, 409, 413, 415, 422, 503),
+    responses={
+        **problem_responses(401, 400, 409, 412, 413, 415, 422, 503),
+        201: {"headers": ETAG_HEADER},
+    },
     openapi_extra=_APPEND_BODY,
     operation_id="items-add",
 )
@@ -133,6 +150,7 @@ async def add_items(
     store: StoreDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Append items atomically: all land next to each other, or none does."""
     body = await read_json_body(request.headers, request.receive, settings.max_body_bytes)
@@ -149,14 +167,17 @@ async def add_items(
             body=body,
             ttl=settings.idempotency_ttl_seconds,
         ),
+        expected_revision=expected_revision(if_match),
     )
-    return Response(append_body(result), status_code=201, media_type=JSON)
+    return Response(
+        append_body(result), status_code=201, media_type=JSON, headers=_etag(result.revision)
+    )
 
 
 @router.delete(
     "/{session_id}/items/last",
     response_model=PopResponse,
-    responses=problem_responses(401, 409, 422, 503),
+    responses=problem_responses(401, 409, 412, 422, 503),
     operation_id="items-pop",
 )
 async def pop_item(
@@ -165,6 +186,7 @@ async def pop_item(
     store: StoreDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Remove and return the newest item; `{"item": null}` when the session is empty."""
     idempotency = idempotency_for(
@@ -174,5 +196,7 @@ async def pop_item(
         body=b"",
         ttl=settings.idempotency_ttl_seconds,
     )
-    item = await store.pop(tenant, session_id, idempotency=idempotency)
+    item = await store.pop(
+        tenant, session_id, idempotency=idempotency, expected_revision=expected_revision(if_match)
+    )
     return Response(pop_body(item), media_type=JSON)

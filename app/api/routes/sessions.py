@@ -9,9 +9,10 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from ...errors import ProblemError, problem_responses
+from ...preconditions import expected_revision
 from ...schemas import SessionListResponse, SessionRecord
 from ...storage import SessionInfo
-from ..deps import SessionId, StoreDep, Tenant
+from ..deps import IfMatch, SessionId, StoreDep, Tenant
 
 __all__ = ["router"]
 
@@ -79,10 +80,12 @@ async def get_session(tenant: Tenant, session_id: SessionId, store: StoreDep) ->
     "/{session_id}",
     status_code=204,
     response_class=Response,
-    responses=problem_responses(401, 422, 503),
+    responses=problem_responses(401, 412, 422, 503),
     operation_id="sessions-clear",
 )
-async def clear_session(tenant: Tenant, session_id: SessionId, store: StoreDep) -> Response:
+async def clear_session(
+    tenant: Tenant, session_id: SessionId, store: StoreDep, if_match: IfMatch = None
+) -> Response:
     """Delete a session's items and its record; an unknown session is a no-op."""
-    await store.clear(tenant, session_id)
+    await store.clear(tenant, session_id, expected_revision=expected_revision(if_match))
     return Response(status_code=204)
