@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         default=False,
         description="Allow running without API keys on a non-loopback address.",
     )
+    session_ttl_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="Sessions expire this long after their last write (0: never); "
+        "a Session-TTL header on an append overrides it for that session.",
+    )
     idempotency_ttl_seconds: float = Field(
         default=86_400,
         gt=0,

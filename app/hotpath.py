@@ -31,7 +31,7 @@ from .errors import PROBLEM_MEDIA_TYPE, ProblemError, problem_error_body, store_
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .idempotency import idempotency_for
 from .payload import parse_item_batch, read_json_body
-from .preconditions import etag, expected_revision
+from .preconditions import etag, expected_revision, session_ttl
 from .storage import MAX_SEQ, SessionStore, StoreError
 from .wire import append_body, page_body, pop_body
 
@@ -173,6 +173,7 @@ class HotPath:
                         ttl=settings.idempotency_ttl_seconds,
                     ),
                     expected_revision=expected_revision(headers.get("if-match")),
+                    ttl=session_ttl(headers.get("session-ttl")),
                 )
                 response_headers = JSON_HEADERS
                 if result.revision is not None:

@@ -1,4 +1,5 @@
-"""ETag and If-Match: a session's revision as an entity tag, for optimistic concurrency."""
+"""Headers that condition a write: If-Match (the session's revision as an ETag, for
+optimistic concurrency) and Session-TTL (how long the session lives after a write)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import re
 from .errors import InvalidInput
 from .storage import ANY_REVISION
 
-__all__ = ["IF_MATCH_PATTERN", "etag", "expected_revision"]
+__all__ = ["IF_MATCH_PATTERN", "MAX_SESSION_TTL", "etag", "expected_revision", "session_ttl"]
+
+MAX_SESSION_TTL = 10 * 365 * 86_400
 
 # One strong entity tag as GET returns it, or "*".
 IF_MATCH_PATTERN = r'^\s*(\*|"[0-9]{1,18}")\s*$'
@@ -31,3 +34,16 @@ def expected_revision(if_match: str | None) -> int | None:
         )
     tag = match.group(1)
     return ANY_REVISION if tag == "*" else int(tag.strip('"'))
+
+
+def session_ttl(header: str | None) -> float | None:
+    """A Session-TTL header: whole seconds (0: never expire); None without one; else 422."""
+    if header is None:
+        return None
+    value = header.strip()
+    if not value.isdigit() or int(value) > MAX_SESSION_TTL:
+        raise InvalidInput(
+            f"Session-TTL takes whole seconds from 0 (never expire) to {MAX_SESSION_TTL}",
+            extra={"errors": [{"loc": ["header", "Session-TTL"], "msg": "not a TTL"}]},
+        )
+    return float(value)

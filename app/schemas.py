@@ -60,6 +60,9 @@ class SessionRecord(BaseModel):
     item_count: int
     created_at: datetime
     updated_at: datetime
+    expires_at: datetime | None = Field(
+        description="When the session expires unless written again; null: never."
+    )
 
 
 class SessionListResponse(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -392,3 +393,38 @@ async def test_etag_and_if_match(http: httpx2.AsyncClient, session_id: str) -> N
     assert (
         await http.delete(f"/v1/sessions/{session_id}", headers={"If-Match": current})
     ).status_code == 204
+
+
+@pytest.fixture(scope="module")
+def expiring_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    folder = tmp_path_factory.mktemp("ttl")
+    with ServerProcess(
+        f"sqlite:///{folder}/s.db",
+        log_path=folder / "server.log",
+        env={"SESSION_MEMORY_SESSION_TTL_SECONDS": "1"},
+    ) as process:
+        yield process
+
+
+async def test_sessions_expire_after_the_default_ttl(
+    expiring_server: ServerProcess, session_id: str
+) -> None:
+    async with httpx2.AsyncClient(base_url=expiring_server.base_url) as http:
+        await post_items(http, session_id, [{"n": 1}])
+        keep = await http.post(
+            items_url(session_id + "-kept"),
+            json={"items": [{"n": 1}]},
+            headers={"Session-TTL": "0"},
+        )
+        assert keep.status_code == 201
+        record = (await http.get(f"/v1/sessions/{session_id}")).json()
+        assert record["expires_at"] is not None
+        assert (await http.get(f"/v1/sessions/{session_id}-kept")).json()["expires_at"] is None
+        await asyncio.sleep(1.3)
+        assert (await http.get(items_url(session_id))).json()["items"] == []
+        assert_problem(await http.get(f"/v1/sessions/{session_id}"), 404)
+        assert (await http.get(items_url(session_id + "-kept"))).json()["items"] == [{"n": 1}]
+        bad = await http.post(
+            items_url(session_id), json={"items": [{"n": 1}]}, headers={"Session-TTL": "soon"}
+        )
+        assert_problem(bad, 422)

@@ -286,3 +286,33 @@ async def test_expected_revision_guards_writes(store: SessionStore) -> None:
         await store.pop(T, "missing", expected_revision=ANY_REVISION)
     await store.clear(T, "s", expected_revision=(await store.read(T, "s", limit=1)).revision)
     assert (await store.read(T, "s", limit=1)).revision == 0
+
+
+async def test_expired_session_reads_empty_and_starts_afresh(store: SessionStore) -> None:
+    await store.append(T, "brief", [item(1), item(2)], ttl=0.3)
+    await store.append(T, "kept", [item(1)], ttl=0)
+    info = await store.get_session(T, "brief")
+    assert info is not None
+    assert info.expires_at is not None
+    assert (await store.get_session(T, "kept")).expires_at is None  # type: ignore[union-attr]
+    await store.append(T, "brief", [item(3)])  # a write renews the session's own TTL
+    assert len((await store.read(T, "brief")).items) == 3
+    await asyncio.sleep(0.5)
+    page = await store.read(T, "brief", limit=10)
+    assert (page.items, page.revision) == ([], 0)
+    assert await store.get_session(T, "brief") is None
+    listed = await store.list_sessions(T, limit=10)
+    assert [info.session_id for info in listed.sessions] == ["kept"]
+    assert await store.pop(T, "brief") is None
+    restarted = await store.append(T, "brief", [item(9)])
+    assert restarted.first_seq == 1
+    assert (await store.read(T, "brief")).items == [item(9)]
+
+
+async def test_sweep_deletes_expired_sessions(store: SessionStore) -> None:
+    await store.append(T, "gone", [item(1), item(2)], ttl=0.1)
+    await store.append(T, "stays", [item(1)])
+    await asyncio.sleep(0.3)
+    assert await store.sweep() == 1
+    assert await store.sweep() == 0
+    assert (await store.read(T, "stays")).items == [item(1)]

@@ -12,10 +12,10 @@ from client._ids import MAX_SESSION_ID_LENGTH, SESSION_ID_PATTERN, session_id_er
 from ..auth import ApiKeys
 from ..config import Settings
 from ..errors import InvalidInput
-from ..preconditions import IF_MATCH_PATTERN
+from ..preconditions import IF_MATCH_PATTERN, MAX_SESSION_TTL
 from ..storage import SessionStore
 
-__all__ = ["IfMatch", "SessionId", "SettingsDep", "StoreDep", "Tenant"]
+__all__ = ["IfMatch", "SessionId", "SessionTTL", "SettingsDep", "StoreDep", "Tenant"]
 
 
 def get_store(request: Request) -> SessionStore:
@@ -68,6 +68,19 @@ IfMatch = Annotated[
         description=(
             "Write only if the session is still at this ETag (as a read returned it), "
             'or `*` for "only if the session exists"; otherwise 412.'
+        ),
+    ),
+]
+
+SessionTTL = Annotated[
+    int | None,
+    Header(
+        alias="Session-TTL",
+        ge=0,
+        le=MAX_SESSION_TTL,
+        description=(
+            "Seconds the session lives after each write (0: never expires). Kept for the "
+            "session until changed; without it the service default applies."
         ),
     ),
 ]

@@ -158,6 +158,7 @@ class SessionInfo:
     created_at: float
     updated_at: float
     revision: int
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +232,7 @@ class SessionStore(Protocol):
         max_items: int | None = None,
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
+        ttl: float | None = None,
     ) -> AppendResult:
         """Append ``items`` (JSON texts) atomically and contiguously.
 
@@ -244,6 +246,10 @@ class SessionStore(Protocol):
         session must not exist; ``ANY_REVISION``: it must), a session at another
         revision raises ``PreconditionFailedError``. The result carries the new
         revision.
+
+        Every write renews the session's expiry: its own time-to-live if it has one
+        (``ttl`` sets it; 0 means never), else the store's default. An expired
+        session reads as empty at once, and its next write starts it afresh.
         """
         ...
 
@@ -303,5 +309,8 @@ class SessionStore(Protocol):
         ...
 
     async def sweep(self) -> int:
-        """Delete expired idempotency records; return how many went."""
+        """Delete expired sessions (with their items) and idempotency records.
+
+        Returns how many rows went.
+        """
         ...

@@ -93,6 +93,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
         """,
     ),
+    (
+        3,
+        """
+        ALTER TABLE sessions ADD COLUMN ttl_seconds DOUBLE PRECISION;
+        ALTER TABLE sessions ADD COLUMN expires_at TIMESTAMPTZ;
+        CREATE INDEX sessions_by_expiry ON sessions (expires_at) WHERE expires_at IS NOT NULL;
+        """,
+    ),
 ]
 
 # Any two-int key will do; it only has to be the same in every replica.
@@ -100,8 +108,9 @@ _MIGRATION_LOCK = 0x5E55_1011
 
 _SESSION_COLUMNS = (
     "session_id, item_count, extract(epoch FROM created_at)::float8, "
-    "extract(epoch FROM updated_at)::float8, revision"
+    "extract(epoch FROM updated_at)::float8, revision, extract(epoch FROM expires_at)::float8"
 )
+_LIVE = "(expires_at IS NULL OR expires_at > now())"
 
 # Errors that mean "the database is not there right now", not "the query is wrong".
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -129,9 +138,23 @@ def _read_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
     sql = (
         "SELECT s.revision, i.seq, i.body FROM sessions s "
         f"LEFT JOIN items i ON {' AND '.join(join)} "
-        f"WHERE s.tenant = $1 AND s.session_id = $2 ORDER BY i.seq {'ASC' if forward else 'DESC'}"
+        "WHERE s.tenant = $1 AND s.session_id = $2 "
+        "AND (s.expires_at IS NULL OR s.expires_at > now()) "
+        f"ORDER BY i.seq {'ASC' if forward else 'DESC'}"
     )
     return sql + (f" LIMIT ${len(join) + 2}" if limited else "")
+
+
+async def _purge_expired(conn: Connection, tenant: str, session_id: str) -> None:
+    """Delete the session if it has expired, so a write starts it afresh."""
+    rowid = await conn.fetchval(
+        "DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 AND expires_at <= now() "
+        "RETURNING id",
+        tenant,
+        session_id,
+    )
+    if rowid is not None:
+        await conn.execute("DELETE FROM items WHERE session = $1", rowid)
 
 
 async def _locked_revision(conn: Connection, tenant: str, session_id: str) -> int:
@@ -154,11 +177,13 @@ class PostgresStore:
         pool_size: int = 10,
         connect_timeout: float = 5.0,
         statement_timeout: float = 30.0,
+        session_ttl: float = 0,
     ) -> None:
         self.dsn = dsn
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
         self._statement_timeout = statement_timeout
+        self._default_ttl = session_ttl
         self._pool: asyncpg.Pool | None = None
 
     @classmethod
@@ -168,6 +193,7 @@ class PostgresStore:
             pool_size=settings.pg_pool_size,
             connect_timeout=settings.pg_connect_timeout,
             statement_timeout=settings.pg_statement_timeout,
+            session_ttl=settings.session_ttl_seconds,
         )
 
     async def open(self) -> None:
@@ -272,12 +298,14 @@ class PostgresStore:
         max_items: int | None = None,
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
+        ttl: float | None = None,
     ) -> AppendResult:
         count = len(items)
         if count == 0:
             return AppendResult(count=0, first_seq=None, last_seq=None)
 
         async def work(conn: Connection) -> AppendResult:
+            await _purge_expired(conn, tenant, session_id)
             if expected_revision is not None:
                 current = await _locked_revision(conn, tenant, session_id)
                 check_revision(expected_revision, current)
@@ -286,18 +314,30 @@ class PostgresStore:
             row = await conn.fetchrow(
                 """
                 INSERT INTO sessions AS s (tenant, session_id, created_at, updated_at,
-                                           item_count, last_seq, revision)
-                VALUES ($1, $2, now(), now(), $3, $3, nextval('session_revisions'))
+                                           item_count, last_seq, revision, ttl_seconds,
+                                           expires_at)
+                VALUES ($1, $2, now(), now(), $3, $3, nextval('session_revisions'), $4::float8,
+                        CASE WHEN coalesce($4::float8, $5::float8) > 0
+                             THEN now() + make_interval(secs => coalesce($4::float8, $5::float8))
+                        END)
                 ON CONFLICT (tenant, session_id) DO UPDATE SET
                     item_count = s.item_count + excluded.item_count,
                     last_seq = s.last_seq + excluded.item_count,
                     updated_at = clock_timestamp(),
-                    revision = excluded.revision
+                    revision = excluded.revision,
+                    ttl_seconds = coalesce(excluded.ttl_seconds, s.ttl_seconds),
+                    expires_at = CASE
+                        WHEN coalesce(excluded.ttl_seconds, s.ttl_seconds, $5::float8) > 0
+                        THEN clock_timestamp() + make_interval(
+                            secs => coalesce(excluded.ttl_seconds, s.ttl_seconds, $5::float8))
+                    END
                 RETURNING id, last_seq, item_count, revision, (xmax = 0) AS created
                 """,
                 tenant,
                 session_id,
                 count,
+                ttl,
+                self._default_ttl,
             )
             assert row is not None
             if expected_revision == 0 and not row["created"]:
@@ -337,6 +377,7 @@ class PostgresStore:
         expected_revision: int | None = None,
     ) -> str | None:
         async def work(conn: Connection) -> str | None:
+            await _purge_expired(conn, tenant, session_id)
             # Lock first, in its own statement: the next statement then sees
             # every pop and append committed while we waited for the lock.
             row = await conn.fetchrow(
@@ -359,12 +400,17 @@ class PostgresStore:
                 ), counted AS (
                     UPDATE sessions SET item_count = item_count - 1,
                         updated_at = clock_timestamp(),
-                        revision = nextval('session_revisions')
+                        revision = nextval('session_revisions'),
+                        expires_at = CASE WHEN coalesce(ttl_seconds, $2::float8) > 0
+                            THEN clock_timestamp()
+                                 + make_interval(secs => coalesce(ttl_seconds, $2::float8))
+                        END
                     WHERE id = $1 AND EXISTS (SELECT 1 FROM popped)
                 )
                 SELECT body FROM popped
                 """,
                 rowid,
+                self._default_ttl,
             )
             return body
 
@@ -372,8 +418,18 @@ class PostgresStore:
 
     async def sweep(self) -> int:
         async def work(conn: Connection) -> int:
-            status = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= now()")
-            return int(status.split()[-1])
+            async with conn.transaction():
+                gone = [
+                    row["id"]
+                    for row in await conn.fetch(
+                        "DELETE FROM sessions WHERE expires_at <= now() RETURNING id"
+                    )
+                ]
+                await conn.execute("DELETE FROM items WHERE session = ANY($1::bigint[])", gone)
+                status = await conn.execute(
+                    "DELETE FROM idempotency_keys WHERE expires_at <= now()"
+                )
+            return len(gone) + int(status.split()[-1])
 
         return await self._run(work)
 
@@ -382,6 +438,7 @@ class PostgresStore:
     ) -> None:
         async def work(conn: Connection) -> None:
             async with conn.transaction():
+                await _purge_expired(conn, tenant, session_id)
                 if expected_revision is not None:
                     current = await _locked_revision(conn, tenant, session_id)
                     check_revision(expected_revision, current)
@@ -420,7 +477,8 @@ class PostgresStore:
     async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:
         async def work(conn: Connection) -> asyncpg.Record | None:
             return await conn.fetchrow(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE tenant = $1 AND session_id = $2",
+                f"SELECT {_SESSION_COLUMNS} FROM sessions "
+                f"WHERE tenant = $1 AND session_id = $2 AND {_LIVE}",
                 tenant,
                 session_id,
             )
@@ -436,7 +494,7 @@ class PostgresStore:
                 await conn.fetch(
                     f"""
                     SELECT {_SESSION_COLUMNS} FROM sessions
-                    WHERE tenant = $1 AND ($2::bigint IS NULL OR revision < $2)
+                    WHERE tenant = $1 AND ($2::bigint IS NULL OR revision < $2) AND {_LIVE}
                     ORDER BY revision DESC LIMIT $3
                     """,
                     tenant,

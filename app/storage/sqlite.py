@@ -88,11 +88,24 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
         """,
     ),
+    (
+        3,
+        """
+        ALTER TABLE sessions ADD COLUMN ttl_seconds REAL;
+        ALTER TABLE sessions ADD COLUMN expires_at REAL;
+        CREATE INDEX sessions_by_expiry ON sessions (expires_at) WHERE expires_at IS NOT NULL;
+        """,
+    ),
 ]
 
 _NEXT_REVISION = "(SELECT coalesce(max(revision), 0) + 1 FROM sessions)"
 _SESSION_ROWID = "(SELECT id FROM sessions WHERE tenant = ? AND session_id = ?)"
-_SESSION_COLUMNS = "session_id, item_count, created_at, updated_at, revision"
+_SESSION_COLUMNS = "session_id, item_count, created_at, updated_at, revision, expires_at"
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+# The expiry a write gives a session: now + its own TTL, else the default; none if 0.
+_EXPIRY = (
+    "CASE WHEN coalesce(ttl_seconds, :default) > 0 THEN :now + coalesce(ttl_seconds, :default) END"
+)
 
 
 @functools.cache
@@ -103,6 +116,7 @@ def _read_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
         + (" AND i.seq > ?" if after else "")
         + (" AND i.seq < ?" if before else "")
         + " WHERE s.tenant = ? AND s.session_id = ?"
+        + " AND (s.expires_at IS NULL OR s.expires_at > ?)"
         + f" ORDER BY i.seq {'ASC' if forward else 'DESC'}"
         + (" LIMIT ?" if limited else "")
     )
@@ -137,6 +151,16 @@ def _translate(exc: BaseException) -> StoreError:
     if isinstance(exc, sqlite3.OperationalError):
         return StoreUnavailableError(f"SQLite: {exc}")
     return StoreError(f"SQLite: {exc}")
+
+
+def _purge_expired(conn: sqlite3.Connection, tenant: str, session_id: str, now: float) -> None:
+    """Delete the session if it has expired, so a write starts it afresh."""
+    row = conn.execute(
+        "DELETE FROM sessions WHERE tenant = ? AND session_id = ? AND expires_at <= ? RETURNING id",
+        (tenant, session_id, now),
+    ).fetchone()
+    if row is not None:
+        conn.execute("DELETE FROM items WHERE session = ?", (row[0],))
 
 
 def _recorded(
@@ -220,12 +244,14 @@ class SQLiteStore:
         max_group_ops: int = 512,
         busy_timeout_ms: int = 5000,
         inline_read_limit: int = 100,
+        session_ttl: float = 0,
     ) -> None:
         self.path = Path(path)
         self._readers_wanted = readers
         self._max_group_ops = max_group_ops
         self._busy_timeout_ms = busy_timeout_ms
         self._inline_read_limit = inline_read_limit
+        self._default_ttl = session_ttl
         self._write_thread: ThreadPoolExecutor | None = None
         self._writer: sqlite3.Connection | None = None
         self._inline: sqlite3.Connection | None = None
@@ -237,7 +263,11 @@ class SQLiteStore:
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SQLiteStore:
-        return cls(sqlite_path_from_url(url), readers=settings.sqlite_readers)
+        return cls(
+            sqlite_path_from_url(url),
+            readers=settings.sqlite_readers,
+            session_ttl=settings.session_ttl_seconds,
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -325,10 +355,13 @@ class SQLiteStore:
 
     async def sweep(self) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                "DELETE FROM idempotency_keys WHERE expires_at <= ?", (time.time(),)
-            )
-            return cursor.rowcount
+            now = time.time()
+            gone = conn.execute(
+                "DELETE FROM sessions WHERE expires_at <= ? RETURNING id", (now,)
+            ).fetchall()
+            conn.executemany("DELETE FROM items WHERE session = ?", gone)
+            keys = conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,))
+            return len(gone) + keys.rowcount
 
         return await self._submit(run)
 
@@ -380,12 +413,15 @@ class SQLiteStore:
         max_items: int | None = None,
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
+        ttl: float | None = None,
     ) -> AppendResult:
         count = len(items)
         if count == 0:
             return AppendResult(count=0, first_seq=None, last_seq=None)
 
         def run(conn: sqlite3.Connection) -> AppendResult:
+            now = time.time()
+            _purge_expired(conn, tenant, session_id, now)
             if max_items is not None or expected_revision is not None:
                 row = conn.execute(
                     "SELECT item_count, revision FROM sessions WHERE tenant = ? AND session_id = ?",
@@ -397,17 +433,30 @@ class SQLiteStore:
                     raise SessionFullError(limit=max_items, count=held, adding=count)
             rowid, last_seq, revision = conn.execute(
                 f"""
-                INSERT INTO sessions
-                    (tenant, session_id, created_at, updated_at, item_count, last_seq, revision)
-                VALUES (?1, ?2, ?3, ?3, ?4, ?4, {_NEXT_REVISION})
+                INSERT INTO sessions (tenant, session_id, created_at, updated_at, item_count,
+                                      last_seq, revision, ttl_seconds, expires_at)
+                VALUES (:tenant, :session_id, :now, :now, :count, :count, {_NEXT_REVISION},
+                        :ttl, CASE WHEN coalesce(:ttl, :default) > 0
+                                   THEN :now + coalesce(:ttl, :default) END)
                 ON CONFLICT (tenant, session_id) DO UPDATE SET
                     item_count = item_count + excluded.item_count,
                     last_seq = last_seq + excluded.item_count,
                     updated_at = excluded.updated_at,
-                    revision = excluded.revision
+                    revision = excluded.revision,
+                    ttl_seconds = coalesce(excluded.ttl_seconds, ttl_seconds),
+                    expires_at = CASE
+                        WHEN coalesce(excluded.ttl_seconds, ttl_seconds, :default) > 0
+                        THEN :now + coalesce(excluded.ttl_seconds, ttl_seconds, :default) END
                 RETURNING id, last_seq, revision
                 """,
-                (tenant, session_id, time.time(), count),
+                {
+                    "tenant": tenant,
+                    "session_id": session_id,
+                    "now": now,
+                    "count": count,
+                    "ttl": ttl,
+                    "default": self._default_ttl,
+                },
             ).fetchone()
             first_seq = last_seq - count + 1
             conn.executemany(
@@ -435,6 +484,8 @@ class SQLiteStore:
         expected_revision: int | None = None,
     ) -> str | None:
         def run(conn: sqlite3.Connection) -> str | None:
+            now = time.time()
+            _purge_expired(conn, tenant, session_id, now)
             if expected_revision is not None:
                 check_revision(expected_revision, self._revision(conn, tenant, session_id))
             row = conn.execute(
@@ -452,11 +503,11 @@ class SQLiteStore:
             rowid, body = row
             conn.execute(
                 f"""
-                UPDATE sessions SET item_count = item_count - 1, updated_at = ?,
-                    revision = {_NEXT_REVISION}
-                WHERE id = ?
+                UPDATE sessions SET item_count = item_count - 1, updated_at = :now,
+                    revision = {_NEXT_REVISION}, expires_at = {_EXPIRY}
+                WHERE id = :id
                 """,
-                (time.time(), rowid),
+                {"now": now, "id": rowid, "default": self._default_ttl},
             )
             return str(body)
 
@@ -468,6 +519,7 @@ class SQLiteStore:
         self, tenant: str, session_id: str, *, expected_revision: int | None = None
     ) -> None:
         def run(conn: sqlite3.Connection) -> None:
+            _purge_expired(conn, tenant, session_id, time.time())
             if expected_revision is not None:
                 check_revision(expected_revision, self._revision(conn, tenant, session_id))
             row = conn.execute(
@@ -519,7 +571,7 @@ class SQLiteStore:
             return EMPTY_PAGE
         forward, fetch = read_shape(limit, after)
         params: list[Any] = [value for value in (after, before) if value is not None]
-        params += [tenant, session_id]
+        params += [tenant, session_id, time.time()]
         if fetch is not None:
             params.append(fetch)
         sql = _read_sql(after is not None, before is not None, forward, fetch is not None)
@@ -528,16 +580,17 @@ class SQLiteStore:
 
     async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:
         rows = await self._fetchall(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE tenant = ? AND session_id = ?",
-            (tenant, session_id),
+            f"SELECT {_SESSION_COLUMNS} FROM sessions "
+            f"WHERE tenant = ? AND session_id = ? AND {_LIVE}",
+            (tenant, session_id, time.time()),
         )
         return SessionInfo(*rows[0]) if rows else None
 
     async def list_sessions(
         self, tenant: str, *, limit: int, cursor: int | None = None
     ) -> SessionPage:
-        sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE tenant = ?"
-        params: list[Any] = [tenant]
+        sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE tenant = ? AND {_LIVE}"
+        params: list[Any] = [tenant, time.time()]
         if cursor is not None:
             sql += " AND revision < ?"
             params.append(cursor)

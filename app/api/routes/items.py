@@ -15,7 +15,7 @@ from ...preconditions import etag, expected_revision
 from ...schemas import AppendRequest, AppendResponse, ItemPageResponse, PopResponse
 from ...storage import MAX_SEQ, ItemPage, SessionStore
 from ...wire import append_body, page_body, page_tail, pop_body
-from ..deps import IfMatch, SessionId, SettingsDep, StoreDep, Tenant
+from ..deps import IfMatch, SessionId, SessionTTL, SettingsDep, StoreDep, Tenant
 
 __all__ = ["router"]
 
@@ -151,6 +151,7 @@ async def add_items(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
     if_match: IfMatch = None,
+    ttl: SessionTTL = None,
 ) -> Response:
     """Append items atomically: all land next to each other, or none does."""
     body = await read_json_body(request.headers, request.receive, settings.max_body_bytes)
@@ -168,6 +169,7 @@ async def add_items(
             ttl=settings.idempotency_ttl_seconds,
         ),
         expected_revision=expected_revision(if_match),
+        ttl=None if ttl is None else float(ttl),
     )
     return Response(
         append_body(result), status_code=201, media_type=JSON, headers=_etag(result.revision)

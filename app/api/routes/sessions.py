@@ -31,6 +31,9 @@ def _record(info: SessionInfo) -> SessionRecord:
         item_count=info.item_count,
         created_at=datetime.fromtimestamp(info.created_at, UTC),
         updated_at=datetime.fromtimestamp(info.updated_at, UTC),
+        expires_at=None
+        if info.expires_at is None
+        else datetime.fromtimestamp(info.expires_at, UTC),
     )
 
 
