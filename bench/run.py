@@ -146,12 +146,13 @@ def build_db(path: Path, sessions: list[tuple[str, int]], item_bytes: int = 200)
     body = json.dumps({"role": "user", "content": "y" * (item_bytes - 32)})
     now = time.time()
     conn.executemany(
-        "INSERT INTO sessions VALUES (?, '', ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO sessions (id, tenant, session_id, created_at, updated_at, item_count, "
+        "last_seq, revision) VALUES (?, '', ?, ?, ?, ?, ?, ?)",
         ((n + 1, sid, now, now, count, count, n + 1) for n, (sid, count) in enumerate(sessions)),
     )
     for n, (_, count) in enumerate(sessions):
         conn.executemany(
-            "INSERT INTO items VALUES (?, ?, ?)",
+            "INSERT INTO items (session, seq, body) VALUES (?, ?, ?)",
             ((n + 1, seq, body) for seq in range(1, count + 1)),
         )
     conn.execute("COMMIT")
