@@ -28,12 +28,11 @@ from client._ids import session_id_error
 from .auth import ApiKeys
 from .config import Settings
 from .errors import PROBLEM_MEDIA_TYPE, ProblemError, problem_error_body, store_problem
-from .idempotency import HEADER as IDEMPOTENCY_HEADER
-from .idempotency import idempotency_for
-from .payload import parse_item_batch, read_json_body
-from .preconditions import etag, expected_revision, session_ttl
+from .payload import read_json_body
+from .preconditions import etag
 from .storage import MAX_SEQ, SessionStore, StoreError
 from .wire import append_body, page_body, pop_body
+from .writes import append_items, pop_item
 
 __all__ = ["HotPath", "parse_item_query"]
 
@@ -159,39 +158,26 @@ class HotPath:
             elif method == "POST":
                 settings: Settings = state.settings
                 body = await read_json_body(headers, receive, settings.max_body_bytes)
-                items = parse_item_batch(body, state.batch_limits)
-                result = await store.append(
+                result = await append_items(
+                    state,
                     tenant,
                     session_id,
-                    items,
-                    max_items=settings.max_items_per_session or None,
-                    idempotency=idempotency_for(
-                        headers.get(IDEMPOTENCY_HEADER),
-                        method="POST",
-                        session_id=session_id,
-                        body=body,
-                        ttl=settings.idempotency_ttl_seconds,
-                    ),
-                    expected_revision=expected_revision(headers.get("if-match")),
-                    ttl=session_ttl(headers.get("session-ttl")),
+                    body,
+                    idempotency_key=headers.get("idempotency-key"),
+                    if_match=headers.get("if-match"),
+                    ttl=headers.get("session-ttl"),
                 )
                 response_headers = JSON_HEADERS
                 if result.revision is not None:
                     response_headers = [*JSON_HEADERS, _etag(result.revision)]
                 await _respond(send, 201, append_body(result), response_headers)
             else:
-                idempotency = idempotency_for(
-                    headers.get(IDEMPOTENCY_HEADER),
-                    method="DELETE",
-                    session_id=session_id,
-                    body=b"",
-                    ttl=state.settings.idempotency_ttl_seconds,
-                )
-                item = await store.pop(
+                item = await pop_item(
+                    state,
                     tenant,
                     session_id,
-                    idempotency=idempotency,
-                    expected_revision=expected_revision(headers.get("if-match")),
+                    idempotency_key=headers.get("idempotency-key"),
+                    if_match=headers.get("if-match"),
                 )
                 await _respond(send, 200, pop_body(item), JSON_HEADERS)
         except ClientDisconnect:

@@ -12,7 +12,7 @@ from client._ids import MAX_SESSION_ID_LENGTH, SESSION_ID_PATTERN, session_id_er
 from ..auth import ApiKeys
 from ..config import Settings
 from ..errors import InvalidInput
-from ..preconditions import IF_MATCH_PATTERN, MAX_SESSION_TTL
+from ..preconditions import IF_MATCH_PATTERN
 from ..storage import SessionStore
 
 __all__ = ["IfMatch", "SessionId", "SessionTTL", "SettingsDep", "StoreDep", "Tenant"]
@@ -73,11 +73,10 @@ IfMatch = Annotated[
 ]
 
 SessionTTL = Annotated[
-    int | None,
+    str | None,
     Header(
         alias="Session-TTL",
-        ge=0,
-        le=MAX_SESSION_TTL,
+        pattern=r"^\s*[0-9]{1,9}\s*$",
         description=(
             "Seconds the session lives after each write (0: never expires). Kept for the "
             "session until changed; without it the service default applies."

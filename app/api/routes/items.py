@@ -9,12 +9,13 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from ...errors import problem_responses
-from ...idempotency import KEY_PATTERN, idempotency_for
-from ...payload import parse_item_batch, read_json_body
-from ...preconditions import etag, expected_revision
+from ...idempotency import KEY_PATTERN
+from ...payload import read_json_body
+from ...preconditions import etag
 from ...schemas import AppendRequest, AppendResponse, ItemPageResponse, PopResponse
 from ...storage import MAX_SEQ, ItemPage, SessionStore
 from ...wire import append_body, page_body, page_tail, pop_body
+from ...writes import append_items, pop_item
 from ..deps import IfMatch, SessionId, SessionTTL, SettingsDep, StoreDep, Tenant
 
 __all__ = ["router"]
@@ -147,7 +148,6 @@ async def add_items(
     tenant: Tenant,
     request: Request,
     session_id: SessionId,
-    store: StoreDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
     if_match: IfMatch = None,
@@ -155,21 +155,14 @@ async def add_items(
 ) -> Response:
     """Append items atomically: all land next to each other, or none does."""
     body = await read_json_body(request.headers, request.receive, settings.max_body_bytes)
-    items = parse_item_batch(body, request.app.state.batch_limits)
-    result = await store.append(
+    result = await append_items(
+        request.app.state,
         tenant,
         session_id,
-        items,
-        max_items=settings.max_items_per_session or None,
-        idempotency=idempotency_for(
-            idempotency_key,
-            method="POST",
-            session_id=session_id,
-            body=body,
-            ttl=settings.idempotency_ttl_seconds,
-        ),
-        expected_revision=expected_revision(if_match),
-        ttl=None if ttl is None else float(ttl),
+        body,
+        idempotency_key=idempotency_key,
+        if_match=if_match,
+        ttl=ttl,
     )
     return Response(
         append_body(result), status_code=201, media_type=JSON, headers=_etag(result.revision)
@@ -182,23 +175,19 @@ async def add_items(
     responses=problem_responses(401, 409, 412, 422, 503),
     operation_id="items-pop",
 )
-async def pop_item(
+async def pop_last_item(
     tenant: Tenant,
+    request: Request,
     session_id: SessionId,
-    store: StoreDep,
-    settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
     if_match: IfMatch = None,
 ) -> Response:
     """Remove and return the newest item; `{"item": null}` when the session is empty."""
-    idempotency = idempotency_for(
-        idempotency_key,
-        method="DELETE",
-        session_id=session_id,
-        body=b"",
-        ttl=settings.idempotency_ttl_seconds,
-    )
-    item = await store.pop(
-        tenant, session_id, idempotency=idempotency, expected_revision=expected_revision(if_match)
+    item = await pop_item(
+        request.app.state,
+        tenant,
+        session_id,
+        idempotency_key=idempotency_key,
+        if_match=if_match,
     )
     return Response(pop_body(item), media_type=JSON)
