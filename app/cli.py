@@ -27,7 +27,8 @@ def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:
         raise SystemExit(f"session-memory: invalid settings:\n{exc}") from None
 
 
-SERVE_FLAGS = ["host", "port", "database_url", "log_level"]
+LIMIT_FLAGS = ["max_body_bytes", "max_item_bytes", "max_items_per_request", "max_items_per_session"]
+SERVE_FLAGS = ["host", "port", "database_url", "log_level", *LIMIT_FLAGS]
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -65,7 +66,8 @@ def _serve(args: argparse.Namespace) -> int:
             )
         # Worker processes build their own app from the environment.
         for name in SERVE_FLAGS:
-            os.environ[f"SESSION_MEMORY_{name.upper()}"] = str(getattr(settings, name))
+            if getattr(args, name, None) is not None:
+                os.environ[f"SESSION_MEMORY_{name.upper()}"] = str(getattr(settings, name))
         uvicorn.run("app.main:create_asgi_app", factory=True, workers=args.workers, **options)
         return 0
     config = uvicorn.Config(create_asgi_app(settings), **options)
@@ -123,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["critical", "error", "warning", "info", "debug"],
         help="log level (default info)",
     )
+    for name in LIMIT_FLAGS:
+        serve.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=int,
+            help=f"{Settings.model_fields[name].description} (SESSION_MEMORY_{name.upper()})",
+        )
     serve.add_argument(
         "--workers",
         type=int,

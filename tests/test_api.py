@@ -327,11 +327,14 @@ def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
     with ServerProcess(
         f"sqlite:///{folder}/s.db",
         log_path=folder / "server.log",
-        env={
-            "SESSION_MEMORY_MAX_ITEMS_PER_REQUEST": "5",
-            "SESSION_MEMORY_MAX_ITEM_BYTES": "200",
-            "SESSION_MEMORY_MAX_ITEMS_PER_SESSION": "8",
-        },
+        extra_args=[
+            "--max-items-per-request",
+            "5",
+            "--max-item-bytes",
+            "200",
+            "--max-items-per-session",
+            "8",
+        ],
     ) as process:
         yield process
 
