@@ -1,4 +1,4 @@
-"""The ``session-memory`` command: ``serve`` and ``openapi``."""
+"""The ``session-memory`` command: ``serve``, ``migrate``, ``config`` and ``openapi``."""
 
 from __future__ import annotations
 
@@ -98,6 +98,15 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    settings = _settings(args, [])
+    effective = settings.model_dump(mode="json")
+    # SecretStr already dumps as asterisks; a password inside the URL needs masking too.
+    effective["database_url"] = redact_url(settings.database_url)
+    sys.stdout.write(json.dumps(effective, indent=2) + "\n")
+    return 0
+
+
 def _openapi(args: argparse.Namespace) -> int:
     from .main import openapi_spec
 
@@ -145,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("--database-url", dest="database_url", help="storage URL")
     migrate.set_defaults(handler=_migrate)
+
+    config = commands.add_parser(
+        "config", help="print the effective settings (from the environment), secrets masked"
+    )
+    config.set_defaults(handler=_config)
 
     openapi = commands.add_parser("openapi", help="print the OpenAPI spec as JSON")
     openapi.set_defaults(handler=_openapi)

@@ -108,3 +108,22 @@ def test_sigterm_finishes_in_flight_requests(tmp_path: Path) -> None:
             assert len(items) == 2000
         finally:
             restarted.stop()
+
+
+def test_config_prints_effective_settings_with_secrets_masked() -> None:
+    result = run_cli(
+        "config",
+        env={
+            "SESSION_MEMORY_API_KEYS": "alpha:very-secret-key",
+            "SESSION_MEMORY_DATABASE_URL": "postgresql://app:hunter2@db:5432/sessions",
+            "SESSION_MEMORY_MAX_ITEMS_PER_SESSION": "500",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert "very-secret-key" not in result.stdout
+    assert "hunter2" not in result.stdout
+    effective = json.loads(result.stdout)
+    assert effective["database_url"] == "postgresql://app:***@db:5432/sessions"
+    assert effective["api_keys"] == "**********"
+    assert effective["max_items_per_session"] == 500
+    assert effective["port"] == 8000
