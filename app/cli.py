@@ -57,6 +57,8 @@ def _serve(args: argparse.Namespace) -> int:
         # connections are not closed under a request.
         "timeout_keep_alive": 30,
         "server_header": False,
+        # The service logs its own JSON line per request (SESSION_MEMORY_ACCESS_LOG).
+        "access_log": False,
     }
     if args.workers > 1:
         if settings.database_url.startswith("sqlite"):

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
         default=True,
         description="Serve the hot item routes without the framework (same answers, faster).",
     )
+    access_log: bool = Field(
+        default=True, description="Log one JSON line per request (method, route, status...)."
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Server log level."
     )

@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
+from .observability import Metrics
 from .storage import (
     IdempotencyInFlightError,
     IdempotencyMismatchError,
@@ -286,7 +287,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_store_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StoreError)
-        return _from_problem_error(request, store_problem(exc))
+        return _from_problem_error(request, store_problem(exc, request.app.state.metrics))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -301,8 +302,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
-def store_problem(exc: StoreError) -> ProblemError:
+def store_problem(exc: StoreError, metrics: Metrics | None = None) -> ProblemError:
     """The problem a client sees for a store error (an outage's cause is logged, not sent)."""
+    if metrics is not None and isinstance(exc, StoreUnavailableError):
+        metrics.store_errors.labels("unavailable").inc()
+    elif metrics is not None and type(exc) is StoreError:
+        metrics.store_errors.labels("other").inc()
     if isinstance(exc, SessionFullError):
         return InvalidInput(
             f"the session holds {exc.count} items and may hold at most {exc.limit}; "

@@ -17,17 +17,20 @@ paths answer alike. Both use the same body parser, store calls and encoders.
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from client._ids import session_id_error
 
 from .auth import ApiKeys
 from .config import Settings
 from .errors import PROBLEM_MEDIA_TYPE, ProblemError, problem_error_body, store_problem
+from .observability import Metrics, request_id_from
 from .payload import read_json_body
 from .preconditions import etag
 from .storage import MAX_SEQ, SessionStore, StoreError
@@ -39,6 +42,11 @@ __all__ = ["HotPath", "parse_item_query"]
 logger = logging.getLogger("session_memory")
 
 PREFIX = "/v1/sessions/"
+HOT_ROUTES = {
+    "GET": "/v1/sessions/{session_id}/items",
+    "POST": "/v1/sessions/{session_id}/items",
+    "DELETE": "/v1/sessions/{session_id}/items/last",
+}
 JSON_HEADERS = [(b"content-type", b"application/json")]
 PROBLEM_HEADERS = [(b"content-type", PROBLEM_MEDIA_TYPE.encode())]
 _KNOWN = frozenset((b"limit", b"after", b"before"))
@@ -109,11 +117,59 @@ class HotPath:
         settings: Settings = app.state.settings
         self.enabled = settings.hot_path
         self.max_header = settings.max_header_bytes
+        self.access_log = settings.access_log
+        self.metrics: Metrics = app.state.metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        headers = Headers(scope=scope)
+        state: dict[str, Any] = scope.setdefault("state", {})
+        request_id = request_id_from(headers.get("x-request-id"))
+        state["request_id"] = request_id
+        echo = (b"x-request-id", request_id.encode())
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), echo]}
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, send_with_id, headers, state)
+        finally:
+            self._record(scope, state, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, state: dict[str, Any], status: int, seconds: float) -> None:
+        route = state.get("route") or getattr(scope.get("route"), "path", None) or "unmatched"
+        self.metrics.observe(scope["method"], route, status, seconds)
+        if self.access_log:
+            logger.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": scope["method"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 3),
+                        "tenant": state.get("tenant"),
+                        "request_id": state["request_id"],
+                    }
+                },
+            )
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: Headers,
+        request_state: dict[str, Any],
+    ) -> None:
         # uvicorn's httptools parser sets no bound on header size; this is the bound.
         if sum(len(name) + len(value) for name, value in scope["headers"]) > self.max_header:
             await self._problem(send, _headers_too_large(self.max_header), scope["path"])
@@ -141,10 +197,11 @@ class HotPath:
 
         state = self.state
         store: SessionStore = state.store
+        request_state["route"] = HOT_ROUTES[method]
         try:
-            headers = Headers(scope=scope)
             keys: ApiKeys = state.api_keys
             tenant = keys.tenant_for(headers.get("authorization"))
+            request_state["tenant"] = tenant
             if method == "GET":
                 assert query is not None
                 page = await store.read(
@@ -154,6 +211,7 @@ class HotPath:
                     after=query.get(b"after"),
                     before=query.get(b"before"),
                 )
+                self.metrics.items_read.inc(len(page.items))
                 await _respond(send, 200, page_body(page), [*JSON_HEADERS, _etag(page.revision)])
             elif method == "POST":
                 settings: Settings = state.settings
@@ -185,7 +243,7 @@ class HotPath:
         except ProblemError as exc:
             await self._problem(send, exc, path)
         except StoreError as exc:
-            await self._problem(send, store_problem(exc), path)
+            await self._problem(send, store_problem(exc, self.metrics), path)
         except Exception as exc:
             logger.error("unhandled error on %s %s", method, path, exc_info=exc)
             await self._problem(

@@ -19,6 +19,7 @@ from .auth import ApiKeys
 from .config import Settings
 from .errors import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from .hotpath import HotPath
+from .observability import Metrics, configure_logging
 from .payload import BatchLimits
 from .storage import SessionStore, StoreError, store_from_url
 
@@ -59,7 +60,9 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
         opened = store or store_from_url(settings.database_url, settings)
         await opened.open()
         app.state.store = opened
-        sweeper = asyncio.create_task(_sweep_forever(opened), name="idempotency-sweeper")
+        sweeper = asyncio.create_task(
+            _sweep_forever(opened, app.state.metrics), name="expiry-sweeper"
+        )
         try:
             yield
         finally:
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
     )
     app.state.settings = settings
     app.state.api_keys = api_keys
+    app.state.metrics = Metrics()
     app.state.batch_limits = BatchLimits(
         max_items=settings.max_items_per_request, max_item_bytes=settings.max_item_bytes
     )
@@ -88,17 +92,18 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
 SWEEP_INTERVAL_SECONDS = 60.0
 
 
-async def _sweep_forever(store: SessionStore) -> None:
-    """Delete expired idempotency records now and then; a failed sweep is tried again."""
+async def _sweep_forever(store: SessionStore, metrics: Metrics) -> None:
+    """Now and then delete what expired and count the live sessions; retry on failure."""
     while True:
-        await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
         try:
             swept = await store.sweep()
+            metrics.sessions.set(await store.count_sessions())
         except StoreError as exc:
-            logger.warning("idempotency sweep failed: %s", exc)
+            logger.warning("sweep failed: %s", exc)
         else:
             if swept:
-                logger.info("swept %d expired idempotency records", swept)
+                logger.info("swept %d expired rows", swept)
+        await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
 
 
 def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
@@ -107,7 +112,9 @@ def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
     The hot path sits outside FastAPI's own middleware, which is where its saving is;
     with ``hot_path`` off it only bounds headers and passes everything on.
     """
-    return HotPath(create_app(settings))
+    app = create_app(settings)
+    configure_logging(app.state.settings.log_level)
+    return HotPath(app)
 
 
 def _drop_null(parameter: dict[str, Any]) -> None:

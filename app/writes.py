@@ -7,6 +7,7 @@ from starlette.datastructures import State
 
 from .config import Settings
 from .idempotency import idempotency_for
+from .observability import Metrics
 from .payload import parse_item_batch
 from .preconditions import expected_revision, session_ttl
 from .storage import AppendResult, SessionStore
@@ -28,7 +29,7 @@ async def append_items(
     settings: Settings = state.settings
     store: SessionStore = state.store
     items = parse_item_batch(body, state.batch_limits)
-    return await store.append(
+    result = await store.append(
         tenant,
         session_id,
         items,
@@ -43,6 +44,10 @@ async def append_items(
         expected_revision=expected_revision(if_match),
         ttl=session_ttl(ttl),
     )
+    metrics: Metrics = state.metrics
+    metrics.items_written.inc(result.count)
+    metrics.write_batch.observe(result.count)
+    return result
 
 
 async def pop_item(

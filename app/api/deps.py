@@ -37,7 +37,9 @@ def get_tenant(
 ) -> str:
     """The tenant the request's API key belongs to ('' when the service runs open)."""
     keys: ApiKeys = request.app.state.api_keys
-    return keys.tenant_for(request.headers.get("authorization"))
+    tenant = keys.tenant_for(request.headers.get("authorization"))
+    request.state.tenant = tenant  # for the request's log line
+    return tenant
 
 
 def valid_session_id(

@@ -308,6 +308,10 @@ class SessionStore(Protocol):
         """
         ...
 
+    async def count_sessions(self) -> int:
+        """How many live (unexpired) sessions the store holds, all tenants together."""
+        ...
+
     async def sweep(self) -> int:
         """Delete expired sessions (with their items) and idempotency records.
 

@@ -486,6 +486,12 @@ class PostgresStore:
         row = await self._run(work)
         return SessionInfo(*row) if row is not None else None
 
+    async def count_sessions(self) -> int:
+        async def work(conn: Connection) -> int:
+            return int(await conn.fetchval(f"SELECT count(*) FROM sessions WHERE {_LIVE}"))
+
+        return await self._run(work)
+
     async def list_sessions(
         self, tenant: str, *, limit: int, cursor: int | None = None
     ) -> SessionPage:

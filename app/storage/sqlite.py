@@ -586,6 +586,10 @@ class SQLiteStore:
         )
         return SessionInfo(*rows[0]) if rows else None
 
+    async def count_sessions(self) -> int:
+        rows = await self._fetchall(f"SELECT count(*) FROM sessions WHERE {_LIVE}", (time.time(),))
+        return int(rows[0][0])
+
     async def list_sessions(
         self, tenant: str, *, limit: int, cursor: int | None = None
     ) -> SessionPage:

@@ -1,8 +1,10 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and Prometheus metrics."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
 
 from ...errors import ServiceUnavailable, problem_responses
 from ...schemas import HealthResponse
@@ -12,6 +14,18 @@ from ..deps import StoreDep
 __all__ = ["router"]
 
 router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    operation_id="ops-metrics",
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: requests, latency, items written and read, batch sizes, errors."""
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", response_model=HealthResponse, operation_id="health-live")

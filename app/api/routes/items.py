@@ -10,6 +10,7 @@ from starlette.responses import Response, StreamingResponse
 
 from ...errors import problem_responses
 from ...idempotency import KEY_PATTERN
+from ...observability import Metrics
 from ...payload import read_json_body
 from ...preconditions import etag
 from ...schemas import AppendRequest, AppendResponse, ItemPageResponse, PopResponse
@@ -36,7 +37,12 @@ ETAG_HEADER = {
 
 
 async def _stream_pages(
-    store: SessionStore, tenant: str, session_id: str, page: ItemPage, before: int | None
+    store: SessionStore,
+    tenant: str,
+    session_id: str,
+    page: ItemPage,
+    before: int | None,
+    metrics: Metrics,
 ) -> AsyncIterator[bytes]:
     first_seq, last_seq = page.first_seq, page.last_seq
     yield b'{"items":[' + ",".join(page.items).encode()
@@ -45,6 +51,7 @@ async def _stream_pages(
             tenant, session_id, limit=STREAM_PAGE_ITEMS, after=last_seq, before=before
         )
         if page.items:
+            metrics.items_read.inc(len(page.items))
             yield b"," + ",".join(page.items).encode()
             last_seq = page.last_seq
     yield page_tail(first_seq, last_seq, False)
@@ -92,6 +99,7 @@ Before = Annotated[
 )
 async def get_items(
     tenant: Tenant,
+    request: Request,
     session_id: SessionId,
     store: StoreDep,
     limit: Limit = None,
@@ -104,18 +112,21 @@ async def get_items(
     above S. `before=S`: the latest `limit` items below S. Both: the first `limit`
     items strictly between them.
     """
+    metrics: Metrics = request.app.state.metrics
     if limit is not None:
         page = await store.read(tenant, session_id, limit=limit, after=after, before=before)
+        metrics.items_read.inc(len(page.items))
         return Response(page_body(page), media_type=JSON, headers=_etag(page.revision))
     # No limit: walk forward page by page so a long history streams instead of
     # being held in memory whole. The ETag is the revision when the walk began.
     page = await store.read(
         tenant, session_id, limit=STREAM_PAGE_ITEMS, after=after or 0, before=before
     )
+    metrics.items_read.inc(len(page.items))
     if not page.has_more:
         return Response(page_body(page), media_type=JSON, headers=_etag(page.revision))
     return StreamingResponse(
-        _stream_pages(store, tenant, session_id, page, before),
+        _stream_pages(store, tenant, session_id, page, before, metrics),
         media_type=JSON,
         headers=_etag(page.revision),
     )

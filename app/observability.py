@@ -1,0 +1,113 @@
+"""Prometheus metrics and one structured (JSON) log line per request.
+
+Each app has its own registry, so several apps (in tests) never collide.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["JsonFormatter", "Metrics", "configure_logging", "request_id_from"]
+
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+# Latency buckets around what this service answers in: sub-millisecond reads to
+# seconds-long streams.
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 10_000)
+
+
+class Metrics:
+    """The service's metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "session_memory_requests",
+            "HTTP requests answered, by method, route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "session_memory_request_duration_seconds",
+            "Time to answer a request, by method and route.",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.items_written = Counter(
+            "session_memory_items_written", "Items appended.", registry=self.registry
+        )
+        self.items_read = Counter(
+            "session_memory_items_read", "Items returned by reads.", registry=self.registry
+        )
+        self.write_batch = Histogram(
+            "session_memory_write_batch_items",
+            "Items per append.",
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.store_errors = Counter(
+            "session_memory_store_errors",
+            "Store calls that failed, by kind (unavailable, other).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.sessions = Gauge(
+            "session_memory_sessions",
+            "Live sessions in the store (refreshed about once a minute).",
+            registry=self.registry,
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+
+def request_id_from(header: str | None) -> str:
+    """The caller's X-Request-ID when it is sane, else a fresh one."""
+    if header is not None and _REQUEST_ID.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and any ``fields``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update(fields)
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str) -> None:
+    """Send the service's logs to stderr as JSON lines, at ``level``."""
+    logger = logging.getLogger("session_memory")
+    if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+def now() -> float:
+    return time.perf_counter()
