@@ -1,4 +1,4 @@
-"""The ``session-memory`` command: ``serve``, ``migrate``, ``config`` and ``openapi``."""
+"""The ``session-memory`` command: serve, migrate, export, import, sessions, config, openapi."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
@@ -100,6 +100,93 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .storage import store_from_url
+    from .transfer import export_lines
+
+    settings = _settings(args, ["database_url"])
+
+    async def run(out: BinaryIO) -> None:
+        store = store_from_url(settings.database_url, settings)
+        await store.open()
+        try:
+            async for line in export_lines(store):
+                out.write(line)
+        finally:
+            await store.close()
+
+    if args.output:
+        with open(args.output, "wb") as out:
+            asyncio.run(run(out))
+    else:
+        asyncio.run(run(sys.stdout.buffer))
+        sys.stdout.flush()
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .storage import store_from_url
+    from .transfer import import_lines
+
+    settings = _settings(args, ["database_url"])
+
+    async def run(source: BinaryIO) -> tuple[int, int]:
+        store = store_from_url(settings.database_url, settings)
+        await store.open()
+        try:
+            return await import_lines(store, source)
+        finally:
+            await store.close()
+
+    try:
+        if args.input:
+            with open(args.input, "rb") as source:
+                added, skipped = asyncio.run(run(source))
+        else:
+            added, skipped = asyncio.run(run(sys.stdin.buffer))
+    except ValueError as exc:
+        raise SystemExit(f"session-memory: import stopped: {exc}") from None
+    print(f"session-memory: imported {added} items ({skipped} already present)", file=sys.stderr)
+    return 0
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    import httpx2
+
+    from client._session import _session_path
+
+    base = args.base_url.rstrip("/")
+    key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if args.action == "list":
+        method, url, params = "GET", base + "/v1/sessions", {"limit": args.limit}
+    elif args.action == "show":
+        method, url, params = "GET", base + _session_path(args.session_id), {}
+    else:
+        method, url, params = "DELETE", base + _session_path(args.session_id), {}
+    try:
+        response = httpx2.request(method, url, params=params, headers=headers, timeout=30)
+    except httpx2.TransportError as exc:
+        raise SystemExit(f"session-memory: cannot reach {base}: {exc}") from None
+    if response.status_code >= 400:
+        detail = response.json().get("detail", response.text) if response.content else ""
+        raise SystemExit(f"session-memory: {response.status_code}: {detail}")
+    if args.action == "show" and args.items:
+        items = httpx2.get(url + "/items", headers=headers, timeout=60)
+        items.raise_for_status()
+        record = {**response.json(), "items": items.json()["items"]}
+        sys.stdout.write(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    elif response.content:
+        sys.stdout.write(json.dumps(response.json(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        print(f"session-memory: deleted {args.session_id!r}", file=sys.stderr)
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     settings = _settings(args, [])
     effective = settings.model_dump(mode="json")
@@ -156,6 +243,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("--database-url", dest="database_url", help="storage URL")
     migrate.set_defaults(handler=_migrate)
+
+    export = commands.add_parser(
+        "export", help="write every session of every tenant as JSON Lines (one item a line)"
+    )
+    export.add_argument("--database-url", dest="database_url", help="storage URL")
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    export.set_defaults(handler=_export)
+
+    load = commands.add_parser("import", help="load an export; idempotent")
+    load.add_argument("--database-url", dest="database_url", help="storage URL")
+    load.add_argument("--input", "-i", help="file to read (default: standard input)")
+    load.set_defaults(handler=_import)
+
+    sessions = commands.add_parser("sessions", help="look at sessions on a running server")
+    sessions.add_argument(
+        "--base-url",
+        default=os.environ.get("SESSION_MEMORY_BASE_URL", "http://127.0.0.1:8000"),
+        help="the server (default $SESSION_MEMORY_BASE_URL or http://127.0.0.1:8000)",
+    )
+    sessions.add_argument("--api-key", help="API key (default $SESSION_MEMORY_API_KEY)")
+    actions = sessions.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="sessions, most recently updated first")
+    listing.add_argument("--limit", type=int, default=50)
+    show = actions.add_parser("show", help="one session's record")
+    show.add_argument("session_id")
+    show.add_argument("--items", action="store_true", help="include its items")
+    delete = actions.add_parser("delete", help="clear a session")
+    delete.add_argument("session_id")
+    sessions.set_defaults(handler=_sessions)
 
     config = commands.add_parser(
         "config", help="print the effective settings (from the environment), secrets masked"

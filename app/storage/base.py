@@ -308,6 +308,15 @@ class SessionStore(Protocol):
         """
         ...
 
+    async def all_sessions(
+        self, *, after: tuple[str, str] | None = None, limit: int = 500
+    ) -> list[tuple[str, str]]:
+        """(tenant, session id) of live sessions of every tenant, in that order, for export.
+
+        ``after`` is the last pair of the previous page.
+        """
+        ...
+
     async def count_sessions(self) -> int:
         """How many live (unexpired) sessions the store holds, all tenants together."""
         ...

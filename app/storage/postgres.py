@@ -486,6 +486,24 @@ class PostgresStore:
         row = await self._run(work)
         return SessionInfo(*row) if row is not None else None
 
+    async def all_sessions(
+        self, *, after: tuple[str, str] | None = None, limit: int = 500
+    ) -> list[tuple[str, str]]:
+        tenant, session_id = after or ("", None)
+
+        async def work(conn: Connection) -> list[tuple[str, str]]:
+            rows = await conn.fetch(
+                f"SELECT tenant, session_id FROM sessions WHERE {_LIVE} AND "
+                "(tenant > $1 OR (tenant = $1 AND ($2::text IS NULL OR session_id > $2))) "
+                "ORDER BY tenant, session_id LIMIT $3",
+                tenant,
+                session_id,
+                limit,
+            )
+            return [(row[0], row[1]) for row in rows]
+
+        return await self._run(work)
+
     async def count_sessions(self) -> int:
         async def work(conn: Connection) -> int:
             return int(await conn.fetchval(f"SELECT count(*) FROM sessions WHERE {_LIVE}"))

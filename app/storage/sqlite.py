@@ -586,6 +586,18 @@ class SQLiteStore:
         )
         return SessionInfo(*rows[0]) if rows else None
 
+    async def all_sessions(
+        self, *, after: tuple[str, str] | None = None, limit: int = 500
+    ) -> list[tuple[str, str]]:
+        tenant, session_id = after or ("", None)
+        rows = await self._fetchall(
+            f"SELECT tenant, session_id FROM sessions WHERE {_LIVE} AND "
+            "(tenant > ? OR (tenant = ? AND (? IS NULL OR session_id > ?))) "
+            "ORDER BY tenant, session_id LIMIT ?",
+            (time.time(), tenant, tenant, session_id, session_id, limit),
+        )
+        return [(row[0], row[1]) for row in rows]
+
     async def count_sessions(self) -> int:
         rows = await self._fetchall(f"SELECT count(*) FROM sessions WHERE {_LIVE}", (time.time(),))
         return int(rows[0][0])

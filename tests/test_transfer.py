@@ -1,0 +1,103 @@
+"""Export and import: JSON Lines round trips, idempotent imports, and the admin CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from app.storage import SessionStore, store_from_url
+from app.transfer import export_lines, import_lines
+from tests.utils.server import ServerProcess
+
+RAW = ['{"b":1,  "a":[1.50,1e2]}', '{"role":"user","content":"é 🙂 \\u00e9"}', '{"n":3}']
+
+
+async def export_bytes(store: SessionStore) -> bytes:
+    return b"".join([line async for line in export_lines(store)])
+
+
+async def test_export_import_round_trip_is_identical(store: SessionStore, tmp_path: Path) -> None:
+    await store.append("team-a", "s1", RAW)
+    await store.append("team-a", 'odd "id", with ,"item": inside', [RAW[0]])
+    await store.append("team-b", "s1", [RAW[2]])
+    for n in range(1200):  # more than one page
+        await store.append("team-b", "long", [json.dumps({"n": n})])
+    await store.append("team-b", "popped", [RAW[0], RAW[1]])
+    await store.pop("team-b", "popped")
+    first = await export_bytes(store)
+    assert first.count(b"\n") == 3 + 1 + 1 + 1200 + 1
+
+    target = store_from_url(f"sqlite:///{tmp_path}/target.db")
+    await target.open()
+    try:
+        assert await import_lines(target, first.splitlines(keepends=True)) == (1206, 0)
+        assert await export_bytes(target) == first
+        assert (await target.read("team-a", "s1")).items == RAW
+        # Idempotent: again adds nothing; a longer file adds only what is new.
+        assert await import_lines(target, first.splitlines()) == (0, 1206)
+        more = first + b'{"tenant":"team-z","session_id":"new","item":{"new":true}}\n'
+        assert await import_lines(target, more.splitlines()) == (1, 1206)
+    finally:
+        await target.close()
+
+
+async def test_import_refuses_a_bad_line(store: SessionStore) -> None:
+    with pytest.raises(ValueError, match="line 2"):
+        await import_lines(
+            store,
+            [b'{"tenant":"t","session_id":"s","item":{"ok":1}}', b'{"tenant":"t","item":[1]}'],
+        )
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        input=stdin,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_cli_export_import_and_sessions(tmp_path: Path) -> None:
+    key = "admin-key-0123456789"
+    source = f"sqlite:///{tmp_path}/source.db"
+    with ServerProcess(
+        source, log_path=tmp_path / "log", env={"SESSION_MEMORY_API_KEYS": f"ops:{key}"}
+    ) as server:
+        auth = {"Authorization": f"Bearer {key}"}
+        httpx2.post(
+            f"{server.base_url}/v1/sessions/a b/items", json={"items": [{"n": 1}]}, headers=auth
+        )
+        httpx2.post(
+            f"{server.base_url}/v1/sessions/c/items", json={"items": [{"n": 2}]}, headers=auth
+        )
+        admin = ["sessions", "--base-url", server.base_url, "--api-key", key]
+        listed = json.loads(run(*admin, "list").stdout)
+        assert {record["id"] for record in listed["sessions"]} == {"a b", "c"}
+        shown = json.loads(run(*admin, "show", "a b", "--items").stdout)
+        assert (shown["item_count"], shown["items"]) == (1, [{"n": 1}])
+        assert run(*admin, "delete", "c").returncode == 0
+        missing = run(*admin, "show", "c")
+        assert missing.returncode != 0
+        assert b"404" in missing.stderr
+        assert run("sessions", "--base-url", server.base_url, "list").returncode != 0  # no key
+
+    exported = run("export", "--database-url", source)
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout) == {"tenant": "ops", "session_id": "a b", "item": {"n": 1}}
+    target = f"sqlite:///{tmp_path}/target.db"
+    assert run("import", "--database-url", target, stdin=exported.stdout).returncode == 0
+    dump = tmp_path / "again.jsonl"
+    assert run("export", "--database-url", target, "--output", str(dump)).returncode == 0
+    assert dump.read_bytes() == exported.stdout
+    again = run("import", "--database-url", target, "--input", str(dump))
+    assert b"imported 0 items (1 already present)" in again.stderr
