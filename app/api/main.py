@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from .routes import health, items, sessions
+from .routes import health, items, sessions, ui
 
 __all__ = ["api_router"]
 
@@ -12,3 +12,4 @@ api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(sessions.router)
 api_router.include_router(items.router)
+api_router.include_router(ui.router)
