@@ -103,8 +103,10 @@ def _migrate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import asyncio
 
+    import httpx2
+
     from .storage import store_from_url
-    from .transfer import export_lines
+    from .transfer import export_from_server, export_lines
 
     settings = _settings(args, ["database_url"])
 
@@ -117,11 +119,23 @@ def _export(args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
+    def write(out: BinaryIO) -> None:
+        if args.base_url:
+            key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
+            try:
+                out.writelines(export_from_server(args.base_url, key))
+            except httpx2.HTTPError as exc:
+                raise SystemExit(
+                    f"session-memory: export from {args.base_url} failed: {exc}"
+                ) from None
+        else:
+            asyncio.run(run(out))
+
     if args.output:
         with open(args.output, "wb") as out:
-            asyncio.run(run(out))
+            write(out)
     else:
-        asyncio.run(run(sys.stdout.buffer))
+        write(sys.stdout.buffer)
         sys.stdout.flush()
     return 0
 
@@ -138,7 +152,7 @@ def _import(args: argparse.Namespace) -> int:
         store = store_from_url(settings.database_url, settings)
         await store.open()
         try:
-            return await import_lines(store, source)
+            return await import_lines(store, source, default_tenant=args.tenant)
         finally:
             await store.close()
 
@@ -249,11 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--database-url", dest="database_url", help="storage URL")
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    export.add_argument(
+        "--base-url", help="export over HTTP from this running server instead (one key's sessions)"
+    )
+    export.add_argument("--api-key", help="with --base-url (default $SESSION_MEMORY_API_KEY)")
     export.set_defaults(handler=_export)
 
     load = commands.add_parser("import", help="load an export; idempotent")
     load.add_argument("--database-url", dest="database_url", help="storage URL")
     load.add_argument("--input", "-i", help="file to read (default: standard input)")
+    load.add_argument(
+        "--tenant", default="", help="tenant for lines without one (exported from a server)"
+    )
     load.set_defaults(handler=_import)
 
     sessions = commands.add_parser("sessions", help="look at sessions on a running server")

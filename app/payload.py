@@ -16,7 +16,7 @@ from starlette.types import Receive
 
 from .errors import InvalidInput, MalformedBody, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["NO_LIMITS", "BatchLimits", "parse_item_batch", "read_json_body"]
+__all__ = ["NO_LIMITS", "BatchLimits", "parse_item_batch", "read_json_body", "split_items"]
 
 _WS = re.compile(r"[ \t\n\r]*")
 
@@ -167,6 +167,15 @@ def parse_item_batch(body: bytes, limits: BatchLimits = NO_LIMITS) -> list[str]:
     if items is None:
         raise _shape_error("field 'items' is required", loc=["items"])
     return items
+
+
+def split_items(body: bytes) -> list[str]:
+    """The raw text of each item in one of our own item pages (``{"items":[...],...}``)."""
+    text = body.decode("utf-8")
+    prefix = '{"items":'
+    if not text.startswith(prefix):
+        raise ValueError("not an item page")
+    return _split_array(text, len(prefix), NO_LIMITS)[0]
 
 
 def _split_array(text: str, pos: int, limits: BatchLimits) -> tuple[list[str], int]:

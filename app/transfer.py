@@ -12,15 +12,26 @@ export again gives the same file.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 
-from .payload import parse_item_batch
+import httpx2
+
+from client._session import _session_path
+
+from .payload import parse_item_batch, split_items
 from .storage import SessionStore
 
-__all__ = ["export_lines", "import_lines"]
+__all__ = ["export_from_server", "export_lines", "import_lines"]
 
 PAGE = 1000
 _ITEM_KEY = b',"item":'
+
+
+def _head(tenant: str | None, session_id: str) -> bytes:
+    return b'{"tenant":%b,"session_id":%b,"item":' % (
+        json.dumps(tenant, ensure_ascii=False).encode(),
+        json.dumps(session_id, ensure_ascii=False).encode(),
+    )
 
 
 async def export_lines(store: SessionStore) -> AsyncIterator[bytes]:
@@ -28,10 +39,7 @@ async def export_lines(store: SessionStore) -> AsyncIterator[bytes]:
     after: tuple[str, str] | None = None
     while sessions := await store.all_sessions(after=after):
         for tenant, session_id in sessions:
-            head = b'{"tenant":%b,"session_id":%b,"item":' % (
-                json.dumps(tenant, ensure_ascii=False).encode(),
-                json.dumps(session_id, ensure_ascii=False).encode(),
-            )
+            head = _head(tenant, session_id)
             cursor = 0
             while True:
                 page = await store.read(tenant, session_id, limit=PAGE, after=cursor)
@@ -43,7 +51,44 @@ async def export_lines(store: SessionStore) -> AsyncIterator[bytes]:
         after = sessions[-1]
 
 
-def _parse(line: bytes, number: int) -> tuple[str, str, str]:
+def export_from_server(base_url: str, api_key: str | None) -> Iterator[bytes]:
+    """The export of the sessions one API key sees, read over HTTP from a running server.
+
+    The key's tenant is not known to its holder, so lines carry ``"tenant": null``;
+    ``import --tenant`` says where they go.
+    """
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx2.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=60) as http:
+        cursor: str | None = None
+        while True:
+            params: dict[str, str | int] = {"limit": 1000}
+            if cursor:
+                params["cursor"] = cursor
+            listing = http.get("/v1/sessions", params=params)
+            listing.raise_for_status()
+            page = listing.json()
+            for record in page["sessions"]:
+                head = _head(None, record["id"])
+                after = 0
+                while True:
+                    response = http.get(
+                        _session_path(record["id"]) + "/items",
+                        params={"limit": PAGE, "after": after},
+                    )
+                    response.raise_for_status()
+                    # The service returns items byte for byte: keep them so.
+                    for item in split_items(response.content):
+                        yield head + item.encode() + b"}\n"
+                    meta = response.json()
+                    if not meta["has_more"]:
+                        break
+                    after = meta["last_seq"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
+
+def _parse(line: bytes, number: int) -> tuple[str | None, str, str]:
     # The item is the last member, written as stored: take its text as it is, since
     # decoding and re-encoding it could change it. A quote inside a JSON string is
     # always escaped, so the first ',"item":' is this key.
@@ -57,11 +102,17 @@ def _parse(line: bytes, number: int) -> tuple[str, str, str]:
         (item,) = parse_item_batch(b'{"items":[' + line[cut + len(_ITEM_KEY) : -1] + b"]}")
     except Exception as exc:
         raise ValueError(f"line {number}: {exc}") from None
-    return str(head["tenant"]), str(head["session_id"]), item
+    tenant = head["tenant"]
+    return None if tenant is None else str(tenant), str(head["session_id"]), item
 
 
-async def import_lines(store: SessionStore, lines: Iterable[bytes]) -> tuple[int, int]:
-    """Load an export; return (items added, items already there and skipped)."""
+async def import_lines(
+    store: SessionStore, lines: Iterable[bytes], *, default_tenant: str = ""
+) -> tuple[int, int]:
+    """Load an export; return (items added, items already there and skipped).
+
+    Lines without a tenant (exported from a server) go to ``default_tenant``.
+    """
     added = skipped = 0
     current: tuple[str, str] | None = None
     to_skip = 0
@@ -78,7 +129,8 @@ async def import_lines(store: SessionStore, lines: Iterable[bytes]) -> tuple[int
         line = raw.strip()
         if not line:
             continue
-        tenant, session_id, item = _parse(line, number)
+        found_tenant, session_id, item = _parse(line, number)
+        tenant = default_tenant if found_tenant is None else found_tenant
         if (tenant, session_id) != current:
             await flush()
             current = (tenant, session_id)

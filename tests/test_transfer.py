@@ -101,3 +101,42 @@ def test_cli_export_import_and_sessions(tmp_path: Path) -> None:
     assert dump.read_bytes() == exported.stdout
     again = run("import", "--database-url", target, "--input", str(dump))
     assert b"imported 0 items (1 already present)" in again.stderr
+
+
+def test_export_from_a_running_server_imports_into_a_tenant(tmp_path: Path) -> None:
+    key = "exporter-key-0123456789"
+    with ServerProcess(
+        f"sqlite:///{tmp_path}/live.db",
+        log_path=tmp_path / "log",
+        env={"SESSION_MEMORY_API_KEYS": f"blue:{key},green:other-key-0123456789"},
+    ) as server:
+        auth = {"Authorization": f"Bearer {key}"}
+        raw = '{"items":[{"b":1,  "a":1.50}, {"n":2}]}'
+        httpx2.post(
+            f"{server.base_url}/v1/sessions/s/items",
+            content=raw,
+            headers={**auth, "content-type": "application/json"},
+        )
+        httpx2.post(
+            f"{server.base_url}/v1/sessions/hidden/items",
+            json={"items": [{"n": 9}]},
+            headers={"Authorization": "Bearer other-key-0123456789"},
+        )
+        exported = run("export", "--base-url", server.base_url, "--api-key", key)
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout == (
+        b'{"tenant":null,"session_id":"s","item":{"b":1,  "a":1.50}}\n'
+        b'{"tenant":null,"session_id":"s","item":{"n":2}}\n'
+    )
+    target = f"sqlite:///{tmp_path}/copy.db"
+    assert (
+        run(
+            "import", "--database-url", target, "--tenant", "blue", stdin=exported.stdout
+        ).returncode
+        == 0
+    )
+    again = run("export", "--database-url", target)
+    assert (
+        again.stdout.splitlines()[0]
+        == b'{"tenant":"blue","session_id":"s","item":{"b":1,  "a":1.50}}'
+    )
