@@ -30,6 +30,7 @@ from client._ids import session_id_error
 from .auth import ApiKeys
 from .config import Settings
 from .errors import PROBLEM_MEDIA_TYPE, ProblemError, problem_error_body, store_problem
+from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .observability import Metrics, request_id_from
 from .payload import read_json_body
 from .preconditions import etag
@@ -221,7 +222,7 @@ class HotPath:
                     tenant,
                     session_id,
                     body,
-                    idempotency_key=headers.get("idempotency-key"),
+                    idempotency_key=headers.get(IDEMPOTENCY_HEADER),
                     if_match=headers.get("if-match"),
                     ttl=headers.get("session-ttl"),
                 )
@@ -234,7 +235,7 @@ class HotPath:
                     state,
                     tenant,
                     session_id,
-                    idempotency_key=headers.get("idempotency-key"),
+                    idempotency_key=headers.get(IDEMPOTENCY_HEADER),
                     if_match=headers.get("if-match"),
                 )
                 await _respond(send, 200, pop_body(item), JSON_HEADERS)

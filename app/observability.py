@@ -9,7 +9,6 @@ import json
 import logging
 import re
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -107,7 +106,3 @@ def configure_logging(level: str) -> None:
         logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
-
-
-def now() -> float:
-    return time.perf_counter()
