@@ -13,15 +13,16 @@ RUN python -m venv /opt/venv
 # Dependencies in their own layer: rebuilt only when pyproject.toml changes.
 # (DL3013 asks to pin what pip installs; "." is this project, pinned by its own file.)
 COPY pyproject.toml README.md ./
+COPY client/pyproject.toml client/README.md ./client/
 # hadolint ignore=DL3013
-RUN mkdir app client \
-    && touch app/__init__.py client/__init__.py \
-    && pip install ".${EXTRAS:+[$EXTRAS]}" \
-    && pip uninstall --yes session-memory
+RUN mkdir -p app/session_memory client/session_memory_client \
+    && touch app/session_memory/__init__.py client/session_memory_client/__init__.py \
+    && pip install ./client ".${EXTRAS:+[$EXTRAS]}" \
+    && pip uninstall --yes session-memory session-memory-client
 COPY app ./app
 COPY client ./client
 # hadolint ignore=DL3013
-RUN pip install --no-deps .
+RUN pip install --no-deps ./client .
 
 FROM python:${PYTHON_VERSION}-slim
 ENV PATH=/opt/venv/bin:$PATH \

@@ -2,20 +2,26 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SOURCES := app client bench
+SOURCES := app/session_memory client/session_memory_client bench
 
 .PHONY: setup run test lint format openapi clean bench
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e ./client -e '.[dev]'
+	touch $@
+
+# What serving needs and nothing more: the client (the wire protocol) and the service.
+$(VENV)/.served: pyproject.toml client/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e ./client -e .
 	touch $@
 
 ## run: serve on http://127.0.0.1:8000 with the SQLite default (./data/sessions.db)
-run: setup
+run: $(VENV)/.served
 	$(BIN)/session-memory serve
 
 ## test: lint, type-check, then the whole test suite
@@ -36,7 +42,7 @@ openapi: setup
 	$(BIN)/session-memory openapi > openapi.json
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build app/*.egg-info client/*.egg-info client/build .pytest_cache .mypy_cache .ruff_cache
 
 ## bench: session-memory vs the SDK's SQLiteSession vs a bare-ASGI ceiling (about 3 minutes)
 bench: setup

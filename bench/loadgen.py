@@ -21,7 +21,7 @@ def _session(kind: str, target: str, session_id: str, http: Any) -> Any:
         from agents import SQLiteSession
 
         return SQLiteSession(session_id, target)
-    from client import RemoteSession
+    from session_memory_client import RemoteSession
 
     return RemoteSession(session_id, base_url=target, http_client=http)
 

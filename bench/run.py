@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from session_memory.storage.sqlite import MIGRATIONS
 
-from app.storage.sqlite import MIGRATIONS
 from bench.loadgen import ITEM, OPS, prefill, run_clients
 from tests.utils.server import ServerProcess
 

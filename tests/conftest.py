@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from session_memory.storage import SessionStore, store_from_url
+from session_memory_client import RemoteSession
 
-from app.storage import SessionStore, store_from_url
-from client import RemoteSession
 from tests.utils.postgres import schema_url
 from tests.utils.server import ServerProcess
 

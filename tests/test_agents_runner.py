@@ -6,8 +6,7 @@ from typing import Any
 
 from agents import Agent, Runner, function_tool, set_tracing_disabled
 from agents.testing import ScriptedModel, assistant_message, function_call
-
-from client import RemoteSession
+from session_memory_client import RemoteSession
 
 set_tracing_disabled(True)
 

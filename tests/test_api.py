@@ -10,11 +10,16 @@ from urllib.parse import quote
 
 import httpx2
 import pytest
+from session_memory import Settings, create_app
+from session_memory.errors import Problem
+from session_memory.schemas import (
+    AppendResponse,
+    ItemPageResponse,
+    SessionListResponse,
+    SessionRecord,
+)
+from session_memory.storage.sqlite import SQLiteStore
 
-from app import Settings, create_app
-from app.errors import Problem
-from app.schemas import AppendResponse, ItemPageResponse, SessionListResponse, SessionRecord
-from app.storage.sqlite import SQLiteStore
 from tests.utils.server import ServerProcess
 
 PROBLEM = "application/problem+json"

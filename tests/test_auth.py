@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from session_memory_client import ProblemError, RemoteSession
 
-from client import ProblemError, RemoteSession
 from tests.utils.server import ServerProcess
 
 KEY_A, KEY_B, KEY_C = "key-alpha-0123456789", "key-beta-0123456789", "key-gamma-0123456789"
@@ -119,7 +119,7 @@ def _serve(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.Comple
         [
             sys.executable,
             "-m",
-            "app",
+            "session_memory",
             "serve",
             "--database-url",
             f"sqlite:///{tmp_path}/x.db",

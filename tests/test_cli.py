@@ -12,15 +12,15 @@ import threading
 from pathlib import Path
 
 import httpx2
+from session_memory.main import openapi_spec
+from session_memory.storage.sqlite import MIGRATIONS
 
-from app.main import openapi_spec
-from app.storage.sqlite import MIGRATIONS
 from tests.utils.server import ServerProcess
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app", *args],
+        [sys.executable, "-m", "session_memory", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -6,10 +6,10 @@ import copy
 
 import httpx2
 import pytest
+import session_memory_client
 from agents.memory import Session, SessionSettings
+from session_memory_client import ConnectError, ProblemError, RemoteSession
 
-import client
-from client import ConnectError, ProblemError, RemoteSession
 from tests.utils.server import free_port
 
 
@@ -226,6 +226,6 @@ async def test_api_key_is_sent_as_bearer(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_public_surface_is_complete() -> None:
-    public = {name for name in vars(client) if not name.startswith("_")}
+    public = {name for name in vars(session_memory_client) if not name.startswith("_")}
     modules = {"annotations"}
-    assert set(client.__all__) == public - modules
+    assert set(session_memory_client.__all__) == public - modules

@@ -7,7 +7,8 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from client import RemoteSession
+from session_memory_client import RemoteSession
+
 from tests.utils.server import ServerProcess
 from tests.utils.workers import add_items_worker, canonical, pop_worker
 

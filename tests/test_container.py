@@ -69,7 +69,7 @@ def _image_command(port: int) -> list[str]:
     command = json.loads(instruction("CMD"))
     assert command[:2] == ["session-memory", "serve"]
     command[command.index("--port") + 1] = str(port)
-    return [sys.executable, "-m", "app", *command[1:]]
+    return [sys.executable, "-m", "session_memory", *command[1:]]
 
 
 def test_image_command_refuses_to_serve_open(tmp_path: Path) -> None:

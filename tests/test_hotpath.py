@@ -8,12 +8,11 @@ from urllib.parse import quote
 
 import httpx2
 import pytest
+from session_memory import Settings, create_app
+from session_memory.hotpath import HotPath, parse_item_query
+from session_memory.storage import MAX_SEQ
+from session_memory.storage.sqlite import SQLiteStore
 from starlette.types import Receive, Scope, Send
-
-from app import Settings, create_app
-from app.hotpath import HotPath, parse_item_query
-from app.storage import MAX_SEQ
-from app.storage.sqlite import SQLiteStore
 
 JSON = {"content-type": "application/json"}
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import aiosqlite
 import asyncpg
-
-from app.storage import postgres, sqlite, store_from_url
-from app.storage.sqlite import sqlite_path_from_url
+from session_memory.storage import postgres, sqlite, store_from_url
+from session_memory.storage.sqlite import sqlite_path_from_url
 
 V1_ITEMS = ['{"role": "user", "content": "from v1"}', '{"b":1,  "a":2}']
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.main import openapi_spec
+from session_memory.main import openapi_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from app.errors import InvalidInput, MalformedBody
-from app.payload import parse_item_batch
+from session_memory.errors import InvalidInput, MalformedBody
+from session_memory.payload import parse_item_batch
 
 
 def test_parse_keeps_each_item_byte_for_byte() -> None:

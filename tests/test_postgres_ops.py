@@ -7,8 +7,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
+from session_memory_client import RemoteSession
 
-from client import RemoteSession
 from tests.utils.postgres import schema_url
 from tests.utils.server import ServerProcess
 from tests.utils.tcpproxy import TCPProxy

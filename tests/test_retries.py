@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from session_memory_client import ConnectError, ProblemError, RemoteSession
 
-from client import ConnectError, ProblemError, RemoteSession
 from tests.utils.server import ServerProcess, free_port
 
 

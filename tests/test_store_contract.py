@@ -6,8 +6,7 @@ import asyncio
 import json
 
 import pytest
-
-from app.storage import (
+from session_memory.storage import (
     ANY_REVISION,
     Idempotency,
     IdempotencyInFlightError,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from session_memory.storage import SessionStore, store_from_url
+from session_memory.transfer import export_lines, import_lines
 
-from app.storage import SessionStore, store_from_url
-from app.transfer import export_lines, import_lines
 from tests.utils.server import ServerProcess
 
 RAW = ['{"b":1,  "a":[1.50,1e2]}', '{"role":"user","content":"é 🙂 \\u00e9"}', '{"n":3}']
@@ -59,7 +59,7 @@ def run(
     *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "app", *args],
+        [sys.executable, "-m", "session_memory", *args],
         capture_output=True,
         input=stdin,
         timeout=60,

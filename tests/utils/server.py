@@ -49,7 +49,7 @@ class ServerProcess:
         return [
             sys.executable,
             "-m",
-            "app",
+            "session_memory",
             "serve",
             "--port",
             str(self.port),

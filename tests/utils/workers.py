@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from client import RemoteSession
+from session_memory_client import RemoteSession
 
 
 def add_items_worker(base_url: str, session_id: str, writer: int, calls: int) -> int:
@@ -48,8 +48,7 @@ def replica_writer(
     batch numbers.
     """
     import httpx2
-
-    from client import SessionMemoryError
+    from session_memory_client import SessionMemoryError
 
     async def run() -> tuple[list[int], list[int]]:
         acked: list[int] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import protocol
 from ._exceptions import (
     ConnectError,
     ProblemError,
@@ -9,8 +10,8 @@ from ._exceptions import (
     SessionMemoryError,
     TransportError,
 )
-from ._ids import MAX_SESSION_ID_LENGTH, validate_session_id
 from ._session import DEFAULT_BASE_URL, DEFAULT_RETRIES, DEFAULT_TIMEOUT, RemoteSession
+from .protocol import MAX_SESSION_ID_LENGTH, validate_session_id
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -23,5 +24,6 @@ __all__ = [
     "RequestTimeout",
     "SessionMemoryError",
     "TransportError",
+    "protocol",
     "validate_session_id",
 ]

@@ -70,7 +70,9 @@ def _serve(args: argparse.Namespace) -> int:
         for name in SERVE_FLAGS:
             if getattr(args, name, None) is not None:
                 os.environ[f"SESSION_MEMORY_{name.upper()}"] = str(getattr(settings, name))
-        uvicorn.run("app.main:create_asgi_app", factory=True, workers=args.workers, **options)
+        uvicorn.run(
+            "session_memory.main:create_asgi_app", factory=True, workers=args.workers, **options
+        )
         return 0
     config = uvicorn.Config(create_asgi_app(settings), **options)
     # uvicorn stops accepting on SIGTERM/SIGINT, finishes in-flight requests,
@@ -170,8 +172,7 @@ def _import(args: argparse.Namespace) -> int:
 
 def _sessions(args: argparse.Namespace) -> int:
     import httpx2
-
-    from client._session import _session_path
+    from session_memory_client.protocol import session_path
 
     base = args.base_url.rstrip("/")
     key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
@@ -179,9 +180,9 @@ def _sessions(args: argparse.Namespace) -> int:
     if args.action == "list":
         method, url, params = "GET", base + "/v1/sessions", {"limit": args.limit}
     elif args.action == "show":
-        method, url, params = "GET", base + _session_path(args.session_id), {}
+        method, url, params = "GET", base + session_path(args.session_id), {}
     else:
-        method, url, params = "DELETE", base + _session_path(args.session_id), {}
+        method, url, params = "DELETE", base + session_path(args.session_id), {}
     try:
         response = httpx2.request(method, url, params=params, headers=headers, timeout=30)
     except httpx2.TransportError as exc:

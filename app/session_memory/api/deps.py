@@ -6,8 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-
-from client._ids import MAX_SESSION_ID_LENGTH, SESSION_ID_PATTERN, session_id_error
+from session_memory_client.protocol import (
+    MAX_SESSION_ID_LENGTH,
+    SESSION_ID_PATTERN,
+    session_id_error,
+)
 
 from ..auth import ApiKeys
 from ..config import Settings

@@ -24,6 +24,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
+from session_memory_client.protocol import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_PREFIX
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
@@ -58,8 +59,8 @@ __all__ = [
     "store_problem",
 ]
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-TYPE_PREFIX = "urn:session-memory:problem:"
+
+TYPE_PREFIX = PROBLEM_TYPE_PREFIX
 
 logger = logging.getLogger("session_memory")
 

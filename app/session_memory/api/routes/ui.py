@@ -11,7 +11,7 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["ui"])
 
-_PAGE = files("app").joinpath("static/ui.html").read_bytes()
+_PAGE = files("session_memory").joinpath("static/ui.html").read_bytes()
 
 
 @router.get("/ui", include_in_schema=False)

@@ -15,8 +15,7 @@ import json
 from collections.abc import AsyncIterator, Iterable, Iterator
 
 import httpx2
-
-from client._session import _session_path
+from session_memory_client.protocol import session_path
 
 from .payload import parse_item_batch, split_items
 from .storage import SessionStore
@@ -72,7 +71,7 @@ def export_from_server(base_url: str, api_key: str | None) -> Iterator[bytes]:
                 after = 0
                 while True:
                     response = http.get(
-                        _session_path(record["id"]) + "/items",
+                        session_path(record["id"]) + "/items",
                         params={"limit": PAGE, "after": after},
                     )
                     response.raise_for_status()

@@ -48,9 +48,9 @@ __all__ = [
 
 # scheme -> "module:class"; the class has a ``from_url(url, settings)`` constructor.
 BACKENDS: dict[str, str] = {
-    "sqlite": "app.storage.sqlite:SQLiteStore",
-    "postgresql": "app.storage.postgres:PostgresStore",
-    "postgres": "app.storage.postgres:PostgresStore",
+    "sqlite": "session_memory.storage.sqlite:SQLiteStore",
+    "postgresql": "session_memory.storage.postgres:PostgresStore",
+    "postgres": "session_memory.storage.postgres:PostgresStore",
 }
 
 

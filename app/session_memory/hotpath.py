@@ -21,11 +21,10 @@ import time
 from typing import Any
 
 from fastapi import FastAPI
+from session_memory_client.protocol import session_id_error
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
-
-from client._ids import session_id_error
 
 from .auth import ApiKeys
 from .config import Settings

@@ -10,12 +10,11 @@ import uuid
 from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import httpx2
 
 from ._exceptions import ConnectError, ProblemError, RequestTimeout, TransportError
-from ._ids import validate_session_id
+from .protocol import IDEMPOTENCY_KEY, session_path, validate_session_id
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
@@ -28,12 +27,6 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_RETRIES = 4
 MAX_BACKOFF = 5.0
 API_KEY_ENV = "SESSION_MEMORY_API_KEY"
-
-
-def _session_path(session_id: str) -> str:
-    # Encode every reserved character, and the dots too: "." and ".." would
-    # otherwise be dot segments that URL normalisation removes.
-    return "/v1/sessions/" + quote(session_id, safe="").replace(".", "%2E")
 
 
 def _encode_items(items: list[Any]) -> bytes:
@@ -84,7 +77,7 @@ class RemoteSession:
         self.session_id = validate_session_id(session_id)
         self.session_settings = session_settings or SessionSettings()
         self.base_url = base_url.rstrip("/")
-        self._url = self.base_url + _session_path(session_id)
+        self._url = self.base_url + session_path(session_id)
         api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._owns_client = http_client is None
@@ -174,7 +167,7 @@ class RemoteSession:
         if content is not None:
             headers["Content-Type"] = "application/json"
         if idempotent_write:
-            headers["Idempotency-Key"] = str(uuid.uuid4())
+            headers[IDEMPOTENCY_KEY] = str(uuid.uuid4())
         attempt = 0
         while True:
             try:
