@@ -88,6 +88,15 @@ export class RemoteSession implements Session {
 
   constructor(sessionId: string, options: RemoteSessionOptions = {}) {
     this.sessionId = validateSessionId(sessionId);
+    if (sessionId === '.' || sessionId === '..') {
+      // The service accepts these ids, but a WHATWG URL (what fetch takes) turns a
+      // "%2E" or "%2E%2E" segment back into a dot segment and removes it, so no
+      // fetch-based client can address them. The Python client can.
+      throw new RangeError(
+        `session id ${JSON.stringify(sessionId)} cannot be addressed through fetch: ` +
+          'URL parsing removes it as a dot segment even when percent-encoded',
+      );
+    }
     this.baseUrl = (options.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
     this.url = this.baseUrl + sessionPath(sessionId);
     const apiKey = options.apiKey ?? readEnv(API_KEY_ENV);
