@@ -161,6 +161,7 @@ function messageToStored(item: Obj): Obj {
 }
 
 function messageFromStored(item: Obj): Obj {
+  if (item.role === 'assistant' && item.type === 'message') return assistantFromStored(item);
   const out: Obj = {};
   const rest: Obj = {};
   for (const [key, value] of Object.entries(item)) {
@@ -171,9 +172,25 @@ function messageFromStored(item: Obj): Obj {
   return withProviderData(out, rest);
 }
 
+/** As the SDK reads a model's output message: the extras, and a valid phase, in providerData. */
+function assistantFromStored(item: Obj): Obj {
+  const { id, type, role, content, status, phase, ...rest } = item;
+  const out: Obj = { type, role };
+  setIfDefined(out, 'id', id);
+  out.content = Array.isArray(content) ? content.map(partFromStored) : content;
+  setIfDefined(out, 'status', status);
+  if (phase === 'commentary' || phase === 'final_answer') {
+    out.phase = phase;
+    rest.phase = phase;
+  } else if (phase !== undefined) {
+    rest.phase = phase;
+  }
+  out.providerData = rest;
+  return out;
+}
+
 // -- function calls and their outputs -------------------------------------------
 
-const FUNCTION_CALL_FIELDS = ['type', 'id', 'name', 'arguments', 'status', 'namespace'];
 
 function functionCallToStored(item: Obj): Obj {
   const out: Obj = {};
@@ -186,16 +203,19 @@ function functionCallToStored(item: Obj): Obj {
   return mergeProviderData(out, item.providerData);
 }
 
+/** As the SDK reads a model's function call: everything but the mapped fields in providerData. */
 function functionCallFromStored(item: Obj): Obj {
-  const out: Obj = {};
-  const rest: Obj = {};
-  for (const [key, value] of Object.entries(item)) {
-    if (key === 'call_id') out.callId = value;
-    else if (key === 'caller') out.caller = callerFromStored(value);
-    else if (FUNCTION_CALL_FIELDS.includes(key)) out[key] = value;
-    else rest[key] = value;
-  }
-  return withProviderData(out, rest);
+  const { call_id, name, namespace, caller, status, arguments: args, ...rest } = item;
+  const out: Obj = { type: 'function_call' };
+  setIfDefined(out, 'id', item.id);
+  out.callId = call_id;
+  out.name = name;
+  setIfDefined(out, 'namespace', namespace);
+  setIfDefined(out, 'status', status);
+  out.arguments = args;
+  setIfDefined(out, 'caller', callerFromStored(caller));
+  out.providerData = rest;
+  return out;
 }
 
 function toolOutputToStored(output: unknown): unknown {
@@ -270,18 +290,6 @@ function reasoningPartToStored(part: unknown, type: string): unknown {
   return mergeProviderData(out, part.providerData);
 }
 
-function reasoningPartFromStored(part: unknown, type: string): unknown {
-  if (!isObj(part)) return part;
-  const out: Obj = {};
-  const rest: Obj = {};
-  for (const [key, value] of Object.entries(part)) {
-    if (key === 'type') out.type = type;
-    else if (key === 'text') out.text = value;
-    else rest[key] = value;
-  }
-  return withProviderData(out, rest);
-}
-
 function reasoningToStored(item: Obj): Obj {
   const out: Obj = {};
   for (const [key, value] of Object.entries(item)) {
@@ -296,22 +304,21 @@ function reasoningToStored(item: Obj): Obj {
 }
 
 function reasoningFromStored(item: Obj): Obj {
-  const out: Obj = {};
-  const rest: Obj = {};
-  for (const [key, value] of Object.entries(item)) {
-    if (key === 'summary' && Array.isArray(value)) {
-      out.content = value.map((p) => reasoningPartFromStored(p, 'input_text'));
-    } else if (key === 'content' && Array.isArray(value)) {
-      out.rawContent = value.map((p) => reasoningPartFromStored(p, 'reasoning_text'));
-    } else if (key === 'type' || key === 'id') out[key] = value;
-    else rest[key] = value;
-  }
-  // The JS schema requires `content`; the Responses API requires `summary`, so a
-  // stored item without one is malformed and comes back with an empty one.
-  if (!('content' in out)) {
-    out.content = [];
-  }
-  return withProviderData(out, rest);
+  // As the SDK reads a model's reasoning item: the summary becomes `content`, and
+  // everything else (id, type, encrypted_content, the raw `content`) stays in providerData.
+  const { summary, ...rest } = item;
+  const out: Obj = { type: 'reasoning' };
+  setIfDefined(out, 'id', item.id);
+  out.content = Array.isArray(summary)
+    ? summary.map((part: unknown) => {
+        if (!isObj(part)) return part;
+        const { text, ...remaining } = part;
+        return { type: 'input_text', text, providerData: remaining };
+      })
+    : [];
+  if (!Array.isArray(summary) && summary !== undefined) rest.summary = summary;
+  out.providerData = rest;
+  return out;
 }
 
 // -- hosted tool calls -------------------------------------------------------------
@@ -350,6 +357,14 @@ function hostedFromStored(item: Obj): Obj {
     out.providerData = remaining;
     return out;
   }
+  if (type === 'mcp_approval_response') {
+    // As the JS runner writes its approval answers: no status, and only the
+    // answer's own fields in providerData.
+    const { type: _type, id: _id, ...answer } = rest;
+    if (caller !== undefined) out.caller = callerFromStored(caller);
+    out.providerData = answer;
+    return out;
+  }
   out.status = 'completed';
   let providerData: Obj = rest;
   if (type === 'mcp_call' && rest.output !== undefined) {
@@ -374,13 +389,13 @@ function plainToStored(item: Obj): Obj {
 }
 
 function compactionFromStored(item: Obj): Obj {
-  const out: Obj = {};
-  const rest: Obj = {};
-  for (const [key, value] of Object.entries(item)) {
-    if (['type', 'id', 'encrypted_content', 'created_by'].includes(key)) out[key] = value;
-    else rest[key] = value;
-  }
-  return withProviderData(out, rest);
+  const { encrypted_content, created_by, ...rest } = item;
+  const out: Obj = { type: 'compaction' };
+  setIfDefined(out, 'id', item.id);
+  out.encrypted_content = encrypted_content;
+  setIfDefined(out, 'created_by', created_by);
+  out.providerData = rest;
+  return out;
 }
 
 function snakeKey(key: string): string {
