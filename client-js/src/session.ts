@@ -49,9 +49,15 @@ type RequestSpec = {
   path: string;
   query?: string;
   body?: string;
-  idempotentWrite?: boolean;
+  /** Send an Idempotency-Key: this one (an operation id), or a fresh UUID when `true`. */
+  idempotentWrite?: boolean | string;
+  /** More headers, e.g. If-Match for a compare-and-swap write. */
+  headers?: Record<string, string>;
   signal?: AbortSignal | undefined;
 };
+
+/** A completed exchange: the body is read inside the retry loop, so a broken body is retried too. */
+type Answer = { status: number; headers: Headers; text: string };
 
 function readEnv(name: string): string | undefined {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
@@ -149,7 +155,7 @@ export class RemoteSession implements Session {
       query,
       signal: options.signal,
     });
-    return ((await response.json()) as { items: StoredItem[] }).items;
+    return (JSON.parse(response.text) as { items: StoredItem[] }).items;
   }
 
   /** Append `items` atomically and contiguously; an empty list sends nothing. */
@@ -161,14 +167,13 @@ export class RemoteSession implements Session {
   /** Append items already in the stored (Responses API) shape. */
   async addStoredItems(items: StoredItem[], options: CallOptions = {}): Promise<void> {
     if (items.length === 0) return;
-    const response = await this.request({
+    await this.request({
       method: 'POST',
       path: '/items',
       body: JSON.stringify({ items }),
       idempotentWrite: true,
       signal: options.signal,
     });
-    await response.body?.cancel();
   }
 
   /** Remove and return the newest item, or `undefined` when the session is empty. */
@@ -179,14 +184,13 @@ export class RemoteSession implements Session {
       idempotentWrite: true,
       signal: options.signal,
     });
-    const { item } = (await response.json()) as { item: StoredItem | null };
+    const { item } = JSON.parse(response.text) as { item: StoredItem | null };
     return item === null ? undefined : fromStoredItems([item])[0];
   }
 
   /** Delete every item of this session, and its record, on the server. */
   async clearSession(options: CallOptions = {}): Promise<void> {
-    const response = await this.request({ method: 'DELETE', path: '', signal: options.signal });
-    await response.body?.cancel();
+    await this.request({ method: 'DELETE', path: '', signal: options.signal });
   }
 
   /**
@@ -212,20 +216,23 @@ export class RemoteSession implements Session {
    * retried pop removes one item, even when an earlier attempt reached the server.
    * (The atomic replace, `PUT .../items` with If-Match, will go through here too.)
    */
-  protected async request(spec: RequestSpec): Promise<Response> {
+  protected async request(spec: RequestSpec): Promise<Answer> {
     const signal = combine(this.signal, spec.signal);
-    const headers: Record<string, string> = { ...this.headers };
+    const headers: Record<string, string> = { ...this.headers, ...spec.headers };
     if (spec.body !== undefined) headers['Content-Type'] = 'application/json';
-    if (spec.idempotentWrite) headers[IDEMPOTENCY_KEY] = crypto.randomUUID();
+    if (spec.idempotentWrite) {
+      headers[IDEMPOTENCY_KEY] =
+        typeof spec.idempotentWrite === 'string' ? spec.idempotentWrite : crypto.randomUUID();
+    }
     const url = this.url + spec.path + (spec.query ?? '');
     const started = Date.now();
     for (let attempt = 0; ; attempt++) {
       signal?.throwIfAborted();
       let failure: Error;
       try {
-        const response = await this.send(spec.method, url, headers, spec.body, signal);
-        if (response.status < 400) return response;
-        failure = await problemError(response);
+        const answer = await this.send(spec.method, url, headers, spec.body, signal);
+        if (answer.status < 400) return answer;
+        failure = problemError(answer);
         if (!retryable(failure as ProblemError)) throw failure;
       } catch (error) {
         if (!(error instanceof TransportError) || signal?.aborted) throw error;
@@ -246,15 +253,18 @@ export class RemoteSession implements Session {
     headers: Record<string, string>,
     body: string | undefined,
     signal: AbortSignal | undefined,
-  ): Promise<Response> {
+  ): Promise<Answer> {
     const timeout = AbortSignal.timeout(this.timeoutMs);
     try {
-      return await this.fetchImpl(url, {
+      const response = await this.fetchImpl(url, {
         method,
         headers,
         body,
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
       });
+      // The answers are small JSON documents (a page of items at most).
+      const text = await response.text();
+      return { status: response.status, headers: response.headers, text };
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       if (timeout.aborted) {
@@ -297,14 +307,33 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
+const STATUS_PHRASES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  412: 'Precondition Failed',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  428: 'Precondition Required',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
 function retryable(error: ProblemError): boolean {
   // 502-504: a proxy or the store is briefly away. 409: an earlier attempt of this
   // same write is still running (it answers with the outcome once it is done).
   return [502, 503, 504].includes(error.status) || error.type === ProblemType.IDEMPOTENCY_KEY_IN_FLIGHT;
 }
 
-async function problemError(response: Response): Promise<ProblemError> {
-  const text = await response.text().catch(() => '');
+function problemError({ status, text }: Answer): ProblemError {
   let problem: Problem = {};
   try {
     const parsed: unknown = JSON.parse(text);
@@ -314,8 +343,8 @@ async function problemError(response: Response): Promise<ProblemError> {
   } catch {
     // Not JSON (a proxy's HTML page, say): the status and text still say enough.
   }
-  const phrase = response.statusText || 'Error';
-  return new ProblemError(response.status, {
+  const phrase = STATUS_PHRASES[status] ?? 'Error';
+  return new ProblemError(status, {
     title: String(problem.title || phrase),
     detail: String(problem.detail || text.slice(0, 500) || phrase),
     type: String(problem.type || 'about:blank'),

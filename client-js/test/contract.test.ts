@@ -190,6 +190,36 @@ for (const backend of ['sqlite', 'postgres'] as Backend[]) {
       assert.notEqual(keys[2], keys[0]);
     });
 
+    test('502, 503 and 409 in-flight are retried with the same key; other errors are not', async () => {
+      const keys: (string | null)[] = [];
+      const answers = [
+        new Response('<html>bad gateway</html>', { status: 502 }),
+        new Response(JSON.stringify({ type: ProblemType.STORE_UNAVAILABLE, title: 'Store unavailable', status: 503, detail: 'x' }), { status: 503 }),
+        new Response(JSON.stringify({ type: ProblemType.IDEMPOTENCY_KEY_IN_FLIGHT, title: 'In flight', status: 409, detail: 'y' }), { status: 409 }),
+      ];
+      const flaky: typeof fetch = async (input, init) => {
+        keys.push(new Headers(init?.headers).get('Idempotency-Key'));
+        return answers.shift() ?? fetch(input, init);
+      };
+      const session = open({ fetch: flaky, backoffMs: 1 });
+      await session.addItems([user('after three failures')]);
+      assert.equal(keys.length, 4);
+      assert.equal(new Set(keys).size, 1);
+      assert.deepEqual(texts(await session.getItems()), ['after three failures']);
+
+      let calls = 0;
+      const conflict: typeof fetch = async () => {
+        calls++;
+        return new Response(JSON.stringify({ type: 'urn:other', title: 'Conflict', status: 409, detail: 'z', extra: 1 }), { status: 409 });
+      };
+      const error = await open({ fetch: conflict, backoffMs: 1 }).popItem().catch((e: unknown) => e);
+      assert.equal(calls, 1);
+      assert.ok(error instanceof ProblemError);
+      assert.deepEqual([error.status, error.type, error.detail, error.problem.extra], [409, 'urn:other', 'z', 1]);
+      const proxy: typeof fetch = async () => new Response('<html>teapot</html>', { status: 418 });
+      await assert.rejects(open({ fetch: proxy }).getItems(), { status: 418, detail: '<html>teapot</html>', type: 'about:blank' });
+    });
+
     test('calls ride out a server restart', async () => {
       const session = open();
       await session.addItems([user('before')]);
