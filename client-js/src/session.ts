@@ -193,6 +193,13 @@ export class RemoteSession implements Session {
     await this.request({ method: 'DELETE', path: '', signal: options.signal });
   }
 
+  // Not yet: applyHistoryTransaction (append with an operation id, replace_suffix
+  // with its expected suffix) and replaceHistoryWithCompaction. They need the
+  // service's atomic replace (PUT .../items with from_seq, If-Match, an
+  // Idempotency-Key replay); `request` already takes an explicit key (the
+  // operation id) and extra headers, and answers carry the ETag. Until then the
+  // Runner falls back to clearSession + addItems for compaction.
+
   /**
    * Compare items the way they come back from the service: a JS spelling that is
    * stored in a canonical form (see the README) must not look like a lost write to
