@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SOURCES := app/session_memory client/session_memory_client bench
 
-.PHONY: setup run test lint format openapi clean bench
+.PHONY: setup run test test-js lint format openapi clean bench
 
 setup: $(VENV)/.installed
 
@@ -24,9 +24,13 @@ $(VENV)/.served: pyproject.toml client/pyproject.toml
 run: $(VENV)/.served
 	$(BIN)/session-memory serve
 
-## test: lint, type-check, then the whole test suite
-test: lint
+## test: lint, type-check, the TypeScript client's tests, then the whole test suite
+test: lint test-js
 	$(BIN)/python -m pytest
+
+## test-js: the TypeScript client (client-js/): npm ci from its lock file, tsc, node --test
+test-js: setup
+	cd client-js && npm ci --no-audit --no-fund && npm test
 
 lint: setup
 	$(BIN)/ruff check $(SOURCES) tests

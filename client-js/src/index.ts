@@ -1,0 +1,31 @@
+/** session-memory-client: a shared, server-kept history for the OpenAI Agents SDK (JavaScript). */
+
+export {
+  API_KEY_ENV,
+  DEFAULT_BACKOFF_MS,
+  DEFAULT_BASE_URL,
+  DEFAULT_RETRY_BUDGET_MS,
+  DEFAULT_TIMEOUT_MS,
+  MAX_BACKOFF_MS,
+  RemoteSession,
+  type CallOptions,
+  type RemoteSessionOptions,
+  type SessionSettings,
+} from './session.js';
+export {
+  ConnectError,
+  ProblemError,
+  RequestTimeout,
+  SessionMemoryError,
+  TransportError,
+  type Problem,
+} from './errors.js';
+export { canonicalItems, fromStoredItems, toStoredItems, type StoredItem } from './items.js';
+export {
+  IDEMPOTENCY_KEY,
+  MAX_SESSION_ID_LENGTH,
+  ProblemType,
+  sessionIdError,
+  sessionPath,
+  validateSessionId,
+} from './protocol.js';

@@ -1,0 +1,360 @@
+/**
+ * `RemoteSession`: the JS Agents SDK `Session` interface over session-memory's HTTP
+ * API, behaving like the Python client's `RemoteSession` (session_memory_client/_session.py).
+ */
+
+import type { AgentInputItem, Session } from '@openai/agents-core';
+
+import { ConnectError, ProblemError, RequestTimeout, TransportError, type Problem } from './errors.js';
+import { canonicalItems, fromStoredItems, toStoredItems, type StoredItem } from './items.js';
+import { IDEMPOTENCY_KEY, ProblemType, sessionPath, validateSessionId } from './protocol.js';
+
+export const DEFAULT_BASE_URL = 'http://127.0.0.1:8000';
+export const DEFAULT_TIMEOUT_MS = 30_000;
+/** How long transient failures are retried: long enough to outlast a server restart. */
+export const DEFAULT_RETRY_BUDGET_MS = 15_000;
+export const DEFAULT_BACKOFF_MS = 100;
+export const MAX_BACKOFF_MS = 2_000;
+export const API_KEY_ENV = 'SESSION_MEMORY_API_KEY';
+
+/** The SDK's session settings: `limit` caps how many recent items `getItems()` returns. */
+export type SessionSettings = { limit?: number };
+
+export type RemoteSessionOptions = {
+  /** Where the service listens; defaults to http://127.0.0.1:8000. */
+  baseUrl?: string;
+  /** Sent as a Bearer token; defaults to the SESSION_MEMORY_API_KEY environment variable. */
+  apiKey?: string;
+  /** `limit` applies when `getItems()` is called without one. */
+  sessionSettings?: SessionSettings;
+  /** The fetch to use (a test seam, or a proxy-aware fetch); defaults to the global one. */
+  fetch?: typeof globalThis.fetch;
+  /** Aborts every call of this session, in flight or waiting to retry. */
+  signal?: AbortSignal;
+  /** Per attempt. */
+  timeoutMs?: number;
+  /** Transient failures are retried until this much time has passed since the first attempt. */
+  retryBudgetMs?: number;
+  /** The first backoff interval; each retry doubles it, up to MAX_BACKOFF_MS. */
+  backoffMs?: number;
+  /** An upper bound on retries of one call, on top of the time budget. */
+  maxRetries?: number;
+};
+
+/** Per-call options; `signal` aborts this call only. */
+export type CallOptions = { signal?: AbortSignal };
+
+type RequestSpec = {
+  method: string;
+  path: string;
+  query?: string;
+  body?: string;
+  /** Send an Idempotency-Key: this one (an operation id), or a fresh UUID when `true`. */
+  idempotentWrite?: boolean | string;
+  /** More headers, e.g. If-Match for a compare-and-swap write. */
+  headers?: Record<string, string>;
+  signal?: AbortSignal | undefined;
+};
+
+/** A completed exchange: the body is read inside the retry loop, so a broken body is retried too. */
+type Answer = { status: number; headers: Headers; text: string };
+
+function readEnv(name: string): string | undefined {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.[name] || undefined;
+}
+
+/**
+ * A conversation history kept by a session-memory service.
+ *
+ * Implements the JS Agents SDK's `Session`, so
+ * `run(agent, input, { session: new RemoteSession('user-42') })` keeps its history on
+ * the server, shared with every process, host and language that uses the same id.
+ * Items are stored in the Responses API input-item shape the Python SDK writes
+ * (see items.ts), so a Python agent and a TypeScript agent can share one history.
+ *
+ * Transient failures (no connection, a timeout, 502, 503, 504, and 409 for a write
+ * whose earlier attempt is still running) are retried with capped exponential
+ * backoff and full jitter for up to `retryBudgetMs`. Every `addItems` and `popItem`
+ * carries a fresh Idempotency-Key reused by its retries, so a retry never
+ * duplicates an append nor pops twice.
+ */
+export class RemoteSession implements Session {
+  readonly sessionId: string;
+  readonly baseUrl: string;
+  sessionSettings: SessionSettings;
+  private readonly url: string;
+  private readonly headers: Record<string, string>;
+  private readonly fetchImpl: typeof globalThis.fetch;
+  private readonly signal: AbortSignal | undefined;
+  private readonly timeoutMs: number;
+  private readonly retryBudgetMs: number;
+  private readonly backoffMs: number;
+  private readonly maxRetries: number;
+
+  constructor(sessionId: string, options: RemoteSessionOptions = {}) {
+    this.sessionId = validateSessionId(sessionId);
+    if (sessionId === '.' || sessionId === '..') {
+      // The service accepts these ids, but a WHATWG URL (what fetch takes) turns a
+      // "%2E" or "%2E%2E" segment back into a dot segment and removes it, so no
+      // fetch-based client can address them. The Python client can.
+      throw new RangeError(
+        `session id ${JSON.stringify(sessionId)} cannot be addressed through fetch: ` +
+          'URL parsing removes it as a dot segment even when percent-encoded',
+      );
+    }
+    this.baseUrl = (options.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
+    this.url = this.baseUrl + sessionPath(sessionId);
+    const apiKey = options.apiKey ?? readEnv(API_KEY_ENV);
+    this.headers = apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
+    this.sessionSettings = { ...options.sessionSettings };
+    this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.signal = options.signal;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.retryBudgetMs = options.retryBudgetMs ?? DEFAULT_RETRY_BUDGET_MS;
+    this.backoffMs = options.backoffMs ?? DEFAULT_BACKOFF_MS;
+    this.maxRetries = options.maxRetries ?? Number.POSITIVE_INFINITY;
+    for (const [name, value] of Object.entries({
+      timeoutMs: this.timeoutMs,
+      retryBudgetMs: this.retryBudgetMs,
+      backoffMs: this.backoffMs,
+      maxRetries: this.maxRetries,
+    })) {
+      if (!(value >= 0)) throw new RangeError(`${name} must be 0 or more, not ${value}`);
+    }
+  }
+
+  // -- the Session interface ----------------------------------------------------
+
+  async getSessionId(): Promise<string> {
+    return this.sessionId;
+  }
+
+  /**
+   * The latest `limit` items, oldest first; all of them when no limit applies.
+   * Without `limit`, `sessionSettings.limit` applies. `0` gives `[]`; a negative or
+   * fractional limit is a RangeError.
+   */
+  async getItems(limit?: number, options: CallOptions = {}): Promise<AgentInputItem[]> {
+    return fromStoredItems(await this.getStoredItems(limit, options));
+  }
+
+  /** The same items in their stored (Responses API) shape, untranslated. */
+  async getStoredItems(limit?: number, options: CallOptions = {}): Promise<StoredItem[]> {
+    const effective = limit ?? this.sessionSettings.limit;
+    let query = '';
+    if (effective !== undefined && effective !== null) {
+      if (!Number.isInteger(effective) || effective < 0) {
+        throw new RangeError(`limit must be an integer, 0 or more, not ${effective}`);
+      }
+      query = `?limit=${effective}`;
+    }
+    const response = await this.request({
+      method: 'GET',
+      path: '/items',
+      query,
+      signal: options.signal,
+    });
+    return (JSON.parse(response.text) as { items: StoredItem[] }).items;
+  }
+
+  /** Append `items` atomically and contiguously; an empty list sends nothing. */
+  async addItems(items: AgentInputItem[], options: CallOptions = {}): Promise<void> {
+    if (items.length === 0) return;
+    await this.addStoredItems(toStoredItems(items), options);
+  }
+
+  /** Append items already in the stored (Responses API) shape. */
+  async addStoredItems(items: StoredItem[], options: CallOptions = {}): Promise<void> {
+    if (items.length === 0) return;
+    await this.request({
+      method: 'POST',
+      path: '/items',
+      body: JSON.stringify({ items }),
+      idempotentWrite: true,
+      signal: options.signal,
+    });
+  }
+
+  /** Remove and return the newest item, or `undefined` when the session is empty. */
+  async popItem(options: CallOptions = {}): Promise<AgentInputItem | undefined> {
+    const response = await this.request({
+      method: 'DELETE',
+      path: '/items/last',
+      idempotentWrite: true,
+      signal: options.signal,
+    });
+    const { item } = JSON.parse(response.text) as { item: StoredItem | null };
+    return item === null ? undefined : fromStoredItems([item])[0];
+  }
+
+  /** Delete every item of this session, and its record, on the server. */
+  async clearSession(options: CallOptions = {}): Promise<void> {
+    await this.request({ method: 'DELETE', path: '', signal: options.signal });
+  }
+
+  // Not yet: applyHistoryTransaction (append with an operation id, replace_suffix
+  // with its expected suffix) and replaceHistoryWithCompaction. They need the
+  // service's atomic replace (PUT .../items with from_seq, If-Match, an
+  // Idempotency-Key replay); `request` already takes an explicit key (the
+  // operation id) and extra headers, and answers carry the ETag. Until then the
+  // Runner falls back to clearSession + addItems for compaction.
+
+  /**
+   * Compare items the way they come back from the service: a JS spelling that is
+   * stored in a canonical form (see the README) must not look like a lost write to
+   * the Runner's persistence checks.
+   */
+  prepareHistoryItemsForPersistenceComparison(items: AgentInputItem[]): AgentInputItem[] {
+    return canonicalItems(items);
+  }
+
+  toString(): string {
+    return `RemoteSession(${JSON.stringify(this.sessionId)}, baseUrl=${JSON.stringify(this.baseUrl)})`;
+  }
+
+  // -- transport --------------------------------------------------------------------
+
+  /**
+   * Send one logical request, retrying transient failures; map errors to ours.
+   *
+   * Reads and clears are idempotent by nature. Writes carry one fresh
+   * Idempotency-Key for all their attempts, so a retried append lands once and a
+   * retried pop removes one item, even when an earlier attempt reached the server.
+   * (The atomic replace, `PUT .../items` with If-Match, will go through here too.)
+   */
+  protected async request(spec: RequestSpec): Promise<Answer> {
+    const signal = combine(this.signal, spec.signal);
+    const headers: Record<string, string> = { ...this.headers, ...spec.headers };
+    if (spec.body !== undefined) headers['Content-Type'] = 'application/json';
+    if (spec.idempotentWrite) {
+      headers[IDEMPOTENCY_KEY] =
+        typeof spec.idempotentWrite === 'string' ? spec.idempotentWrite : crypto.randomUUID();
+    }
+    const url = this.url + spec.path + (spec.query ?? '');
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      signal?.throwIfAborted();
+      let failure: Error;
+      try {
+        const answer = await this.send(spec.method, url, headers, spec.body, signal);
+        if (answer.status < 400) return answer;
+        failure = problemError(answer);
+        if (!retryable(failure as ProblemError)) throw failure;
+      } catch (error) {
+        if (!(error instanceof TransportError) || signal?.aborted) throw error;
+        failure = error;
+      }
+      // Full jitter: spread retries of many clients over the whole interval.
+      const delay = Math.random() * Math.min(MAX_BACKOFF_MS, this.backoffMs * 2 ** attempt);
+      if (attempt >= this.maxRetries || Date.now() - started + delay > this.retryBudgetMs) {
+        throw failure;
+      }
+      await sleep(delay, signal);
+    }
+  }
+
+  private async send(
+    method: string,
+    url: string,
+    headers: Record<string, string>,
+    body: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Answer> {
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    try {
+      const response = await this.fetchImpl(url, {
+        method,
+        headers,
+        body,
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      });
+      // The answers are small JSON documents (a page of items at most).
+      const text = await response.text();
+      return { status: response.status, headers: response.headers, text };
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      if (timeout.aborted) {
+        throw new RequestTimeout(
+          `session-memory at ${this.baseUrl} did not answer within ${this.timeoutMs} ms`,
+          { url, cause: error },
+        );
+      }
+      const code = (error as { cause?: { code?: string } }).cause?.code;
+      if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+        throw new ConnectError(`could not connect to session-memory at ${this.baseUrl}: ${code}`, {
+          url,
+          cause: error,
+        });
+      }
+      throw new TransportError(`request to session-memory at ${this.baseUrl} failed: ${error}`, {
+        url,
+        cause: error,
+      });
+    }
+  }
+}
+
+function combine(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortSignal | undefined {
+  if (a && b) return AbortSignal.any([a, b]);
+  return a ?? b;
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+const STATUS_PHRASES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  412: 'Precondition Failed',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  428: 'Precondition Required',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+function retryable(error: ProblemError): boolean {
+  // 502-504: a proxy or the store is briefly away. 409: an earlier attempt of this
+  // same write is still running (it answers with the outcome once it is done).
+  return [502, 503, 504].includes(error.status) || error.type === ProblemType.IDEMPOTENCY_KEY_IN_FLIGHT;
+}
+
+function problemError({ status, text }: Answer): ProblemError {
+  let problem: Problem = {};
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+      problem = parsed as Problem;
+    }
+  } catch {
+    // Not JSON (a proxy's HTML page, say): the status and text still say enough.
+  }
+  const phrase = STATUS_PHRASES[status] ?? 'Error';
+  return new ProblemError(status, {
+    title: String(problem.title || phrase),
+    detail: String(problem.detail || text.slice(0, 500) || phrase),
+    type: String(problem.type || 'about:blank'),
+    problem,
+  });
+}
