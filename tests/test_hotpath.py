@@ -9,7 +9,7 @@ from urllib.parse import quote
 import httpx2
 import pytest
 from session_memory import Settings, create_app
-from session_memory.hotpath import HotPath, parse_item_query
+from session_memory.middleware.hot_path import HotPath, parse_item_query
 from session_memory.storage import MAX_SEQ
 from session_memory.storage.sqlite import SQLiteStore
 from starlette.types import Receive, Scope, Send
