@@ -98,6 +98,39 @@ async def test_hot_path_errors_match(pair: Pair, body: bytes, headers: dict[str,
     assert pair.fell_through == []
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"If-Match": "42"},
+        {"If-Match": '"1", "2"'},
+        {"If-Match": '"99"'},
+        {"If-Match": "*"},
+        {"Session-TTL": "-1"},
+        {"Session-TTL": "1e3"},
+        {"Session-TTL": "9999999999"},
+        {"Idempotency-Key": "has space"},
+        {"Idempotency-Key": "k" * 256},
+        {"Idempotency-Key": ""},
+        {"If-Match": "bad", "Session-TTL": "bad", "Idempotency-Key": "bad key"},
+    ],
+)
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/sessions/s/items", b'{"items":[{"n":1}]}'),
+        ("POST", "/v1/sessions/s/items", b'{"items":['),
+        ("DELETE", "/v1/sessions/s/items/last", None),
+    ],
+)
+async def test_hot_path_header_refusals_match(
+    pair: Pair, headers: dict[str, str], method: str, path: str, body: bytes | None
+) -> None:
+    await pair.both("POST", "/v1/sessions/s/items", json={"items": [{"n": 0}]})
+    sent = {**JSON, **headers} if body is not None else headers
+    await pair.both(method, path, content=body, headers=sent)
+    assert pair.fell_through == []
+
+
 @pytest.mark.parametrize("query", ["", "limit=-1", "limit=x", "limit=1&limit=2", "foo=1"])
 async def test_unsure_requests_go_to_the_routes(pair: Pair, query: str) -> None:
     await pair.both("POST", "/v1/sessions/s/items", json={"items": [{"n": 1}]})
