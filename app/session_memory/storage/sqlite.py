@@ -149,11 +149,12 @@ def _recorded(
     idempotency: Idempotency,
     encode: Callable[[T], str],
     decode: Callable[[str], T],
+    clock: Callable[[], float],
 ) -> Callable[[sqlite3.Connection], T]:
     """``run``, made idempotent: replay a recorded outcome, or run and record it."""
 
     def recorded(conn: sqlite3.Connection) -> T:
-        now = time.time()
+        now = clock()
         row = conn.execute(
             "SELECT fingerprint, result FROM idempotency_keys "
             "WHERE tenant = ? AND key = ? AND expires_at > ?",
@@ -203,8 +204,11 @@ class SQLiteStore:
         busy_timeout_ms: int = 5000,
         inline_read_limit: int = 100,
         session_ttl: float = 0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
+        # What expiry is measured by: wall-clock seconds; tests pass one they move.
+        self._clock = clock
         self._readers_wanted = readers
         self._busy_timeout_ms = busy_timeout_ms
         self._inline_read_limit = inline_read_limit
@@ -275,7 +279,9 @@ class SQLiteStore:
             if flight in self._in_flight:
                 raise IdempotencyInFlightError(f"request {idempotency.key!r} is still running")
             assert decode is not None
-            future = self._writer.submit(_recorded(run, tenant, idempotency, encode, decode))
+            future = self._writer.submit(
+                _recorded(run, tenant, idempotency, encode, decode, self._clock)
+            )
             self._in_flight.add(flight)
             future.add_done_callback(lambda _: self._in_flight.discard(flight))
         # Shielded: a client that goes away does not cancel a write already queued.
@@ -291,7 +297,7 @@ class SQLiteStore:
 
     async def sweep(self) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            now = time.time()
+            now = self._clock()
             gone = conn.execute(
                 "DELETE FROM sessions WHERE expires_at <= ? RETURNING id", (now,)
             ).fetchall()
@@ -317,7 +323,7 @@ class SQLiteStore:
             return AppendResult(count=0, first_seq=None, last_seq=None)
 
         def run(conn: sqlite3.Connection) -> AppendResult:
-            now = time.time()
+            now = self._clock()
             _purge_expired(conn, tenant, session_id, now)
             if max_items is not None or expected_revision is not None:
                 row = conn.execute(
@@ -381,7 +387,7 @@ class SQLiteStore:
         expected_revision: int | None = None,
     ) -> str | None:
         def run(conn: sqlite3.Connection) -> str | None:
-            now = time.time()
+            now = self._clock()
             _purge_expired(conn, tenant, session_id, now)
             if expected_revision is not None:
                 check_revision(expected_revision, self._revision(conn, tenant, session_id))
@@ -416,7 +422,7 @@ class SQLiteStore:
         self, tenant: str, session_id: str, *, expected_revision: int | None = None
     ) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            _purge_expired(conn, tenant, session_id, time.time())
+            _purge_expired(conn, tenant, session_id, self._clock())
             if expected_revision is not None:
                 check_revision(expected_revision, self._revision(conn, tenant, session_id))
             row = conn.execute(
@@ -468,7 +474,7 @@ class SQLiteStore:
             return EMPTY_PAGE
         forward, fetch = read_shape(limit, after)
         params: list[Any] = [value for value in (after, before) if value is not None]
-        params += [tenant, session_id, time.time()]
+        params += [tenant, session_id, self._clock()]
         if fetch is not None:
             params.append(fetch)
         sql = _read_sql(after is not None, before is not None, forward, fetch is not None)
@@ -479,7 +485,7 @@ class SQLiteStore:
         rows = await self._fetchall(
             f"SELECT {_SESSION_COLUMNS} FROM sessions "
             f"WHERE tenant = ? AND session_id = ? AND {_LIVE}",
-            (tenant, session_id, time.time()),
+            (tenant, session_id, self._clock()),
         )
         return SessionInfo(*rows[0]) if rows else None
 
@@ -491,19 +497,21 @@ class SQLiteStore:
             f"SELECT tenant, session_id FROM sessions WHERE {_LIVE} AND "
             "(tenant > ? OR (tenant = ? AND (? IS NULL OR session_id > ?))) "
             "ORDER BY tenant, session_id LIMIT ?",
-            (time.time(), tenant, tenant, session_id, session_id, limit),
+            (self._clock(), tenant, tenant, session_id, session_id, limit),
         )
         return [(row[0], row[1]) for row in rows]
 
     async def count_sessions(self) -> int:
-        rows = await self._fetchall(f"SELECT count(*) FROM sessions WHERE {_LIVE}", (time.time(),))
+        rows = await self._fetchall(
+            f"SELECT count(*) FROM sessions WHERE {_LIVE}", (self._clock(),)
+        )
         return int(rows[0][0])
 
     async def list_sessions(
         self, tenant: str, *, limit: int, cursor: int | None = None
     ) -> SessionPage:
         sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE tenant = ? AND {_LIVE}"
-        params: list[Any] = [tenant, time.time()]
+        params: list[Any] = [tenant, self._clock()]
         if cursor is not None:
             sql += " AND revision < ?"
             params.append(cursor)
