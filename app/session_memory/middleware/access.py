@@ -69,7 +69,8 @@ class AccessLog:
         # The hot path names its route in the state; FastAPI's router puts it in the scope.
         route = state.get("route") or getattr(scope.get("route"), "path", None) or "unmatched"
         self.metrics.observe(scope["method"], route, status, seconds)
-        if not self.enabled:
+        # Debug is below info: with info off, neither kind of line is written.
+        if not self.enabled or not logger.isEnabledFor(logging.INFO):
             return
         level = _level(scope)
         if logger.isEnabledFor(level):
