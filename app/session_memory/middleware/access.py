@@ -52,17 +52,24 @@ class AccessLog:
             return
         started = time.perf_counter()
         status = 500
+        recorded = False
 
         async def send_with_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, recorded
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Logged before the last bytes go out, so a client that has its answer
+                # finds the request's line already in the log.
+                recorded = True
+                self._record(scope, status, time.perf_counter() - started)
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            self._record(scope, status, time.perf_counter() - started)
+            if not recorded:
+                self._record(scope, status, time.perf_counter() - started)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         state: dict[str, Any] = scope.get("state", {})
