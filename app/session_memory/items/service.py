@@ -29,7 +29,7 @@ __all__ = ["STREAM_PAGE_ITEMS", "ItemsService", "Reply"]
 STREAM_PAGE_ITEMS = 500
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
     """A successful answer: status, JSON body (or a stream of it) and the ETag, if any."""
 
@@ -59,15 +59,12 @@ def _conditional() -> Iterator[None]:
 class ItemsService:
     """The item operations of one tenant's sessions; any refusal is a ``ProblemError``."""
 
-    __slots__ = ("limits", "metrics", "settings", "store")
+    __slots__ = ("metrics", "settings", "store")
 
     def __init__(self, store: SessionStore, settings: Settings, metrics: Metrics) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics
-        self.limits = BatchLimits(
-            max_items=settings.max_items_per_request, max_item_bytes=settings.max_item_bytes
-        )
 
     async def read(
         self,
@@ -130,7 +127,11 @@ class ItemsService:
         revision = expected_revision(if_match)
         seconds = session_ttl(ttl)
         body = await read_json_body(headers, receive, self.settings.max_body_bytes)
-        items = parse_item_batch(body, self.limits)
+        limits = BatchLimits(
+            max_items=self.settings.max_items_per_request,
+            max_item_bytes=self.settings.max_item_bytes,
+        )
+        items = parse_item_batch(body, limits)
         idempotency = idempotency_for(
             idempotency_key,
             method="POST",

@@ -39,7 +39,7 @@ class RequestId:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), echo]}
+                message["headers"] = [*message.get("headers", ()), echo]
             await send(message)
 
         await self.app(scope, receive, send_with_id)
