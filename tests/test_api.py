@@ -11,10 +11,10 @@ from urllib.parse import quote
 import httpx2
 import pytest
 from session_memory import Settings, create_app
-from session_memory.errors import Problem
-from session_memory.schemas import (
+from session_memory.api.schemas import (
     AppendResponse,
     ItemPageResponse,
+    Problem,
     SessionListResponse,
     SessionRecord,
 )

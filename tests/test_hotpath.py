@@ -9,7 +9,7 @@ from urllib.parse import quote
 import httpx2
 import pytest
 from session_memory import Settings, create_app
-from session_memory.hotpath import HotPath, parse_item_query
+from session_memory.middleware.hot_path import HotPath, parse_item_query
 from session_memory.storage import MAX_SEQ
 from session_memory.storage.sqlite import SQLiteStore
 from starlette.types import Receive, Scope, Send
@@ -95,6 +95,39 @@ async def test_hot_path_errors_match(pair: Pair, body: bytes, headers: dict[str,
     response = await pair.both("POST", "/v1/sessions/s/items", content=body, headers=headers)
     assert response.status_code >= 400
     assert response.headers["content-type"] == "application/problem+json"
+    assert pair.fell_through == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"If-Match": "42"},
+        {"If-Match": '"1", "2"'},
+        {"If-Match": '"99"'},
+        {"If-Match": "*"},
+        {"Session-TTL": "-1"},
+        {"Session-TTL": "1e3"},
+        {"Session-TTL": "9999999999"},
+        {"Idempotency-Key": "has space"},
+        {"Idempotency-Key": "k" * 256},
+        {"Idempotency-Key": ""},
+        {"If-Match": "bad", "Session-TTL": "bad", "Idempotency-Key": "bad key"},
+    ],
+)
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/sessions/s/items", b'{"items":[{"n":1}]}'),
+        ("POST", "/v1/sessions/s/items", b'{"items":['),
+        ("DELETE", "/v1/sessions/s/items/last", None),
+    ],
+)
+async def test_hot_path_header_refusals_match(
+    pair: Pair, headers: dict[str, str], method: str, path: str, body: bytes | None
+) -> None:
+    await pair.both("POST", "/v1/sessions/s/items", json={"items": [{"n": 0}]})
+    sent = {**JSON, **headers} if body is not None else headers
+    await pair.both(method, path, content=body, headers=sent)
     assert pair.fell_through == []
 
 

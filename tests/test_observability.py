@@ -106,3 +106,25 @@ def test_one_json_log_line_per_request(observed: ServerProcess, tmp_path: Path) 
         "watchers",
     )
     assert KEY not in observed.log_path.read_text()
+
+
+def test_probes_and_the_browser_log_at_debug(observed: ServerProcess) -> None:
+    quiet = ["/healthz", "/readyz", "/metrics"]
+    for path in quiet:
+        httpx2.get(observed.base_url + path, headers={"X-Request-ID": "quiet" + path})
+    httpx2.get(
+        observed.base_url + "/v1/sessions/browsed/items?limit=5",
+        headers={**AUTH, "X-Request-ID": "from-ui", "Referer": observed.base_url + "/ui"},
+    )
+    httpx2.get(
+        observed.base_url + "/v1/sessions/browsed/items?limit=5",
+        headers={**AUTH, "X-Request-ID": "not-from-ui", "Referer": observed.base_url + "/x"},
+    )
+    assert observed.log_path is not None
+    logged = {
+        json.loads(line).get("request_id")
+        for line in observed.log_path.read_text().splitlines()
+        if line.startswith("{")
+    }
+    assert "not-from-ui" in logged  # the server logs at info, and this one is info
+    assert not logged & {"from-ui", *("quiet" + path for path in quiet)}

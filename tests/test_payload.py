@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from session_memory.errors import InvalidInput, MalformedBody
-from session_memory.payload import parse_item_batch
+from session_memory.items.payload import parse_item_batch
+from session_memory.problems import InvalidInput, MalformedBody
 
 
 def test_parse_keeps_each_item_byte_for_byte() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import AsyncIterator
 
 import pytest
 from session_memory.storage import (
@@ -14,9 +16,45 @@ from session_memory.storage import (
     PreconditionFailedError,
     SessionFullError,
     SessionStore,
+    store_from_url,
 )
+from session_memory.storage.sqlite import SQLiteStore, sqlite_path_from_url
 
 T = "tenant-a"
+
+
+class Clock:
+    """Moves a store's time forward: SQLite's by an injected clock, at once; PostgreSQL's
+    only by waiting, because it expires by the database's own ``now()``."""
+
+    def __init__(self, *, manual: bool) -> None:
+        self.manual = manual
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def advance(self, seconds: float) -> None:
+        if self.manual:
+            self.now += seconds
+        else:
+            await asyncio.sleep(seconds)
+
+
+@pytest.fixture
+async def timed(database_url: str) -> AsyncIterator[tuple[SessionStore, Clock]]:
+    """A store of each backend with the clock that moves its time."""
+    clock = Clock(manual=database_url.startswith("sqlite"))
+    backend: SessionStore = (
+        SQLiteStore(sqlite_path_from_url(database_url), clock=clock)
+        if clock.manual
+        else store_from_url(database_url)
+    )
+    await backend.open()
+    try:
+        yield backend, clock
+    finally:
+        await backend.close()
 
 
 def item(n: int) -> str:
@@ -225,10 +263,13 @@ async def test_idempotent_pop_removes_one_item(store: SessionStore) -> None:
     assert await store.pop(T, "empty", idempotency=key("p2")) is None  # the recorded outcome
 
 
-async def test_expired_idempotency_records_are_forgotten_and_swept(store: SessionStore) -> None:
+async def test_expired_idempotency_records_are_forgotten_and_swept(
+    timed: tuple[SessionStore, Clock],
+) -> None:
+    store, clock = timed
     await store.append(T, "s", [item(1)], idempotency=key("short", ttl=0.05))
     await store.append(T, "s", [item(2)], idempotency=key("long", ttl=60))
-    await asyncio.sleep(0.2)
+    await clock.advance(0.2)
     assert await store.sweep() == 1
     again = await store.append(T, "s", [item(1)], idempotency=key("short", ttl=60))
     assert again.first_seq == 3  # ran again: the record had expired
@@ -287,7 +328,10 @@ async def test_expected_revision_guards_writes(store: SessionStore) -> None:
     assert (await store.read(T, "s", limit=1)).revision == 0
 
 
-async def test_expired_session_reads_empty_and_starts_afresh(store: SessionStore) -> None:
+async def test_expired_session_reads_empty_and_starts_afresh(
+    timed: tuple[SessionStore, Clock],
+) -> None:
+    store, clock = timed
     await store.append(T, "brief", [item(1), item(2)], ttl=0.3)
     await store.append(T, "kept", [item(1)], ttl=0)
     info = await store.get_session(T, "brief")
@@ -296,7 +340,7 @@ async def test_expired_session_reads_empty_and_starts_afresh(store: SessionStore
     assert (await store.get_session(T, "kept")).expires_at is None  # type: ignore[union-attr]
     await store.append(T, "brief", [item(3)])  # a write renews the session's own TTL
     assert len((await store.read(T, "brief")).items) == 3
-    await asyncio.sleep(0.5)
+    await clock.advance(0.5)
     page = await store.read(T, "brief", limit=10)
     assert (page.items, page.revision) == ([], 0)
     assert await store.get_session(T, "brief") is None
@@ -308,10 +352,11 @@ async def test_expired_session_reads_empty_and_starts_afresh(store: SessionStore
     assert (await store.read(T, "brief")).items == [item(9)]
 
 
-async def test_sweep_deletes_expired_sessions(store: SessionStore) -> None:
+async def test_sweep_deletes_expired_sessions(timed: tuple[SessionStore, Clock]) -> None:
+    store, clock = timed
     await store.append(T, "gone", [item(1), item(2)], ttl=0.1)
     await store.append(T, "stays", [item(1)])
-    await asyncio.sleep(0.3)
+    await clock.advance(0.3)
     assert await store.sweep() == 1
     assert await store.sweep() == 0
     assert (await store.read(T, "stays")).items == [item(1)]

@@ -14,24 +14,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ProblemError
+from .problems import Unauthorized
 
-__all__ = ["ApiKeys", "Unauthorized", "parse_key_lines"]
+__all__ = ["ApiKeys", "parse_key_lines"]
 
 _DIGEST = re.compile(r"sha256:([0-9a-fA-F]{64})")
 _TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-class Unauthorized(ProblemError):
-    status = 401
-    slug = "unauthorized"
-    title = "Unauthorized"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "send a valid API key as 'Authorization: Bearer <key>'",
-            headers={"WWW-Authenticate": 'Bearer realm="session-memory"'},
-        )
 
 
 def _digest(key: str) -> bytes:

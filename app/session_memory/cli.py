@@ -7,12 +7,21 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import Any, BinaryIO
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from pydantic import ValidationError
 
 from .config import Settings, redact_url
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from .storage import SessionStore
+
+    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+T = TypeVar("T")
 
 __all__ = ["main"]
 
@@ -25,6 +34,23 @@ def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SystemExit(f"session-memory: invalid settings:\n{exc}") from None
+
+
+def _with_store(settings: Settings, work: Callable[[SessionStore], Awaitable[T]]) -> T:
+    """Open the configured store (applying migrations), run ``work``, close it (flushed)."""
+    import asyncio
+
+    from .storage import store_from_url
+
+    async def run() -> T:
+        store = store_from_url(settings.database_url, settings)
+        await store.open()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
 LIMIT_FLAGS = ["max_body_bytes", "max_item_bytes", "max_items_per_request", "max_items_per_session"]
@@ -85,41 +111,29 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from .storage import store_from_url
-
     settings = _settings(args, ["database_url"])
 
-    async def run() -> None:
-        # Opening a store applies every pending migration.
-        store = store_from_url(settings.database_url, settings)
-        await store.open()
-        await store.close()
+    async def nothing(store: SessionStore) -> None:
+        """Opening a store applies every pending migration; that is all."""
 
-    asyncio.run(run())
+    _with_store(settings, nothing)
     print(f"session-memory: schema is current in {redact_url(settings.database_url)}")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    import asyncio
-
     import httpx2
 
-    from .storage import store_from_url
     from .transfer import export_from_server, export_lines
 
     settings = _settings(args, ["database_url"])
 
-    async def run(out: BinaryIO) -> None:
-        store = store_from_url(settings.database_url, settings)
-        await store.open()
-        try:
+    def run(out: BinaryIO) -> None:
+        async def work(store: SessionStore) -> None:
             async for line in export_lines(store):
                 out.write(line)
-        finally:
-            await store.close()
+
+        _with_store(settings, work)
 
     def write(out: BinaryIO) -> None:
         if args.base_url:
@@ -131,7 +145,7 @@ def _export(args: argparse.Namespace) -> int:
                     f"session-memory: export from {args.base_url} failed: {exc}"
                 ) from None
         else:
-            asyncio.run(run(out))
+            run(out)
 
     if args.output:
         with open(args.output, "wb") as out:
@@ -143,27 +157,21 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from .storage import store_from_url
     from .transfer import import_lines
 
     settings = _settings(args, ["database_url"])
 
-    async def run(source: BinaryIO) -> tuple[int, int]:
-        store = store_from_url(settings.database_url, settings)
-        await store.open()
-        try:
-            return await import_lines(store, source, default_tenant=args.tenant)
-        finally:
-            await store.close()
+    def run(source: BinaryIO) -> tuple[int, int]:
+        return _with_store(
+            settings, lambda store: import_lines(store, source, default_tenant=args.tenant)
+        )
 
     try:
         if args.input:
             with open(args.input, "rb") as source:
-                added, skipped = asyncio.run(run(source))
+                added, skipped = run(source)
         else:
-            added, skipped = asyncio.run(run(sys.stdin.buffer))
+            added, skipped = run(sys.stdin.buffer)
     except ValueError as exc:
         raise SystemExit(f"session-memory: import stopped: {exc}") from None
     print(f"session-memory: imported {added} items ({skipped} already present)", file=sys.stderr)
@@ -223,7 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="session-memory", description="Networked session memory for AI agents."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_serve(commands)
+    _add_data_commands(commands)
+    _add_sessions(commands)
+    _add_info_commands(commands)
+    return parser
 
+
+def _add_serve(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
@@ -253,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_serve)
 
+
+def _add_data_commands(commands: Commands) -> None:
     migrate = commands.add_parser(
         "migrate", help="create or upgrade the database schema, then exit"
     )
@@ -278,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.set_defaults(handler=_import)
 
+
+def _add_sessions(commands: Commands) -> None:
     sessions = commands.add_parser("sessions", help="look at sessions on a running server")
     sessions.add_argument(
         "--base-url",
@@ -295,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("session_id")
     sessions.set_defaults(handler=_sessions)
 
+
+def _add_info_commands(commands: Commands) -> None:
     config = commands.add_parser(
         "config", help="print the effective settings (from the environment), secrets masked"
     )
@@ -302,7 +323,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     openapi = commands.add_parser("openapi", help="print the OpenAPI spec as JSON")
     openapi.set_defaults(handler=_openapi)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,13 +14,16 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
+from .api.errors import install_problem_handlers
 from .api.main import api_router
 from .auth import ApiKeys
 from .config import Settings
-from .errors import PROBLEM_MEDIA_TYPE, install_problem_handlers
-from .hotpath import HotPath
+from .middleware.access import AccessLog
+from .middleware.header_bound import HeaderBound
+from .middleware.hot_path import HotPath
+from .middleware.request_id import RequestId
 from .observability import Metrics, configure_logging
-from .payload import BatchLimits
+from .problems import PROBLEM_MEDIA_TYPE
 from .storage import SessionStore, StoreError, store_from_url
 
 __all__ = ["create_app", "create_asgi_app"]
@@ -80,9 +83,6 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
     app.state.settings = settings
     app.state.api_keys = api_keys
     app.state.metrics = Metrics()
-    app.state.batch_limits = BatchLimits(
-        max_items=settings.max_items_per_request, max_item_bytes=settings.max_item_bytes
-    )
     install_problem_handlers(app)
     app.include_router(api_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -107,14 +107,17 @@ async def _sweep_forever(store: SessionStore, metrics: Metrics) -> None:
 
 
 def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
-    """What the server runs: the app behind the hot path (and its header-size bound).
+    """What the server runs: the app behind the middleware (see ``middleware``).
 
     The hot path sits outside FastAPI's own middleware, which is where its saving is;
-    with ``hot_path`` off it only bounds headers and passes everything on.
+    with ``hot_path`` off every request goes to FastAPI.
     """
     app = create_app(settings)
-    configure_logging(app.state.settings.log_level)
-    return HotPath(app)
+    settings = app.state.settings
+    configure_logging(settings.log_level)
+    inner: ASGIApp = HotPath(app) if settings.hot_path else app
+    bounded = HeaderBound(inner, settings.max_header_bytes)
+    return RequestId(AccessLog(bounded, app.state.metrics, enabled=settings.access_log))
 
 
 def _drop_null(parameter: dict[str, Any]) -> None:

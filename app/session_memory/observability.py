@@ -1,4 +1,4 @@
-"""Prometheus metrics and one structured (JSON) log line per request.
+"""Prometheus metrics, the log of store errors, and the JSON log format.
 
 Each app has its own registry, so several apps (in tests) never collide.
 """
@@ -7,17 +7,30 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["JsonFormatter", "Metrics", "configure_logging", "request_id_from"]
+from .storage import (
+    IdempotencyInFlightError,
+    IdempotencyMismatchError,
+    PreconditionFailedError,
+    SessionFullError,
+    StoreError,
+    StoreUnavailableError,
+)
 
-_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+__all__ = ["JsonFormatter", "Metrics", "configure_logging"]
+
+_logger = logging.getLogger("session_memory")
+_REFUSALS = (
+    SessionFullError,
+    IdempotencyMismatchError,
+    IdempotencyInFlightError,
+    PreconditionFailedError,
+)
 
 # Latency buckets around what this service answers in: sub-millisecond reads to
 # seconds-long streams.
@@ -71,12 +84,17 @@ class Metrics:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
-
-def request_id_from(header: str | None) -> str:
-    """The caller's X-Request-ID when it is sane, else a fresh one."""
-    if header is not None and _REQUEST_ID.fullmatch(header):
-        return header
-    return uuid.uuid4().hex
+    def store_error(self, exc: StoreError) -> None:
+        """Count and log a failed store call; refusals the caller caused are neither."""
+        if isinstance(exc, _REFUSALS):
+            return
+        if isinstance(exc, StoreUnavailableError):
+            self.store_errors.labels("unavailable").inc()
+            _logger.warning("store unavailable: %s", exc)
+            return
+        if type(exc) is StoreError:
+            self.store_errors.labels("other").inc()
+        _logger.error("store error: %s", exc, exc_info=exc)
 
 
 class JsonFormatter(logging.Formatter):

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 import httpx2
 from session_memory_client.protocol import session_path
 
-from .payload import parse_item_batch, split_items
+from .items.payload import parse_item_batch, split_items
 from .storage import SessionStore
 
 __all__ = ["export_from_server", "export_lines", "import_lines"]

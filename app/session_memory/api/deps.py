@@ -1,4 +1,4 @@
-"""Typed dependencies the route handlers declare."""
+"""Typed dependencies the route handlers declare, and the headers they document."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from session_memory_client.protocol import (
 )
 
 from ..auth import ApiKeys
-from ..config import Settings
-from ..errors import InvalidInput
-from ..preconditions import IF_MATCH_PATTERN
+from ..items.headers import IDEMPOTENCY_KEY_PATTERN, IF_MATCH_PATTERN, SESSION_TTL_PATTERN
+from ..items.service import ItemsService
+from ..problems import InvalidInput
 from ..storage import SessionStore
 
-__all__ = ["IfMatch", "SessionId", "SessionTTL", "SettingsDep", "StoreDep", "Tenant"]
+__all__ = ["IdempotencyKey", "IfMatch", "ItemsDep", "SessionId", "SessionTTL", "StoreDep", "Tenant"]
 
 
 def get_store(request: Request) -> SessionStore:
@@ -26,9 +26,9 @@ def get_store(request: Request) -> SessionStore:
     return store
 
 
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def get_items(request: Request) -> ItemsService:
+    state = request.app.state
+    return ItemsService(state.store, state.settings, state.metrics)
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Bearer <key>`.")
@@ -65,11 +65,26 @@ def valid_session_id(
     return session_id
 
 
+# The item headers are declared here for the OpenAPI spec only (their pattern is not
+# enforced here): the items service parses them, so both paths refuse them alike.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN},
+        description=(
+            "A unique key (a UUID) for this write. A retry with the same key and request "
+            "gets the first outcome back and changes nothing; the same key with another "
+            "request is a 422; a retry while the first still runs is a 409."
+        ),
+    ),
+]
+
 IfMatch = Annotated[
     str | None,
     Header(
         alias="If-Match",
-        pattern=IF_MATCH_PATTERN,
+        json_schema_extra={"pattern": IF_MATCH_PATTERN},
         description=(
             "Write only if the session is still at this ETag (as a read returned it), "
             'or `*` for "only if the session exists"; otherwise 412.'
@@ -81,7 +96,7 @@ SessionTTL = Annotated[
     str | None,
     Header(
         alias="Session-TTL",
-        pattern=r"^\s*[0-9]{1,9}\s*$",
+        json_schema_extra={"pattern": SESSION_TTL_PATTERN},
         description=(
             "Seconds the session lives after each write (0: never expires). Kept for the "
             "session until changed; without it the service default applies."
@@ -90,6 +105,6 @@ SessionTTL = Annotated[
 ]
 
 StoreDep = Annotated[SessionStore, Depends(get_store)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+ItemsDep = Annotated[ItemsService, Depends(get_items)]
 Tenant = Annotated[str, Depends(get_tenant)]
 SessionId = Annotated[str, Depends(valid_session_id)]

@@ -2,6 +2,9 @@
 
 Backends are imported only when their scheme is used, so a SQLite deployment never
 imports a PostgreSQL driver.
+
+Owns the data and its durability. May import ``config`` and nothing else of the
+service: it knows nothing of HTTP, problems or metrics (it raises ``StoreError``).
 """
 
 from __future__ import annotations

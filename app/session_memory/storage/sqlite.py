@@ -1,9 +1,9 @@
 """SQLite store: the embedded default.
 
-One writer connection owns every write. Writes queue up and the writer runs all
-that are waiting in one transaction (group commit), so concurrent requests share
-one fsync while each batch stays atomic and contiguous. Reads go to a small pool
-of read-only connections, which WAL lets run beside the writer.
+One writer connection owns every write (``sqlite_writer.GroupCommitWriter``): writes
+queue up and the writer runs all that are waiting in one transaction (group commit),
+so concurrent requests share one fsync while each batch stays atomic and contiguous.
+Reads go to read-only connections, which WAL lets run beside the writer.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import functools
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -33,7 +31,6 @@ from .base import (
     SessionFullError,
     SessionInfo,
     SessionPage,
-    StoreError,
     StoreUnavailableError,
     check_revision,
     decode_append,
@@ -43,6 +40,7 @@ from .base import (
     page_from_rows,
     read_shape,
 )
+from .sqlite_writer import GroupCommitWriter, connect, translate
 
 __all__ = ["MIGRATIONS", "SQLiteStore", "sqlite_path_from_url"]
 
@@ -135,24 +133,6 @@ def sqlite_path_from_url(url: str) -> Path:
     return Path(path)
 
 
-@dataclass
-class _WriteOp:
-    """One write: a function run on the writer's connection inside a group's transaction."""
-
-    run: Callable[[sqlite3.Connection], Any]
-    future: asyncio.Future[Any] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-
-
-def _translate(exc: BaseException) -> StoreError:
-    if isinstance(exc, StoreError):
-        return exc
-    if isinstance(exc, sqlite3.OperationalError):
-        return StoreUnavailableError(f"SQLite: {exc}")
-    return StoreError(f"SQLite: {exc}")
-
-
 def _purge_expired(conn: sqlite3.Connection, tenant: str, session_id: str, now: float) -> None:
     """Delete the session if it has expired, so a write starts it afresh."""
     row = conn.execute(
@@ -169,11 +149,12 @@ def _recorded(
     idempotency: Idempotency,
     encode: Callable[[T], str],
     decode: Callable[[str], T],
+    clock: Callable[[], float],
 ) -> Callable[[sqlite3.Connection], T]:
     """``run``, made idempotent: replay a recorded outcome, or run and record it."""
 
     def recorded(conn: sqlite3.Connection) -> T:
-        now = time.time()
+        now = clock()
         row = conn.execute(
             "SELECT fingerprint, result FROM idempotency_keys "
             "WHERE tenant = ? AND key = ? AND expires_at > ?",
@@ -201,39 +182,17 @@ def _recorded(
     return recorded
 
 
-def _settle(group: list[_WriteOp], done: asyncio.Future[list[tuple[bool, Any]]]) -> None:
-    """Hand each op of a committed (or failed) group its outcome."""
-    if done.cancelled() or done.exception() is not None:
-        error = StoreError("SQLite: the write group did not run")
-        outcomes: list[tuple[bool, Any]] = [(False, error)] * len(group)
-    else:
-        outcomes = done.result()
-    for op, (ok, value) in zip(group, outcomes, strict=True):
-        if op.future.done():
-            continue
-        if ok:
-            op.future.set_result(value)
-        else:
-            op.future.set_exception(value if isinstance(value, StoreError) else _translate(value))
-
-
-def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
-    # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    # FULL: every commit is fsynced before the write is acknowledged.
-    conn.execute("PRAGMA synchronous = FULL")
-    return conn
-
-
 class SQLiteStore:
     """A ``SessionStore`` on one SQLite file in WAL mode with ``synchronous=FULL``.
 
-    Threads: the writer's connection lives on one dedicated thread, and a whole
-    group of writes is one call there (one thread hop and one fsync for the lot).
-    Small reads (``limit`` up to ``inline_read_limit``) run on the event loop's own
-    read connection: a WAL read of a few rows takes tens of microseconds, less than
-    the hop to a thread. Longer reads go to aiosqlite's threaded connections.
+    Which connection does what (one rule each):
+
+    - every write: the ``GroupCommitWriter``'s connection, on its own thread;
+    - small reads (``limit`` up to ``inline_read_limit``): the event loop's own
+      read-only connection (a WAL read of a few rows takes tens of microseconds,
+      less than the hop to a thread; it never waits: when busy, the pool below answers);
+    - every other read: a pool of read-only aiosqlite connections, each on its thread;
+    - at open only: one aiosqlite connection sets WAL mode and migrates.
     """
 
     def __init__(
@@ -245,20 +204,21 @@ class SQLiteStore:
         busy_timeout_ms: int = 5000,
         inline_read_limit: int = 100,
         session_ttl: float = 0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
+        # What expiry is measured by: wall-clock seconds; tests pass one they move.
+        self._clock = clock
         self._readers_wanted = readers
-        self._max_group_ops = max_group_ops
         self._busy_timeout_ms = busy_timeout_ms
         self._inline_read_limit = inline_read_limit
         self._default_ttl = session_ttl
-        self._write_thread: ThreadPoolExecutor | None = None
-        self._writer: sqlite3.Connection | None = None
+        self._writer = GroupCommitWriter(
+            self.path, busy_timeout_ms=busy_timeout_ms, max_group_ops=max_group_ops
+        )
         self._inline: sqlite3.Connection | None = None
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
-        self._queue: asyncio.Queue[_WriteOp | None] = asyncio.Queue()
-        self._writer_task: asyncio.Task[None] | None = None
         self._in_flight: set[tuple[str, str]] = set()
 
     @classmethod
@@ -277,13 +237,9 @@ class SQLiteStore:
             await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
             await conn.execute("PRAGMA journal_mode = WAL")
             await migrate(conn)
-        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        loop = asyncio.get_running_loop()
-        self._writer = await loop.run_in_executor(
-            self._write_thread, _connect, self.path, self._busy_timeout_ms
-        )
+        await self._writer.open()
         # busy_timeout 0: an inline read must never wait; if busy, it takes the threaded path.
-        self._inline = _connect(self.path, 0)
+        self._inline = connect(self.path, 0)
         self._inline.execute("PRAGMA query_only = ON")
         for _ in range(self._readers_wanted):
             reader = await aiosqlite.connect(self.path, isolation_level=None)
@@ -291,27 +247,15 @@ class SQLiteStore:
             await reader.execute("PRAGMA query_only = ON")
             self._all_readers.append(reader)
             self._readers.put_nowait(reader)
-        self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
 
     async def close(self) -> None:
-        if self._writer_task is not None:
-            self._queue.put_nowait(None)
-            await self._writer_task
-            self._writer_task = None
+        await self._writer.close()
         for reader in self._all_readers:
             await reader.close()
         self._all_readers.clear()
         if self._inline is not None:
             self._inline.close()
             self._inline = None
-        if self._write_thread is not None:
-            if self._writer is not None:
-                await asyncio.get_running_loop().run_in_executor(
-                    self._write_thread, self._writer.close
-                )
-                self._writer = None
-            self._write_thread.shutdown()
-            self._write_thread = None
 
     async def ping(self) -> None:
         await self._fetchall("SELECT 1 FROM sessions LIMIT 1", ())
@@ -327,23 +271,21 @@ class SQLiteStore:
         encode: Callable[[T], str] = str,
         decode: Callable[[str], T] | None = None,
     ) -> T:
-        if self._writer_task is None:
-            raise StoreUnavailableError("the store is not open")
         if idempotency is None:
-            op = _WriteOp(run)
+            future = self._writer.submit(run)
         else:
             # One process owns the file, so this set sees every request in flight.
             flight = (tenant, idempotency.key)
             if flight in self._in_flight:
                 raise IdempotencyInFlightError(f"request {idempotency.key!r} is still running")
             assert decode is not None
-            op = _WriteOp(_recorded(run, tenant, idempotency, encode, decode))
+            future = self._writer.submit(
+                _recorded(run, tenant, idempotency, encode, decode, self._clock)
+            )
             self._in_flight.add(flight)
-            op.future.add_done_callback(lambda _: self._in_flight.discard(flight))
-        self._queue.put_nowait(op)
+            future.add_done_callback(lambda _: self._in_flight.discard(flight))
         # Shielded: a client that goes away does not cancel a write already queued.
-        result: T = await asyncio.shield(op.future)
-        return result
+        return await asyncio.shield(future)
 
     @staticmethod
     def _revision(conn: sqlite3.Connection, tenant: str, session_id: str) -> int:
@@ -355,7 +297,7 @@ class SQLiteStore:
 
     async def sweep(self) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            now = time.time()
+            now = self._clock()
             gone = conn.execute(
                 "DELETE FROM sessions WHERE expires_at <= ? RETURNING id", (now,)
             ).fetchall()
@@ -364,45 +306,6 @@ class SQLiteStore:
             return len(gone) + keys.rowcount
 
         return await self._submit(run)
-
-    async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        stopping = False
-        while not stopping:
-            first = await self._queue.get()
-            if first is None:
-                break
-            group = [first]
-            while len(group) < self._max_group_ops and not self._queue.empty():
-                op = self._queue.get_nowait()
-                if op is None:
-                    stopping = True
-                    break
-                group.append(op)
-            commit = loop.run_in_executor(
-                self._write_thread, self._commit_group, [op.run for op in group]
-            )
-            await asyncio.wait([commit])
-            _settle(group, commit)
-
-    def _commit_group(
-        self, runs: list[Callable[[sqlite3.Connection], Any]]
-    ) -> list[tuple[bool, Any]]:
-        """On the writer thread: run every op in one transaction, then commit once."""
-        conn = self._writer
-        assert conn is not None
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            results = [run(conn) for run in runs]
-            conn.execute("COMMIT")
-        except Exception as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if len(runs) == 1:
-                return [(False, exc)]
-            # One op spoiled the group: run each alone so only that one fails.
-            return [outcome for run in runs for outcome in self._commit_group([run])]
-        return [(True, result) for result in results]
 
     async def append(
         self,
@@ -420,7 +323,7 @@ class SQLiteStore:
             return AppendResult(count=0, first_seq=None, last_seq=None)
 
         def run(conn: sqlite3.Connection) -> AppendResult:
-            now = time.time()
+            now = self._clock()
             _purge_expired(conn, tenant, session_id, now)
             if max_items is not None or expected_revision is not None:
                 row = conn.execute(
@@ -484,7 +387,7 @@ class SQLiteStore:
         expected_revision: int | None = None,
     ) -> str | None:
         def run(conn: sqlite3.Connection) -> str | None:
-            now = time.time()
+            now = self._clock()
             _purge_expired(conn, tenant, session_id, now)
             if expected_revision is not None:
                 check_revision(expected_revision, self._revision(conn, tenant, session_id))
@@ -519,7 +422,7 @@ class SQLiteStore:
         self, tenant: str, session_id: str, *, expected_revision: int | None = None
     ) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            _purge_expired(conn, tenant, session_id, time.time())
+            _purge_expired(conn, tenant, session_id, self._clock())
             if expected_revision is not None:
                 check_revision(expected_revision, self._revision(conn, tenant, session_id))
             row = conn.execute(
@@ -556,7 +459,7 @@ class SQLiteStore:
                 # One hop to the connection's thread, not one per cursor call.
                 return list(await conn.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     async def read(
         self,
@@ -571,7 +474,7 @@ class SQLiteStore:
             return EMPTY_PAGE
         forward, fetch = read_shape(limit, after)
         params: list[Any] = [value for value in (after, before) if value is not None]
-        params += [tenant, session_id, time.time()]
+        params += [tenant, session_id, self._clock()]
         if fetch is not None:
             params.append(fetch)
         sql = _read_sql(after is not None, before is not None, forward, fetch is not None)
@@ -582,7 +485,7 @@ class SQLiteStore:
         rows = await self._fetchall(
             f"SELECT {_SESSION_COLUMNS} FROM sessions "
             f"WHERE tenant = ? AND session_id = ? AND {_LIVE}",
-            (tenant, session_id, time.time()),
+            (tenant, session_id, self._clock()),
         )
         return SessionInfo(*rows[0]) if rows else None
 
@@ -594,19 +497,21 @@ class SQLiteStore:
             f"SELECT tenant, session_id FROM sessions WHERE {_LIVE} AND "
             "(tenant > ? OR (tenant = ? AND (? IS NULL OR session_id > ?))) "
             "ORDER BY tenant, session_id LIMIT ?",
-            (time.time(), tenant, tenant, session_id, session_id, limit),
+            (self._clock(), tenant, tenant, session_id, session_id, limit),
         )
         return [(row[0], row[1]) for row in rows]
 
     async def count_sessions(self) -> int:
-        rows = await self._fetchall(f"SELECT count(*) FROM sessions WHERE {_LIVE}", (time.time(),))
+        rows = await self._fetchall(
+            f"SELECT count(*) FROM sessions WHERE {_LIVE}", (self._clock(),)
+        )
         return int(rows[0][0])
 
     async def list_sessions(
         self, tenant: str, *, limit: int, cursor: int | None = None
     ) -> SessionPage:
         sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE tenant = ? AND {_LIVE}"
-        params: list[Any] = [tenant, time.time()]
+        params: list[Any] = [tenant, self._clock()]
         if cursor is not None:
             sql += " AND revision < ?"
             params.append(cursor)

@@ -6,10 +6,11 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from ...errors import ServiceUnavailable, problem_responses
-from ...schemas import HealthResponse
+from ...problems import ServiceUnavailable
 from ...storage import StoreError
 from ..deps import StoreDep
+from ..errors import problem_responses
+from ..schemas import HealthResponse
 
 __all__ = ["router"]
 

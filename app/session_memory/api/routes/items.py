@@ -1,30 +1,21 @@
-"""A session's items: read (with keyset paging), append, pop."""
+"""A session's items: read (with keyset paging), append, pop. The items service does the work."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from ...errors import problem_responses
-from ...idempotency import KEY_PATTERN
-from ...observability import Metrics
-from ...payload import read_json_body
-from ...preconditions import etag
-from ...schemas import AppendRequest, AppendResponse, ItemPageResponse, PopResponse
-from ...storage import MAX_SEQ, ItemPage, SessionStore
-from ...wire import append_body, page_body, page_tail, pop_body
-from ...writes import append_items, pop_item
-from ..deps import IfMatch, SessionId, SessionTTL, SettingsDep, StoreDep, Tenant
+from ...items.service import Reply
+from ...storage import MAX_SEQ
+from ..deps import IdempotencyKey, IfMatch, ItemsDep, SessionId, SessionTTL, Tenant
+from ..errors import problem_responses
+from ..schemas import AppendRequest, AppendResponse, ItemPageResponse, PopResponse
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/sessions", tags=["items"])
-
-# Items per store query when a read has no limit: the response streams page by page.
-STREAM_PAGE_ITEMS = 500
 
 JSON = "application/json"
 ETAG_HEADER = {
@@ -36,39 +27,11 @@ ETAG_HEADER = {
 }
 
 
-async def _stream_pages(
-    store: SessionStore,
-    tenant: str,
-    session_id: str,
-    page: ItemPage,
-    before: int | None,
-    metrics: Metrics,
-) -> AsyncIterator[bytes]:
-    first_seq, last_seq = page.first_seq, page.last_seq
-    yield b'{"items":[' + ",".join(page.items).encode()
-    while page.has_more and last_seq is not None:
-        page = await store.read(
-            tenant, session_id, limit=STREAM_PAGE_ITEMS, after=last_seq, before=before
-        )
-        if page.items:
-            metrics.items_read.inc(len(page.items))
-            yield b"," + ",".join(page.items).encode()
-            last_seq = page.last_seq
-    yield page_tail(first_seq, last_seq, False)
+def _response(reply: Reply) -> Response:
+    if reply.stream is not None:
+        return StreamingResponse(reply.stream, media_type=JSON, headers=reply.headers)
+    return Response(reply.body, status_code=reply.status, media_type=JSON, headers=reply.headers)
 
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        pattern=KEY_PATTERN,
-        description=(
-            "A unique key (a UUID) for this write. A retry with the same key and request "
-            "gets the first outcome back and changes nothing; the same key with another "
-            "request is a 422; a retry while the first still runs is a 409."
-        ),
-    ),
-]
 
 Limit = Annotated[
     int | None,
@@ -99,9 +62,8 @@ Before = Annotated[
 )
 async def get_items(
     tenant: Tenant,
-    request: Request,
     session_id: SessionId,
-    store: StoreDep,
+    items: ItemsDep,
     limit: Limit = None,
     after: After = None,
     before: Before = None,
@@ -112,28 +74,7 @@ async def get_items(
     above S. `before=S`: the latest `limit` items below S. Both: the first `limit`
     items strictly between them.
     """
-    metrics: Metrics = request.app.state.metrics
-    if limit is not None:
-        page = await store.read(tenant, session_id, limit=limit, after=after, before=before)
-        metrics.items_read.inc(len(page.items))
-        return Response(page_body(page), media_type=JSON, headers=_etag(page.revision))
-    # No limit: walk forward page by page so a long history streams instead of
-    # being held in memory whole. The ETag is the revision when the walk began.
-    page = await store.read(
-        tenant, session_id, limit=STREAM_PAGE_ITEMS, after=after or 0, before=before
-    )
-    metrics.items_read.inc(len(page.items))
-    if not page.has_more:
-        return Response(page_body(page), media_type=JSON, headers=_etag(page.revision))
-    return StreamingResponse(
-        _stream_pages(store, tenant, session_id, page, before, metrics),
-        media_type=JSON,
-        headers=_etag(page.revision),
-    )
-
-
-def _etag(revision: int | None) -> dict[str, str] | None:
-    return None if revision is None else {"ETag": etag(revision)}
+    return _response(await items.read(tenant, session_id, limit=limit, after=after, before=before))
 
 
 _APPEND_BODY: dict[str, Any] = {
@@ -159,25 +100,22 @@ async def add_items(
     tenant: Tenant,
     request: Request,
     session_id: SessionId,
-    settings: SettingsDep,
+    items: ItemsDep,
     idempotency_key: IdempotencyKey = None,
     if_match: IfMatch = None,
     ttl: SessionTTL = None,
 ) -> Response:
     """Append items atomically: all land next to each other, or none does."""
-    body = await read_json_body(request.headers, request.receive, settings.max_body_bytes)
-    result = await append_items(
-        request.app.state,
+    reply = await items.append(
         tenant,
         session_id,
-        body,
-        idempotency_key=idempotency_key,
+        request.headers,
+        request.receive,
         if_match=if_match,
+        idempotency_key=idempotency_key,
         ttl=ttl,
     )
-    return Response(
-        append_body(result), status_code=201, media_type=JSON, headers=_etag(result.revision)
-    )
+    return _response(reply)
 
 
 @router.delete(
@@ -188,17 +126,11 @@ async def add_items(
 )
 async def pop_last_item(
     tenant: Tenant,
-    request: Request,
     session_id: SessionId,
+    items: ItemsDep,
     idempotency_key: IdempotencyKey = None,
     if_match: IfMatch = None,
 ) -> Response:
     """Remove and return the newest item; `{"item": null}` when the session is empty."""
-    item = await pop_item(
-        request.app.state,
-        tenant,
-        session_id,
-        idempotency_key=idempotency_key,
-        if_match=if_match,
-    )
-    return Response(pop_body(item), media_type=JSON)
+    reply = await items.pop(tenant, session_id, if_match=if_match, idempotency_key=idempotency_key)
+    return _response(reply)

@@ -8,21 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from ...errors import ProblemError, problem_responses
-from ...preconditions import expected_revision
-from ...schemas import SessionListResponse, SessionRecord
+from ...problems import SessionNotFound
 from ...storage import SessionInfo
-from ..deps import IfMatch, SessionId, StoreDep, Tenant
+from ..deps import IfMatch, ItemsDep, SessionId, StoreDep, Tenant
+from ..errors import problem_responses
+from ..schemas import SessionListResponse, SessionRecord
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
-
-
-class SessionNotFound(ProblemError):
-    status = 404
-    slug = "session-not-found"
-    title = "Session not found"
 
 
 def _record(info: SessionInfo) -> SessionRecord:
@@ -87,8 +81,8 @@ async def get_session(tenant: Tenant, session_id: SessionId, store: StoreDep) ->
     operation_id="sessions-clear",
 )
 async def clear_session(
-    tenant: Tenant, session_id: SessionId, store: StoreDep, if_match: IfMatch = None
+    tenant: Tenant, session_id: SessionId, items: ItemsDep, if_match: IfMatch = None
 ) -> Response:
     """Delete a session's items and its record; an unknown session is a no-op."""
-    await store.clear(tenant, session_id, expected_revision=expected_revision(if_match))
-    return Response(status_code=204)
+    reply = await items.clear(tenant, session_id, if_match=if_match)
+    return Response(status_code=reply.status)

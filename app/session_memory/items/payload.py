@@ -14,7 +14,7 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive
 
-from .errors import InvalidInput, MalformedBody, PayloadTooLarge, UnsupportedMediaType
+from ..problems import InvalidInput, MalformedBody, PayloadTooLarge, UnsupportedMediaType
 
 __all__ = ["NO_LIMITS", "BatchLimits", "parse_item_batch", "read_json_body", "split_items"]
 

@@ -1,5 +1,5 @@
-"""Request and response models. They document the API in OpenAPI; hot routes write
-their JSON directly, and tests check that what they write matches these models."""
+"""Request and response models. They document the API in OpenAPI; the items service writes
+its JSON directly, and tests check that what they write matches these models."""
 
 from __future__ import annotations
 
@@ -14,9 +14,22 @@ __all__ = [
     "HealthResponse",
     "ItemPageResponse",
     "PopResponse",
+    "Problem",
     "SessionListResponse",
     "SessionRecord",
 ]
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details object."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
 
 
 class AppendRequest(BaseModel):

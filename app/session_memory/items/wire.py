@@ -1,11 +1,11 @@
 """The JSON bodies of the item routes, built from stored item text without re-encoding.
 
-Both the FastAPI routes and the hot path write these; ``app.schemas`` documents them.
+The items service writes these; ``api.schemas`` documents them.
 """
 
 from __future__ import annotations
 
-from .storage import AppendResult, ItemPage
+from ..storage import AppendResult, ItemPage
 
 __all__ = ["append_body", "page_body", "page_tail", "pop_body"]
 

@@ -1,0 +1,100 @@
+"""The request headers that condition an item write, each parsed in exactly one place.
+
+- ``If-Match``: the session's revision as an ETag (optimistic concurrency), or ``*``.
+- ``Session-TTL``: how long the session lives after a write.
+- ``Idempotency-Key``: a retry of a write replays its first outcome.
+
+The ``*_PATTERN`` strings only document the headers in OpenAPI; the parsers below are
+what refuses a bad header (with one message, whichever path the request took).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from session_memory_client.protocol import IDEMPOTENCY_KEY, IF_MATCH, SESSION_TTL
+
+from ..problems import InvalidInput
+from ..storage import ANY_REVISION, Idempotency
+
+__all__ = [
+    "IDEMPOTENCY_KEY_PATTERN",
+    "IF_MATCH_PATTERN",
+    "MAX_SESSION_TTL",
+    "SESSION_TTL_PATTERN",
+    "etag",
+    "expected_revision",
+    "idempotency_for",
+    "session_ttl",
+]
+
+# Nine digits: about 31 years.
+MAX_SESSION_TTL = 999_999_999
+SESSION_TTL_PATTERN = r"^\s*[0-9]{1,9}\s*$"
+
+# One strong entity tag as GET returns it, or "*".
+IF_MATCH_PATTERN = r'^\s*(\*|"[0-9]{1,18}")\s*$'
+_IF_MATCH = re.compile(IF_MATCH_PATTERN)
+
+# Visible ASCII, as the IETF draft's examples and Stripe's keys use; UUIDs fit.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+
+
+def _invalid(header: str, detail: str, msg: str) -> InvalidInput:
+    return InvalidInput(detail, extra={"errors": [{"loc": ["header", header], "msg": msg}]})
+
+
+def etag(revision: int) -> str:
+    """The ETag of a session at ``revision`` (``"0"``: the session does not exist)."""
+    return f'"{revision}"'
+
+
+def expected_revision(if_match: str | None) -> int | None:
+    """The revision an If-Match header asks for; None without one; 422 when malformed."""
+    if if_match is None:
+        return None
+    match = _IF_MATCH.fullmatch(if_match)
+    if match is None:
+        raise _invalid(
+            IF_MATCH,
+            'If-Match takes one ETag as a read returned it (for example "42"), or *',
+            "not an ETag",
+        )
+    tag = match.group(1)
+    return ANY_REVISION if tag == "*" else int(tag.strip('"'))
+
+
+def session_ttl(header: str | None) -> float | None:
+    """A Session-TTL header: whole seconds (0: never expire); None without one; else 422."""
+    if header is None:
+        return None
+    value = header.strip()
+    if not value.isdigit() or int(value) > MAX_SESSION_TTL:
+        raise _invalid(
+            SESSION_TTL,
+            f"Session-TTL takes whole seconds from 0 (never expire) to {MAX_SESSION_TTL}",
+            "not a TTL",
+        )
+    return float(value)
+
+
+def idempotency_for(
+    key: str | None, *, method: str, session_id: str, body: bytes, ttl: float
+) -> Idempotency | None:
+    """The store's ``Idempotency`` for a request, None without a key, 422 for a bad key."""
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise _invalid(
+            IDEMPOTENCY_KEY,
+            "the Idempotency-Key header must be 1 to 255 visible ASCII characters "
+            "(a UUID is a good choice)",
+            "invalid key",
+        )
+    digest = hashlib.sha256()
+    for part in (method.encode(), session_id.encode(), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return Idempotency(key=key, fingerprint=digest.hexdigest(), ttl=ttl)

@@ -1,0 +1,218 @@
+"""RFC 9457 problem details: every problem the service answers, and their one renderer.
+
+    ProblemError                      500 internal-error
+    ├── MalformedBody                 400
+    ├── Unauthorized                  401
+    ├── SessionNotFound               404
+    ├── IdempotencyKeyInFlight        409
+    ├── PreconditionFailed            412
+    ├── PayloadTooLarge               413
+    ├── UnsupportedMediaType          415
+    ├── InvalidInput                  422
+    ├── IdempotencyKeyReused          422
+    ├── HeadersTooLarge               431
+    ├── ServiceUnavailable            503
+    └── HttpProblem                   any (the framework's own 404, 405, ...: about:blank)
+
+Each ``type`` is a ``session_memory_client.protocol.ProblemType``. ``problem_response``
+is the one renderer: the FastAPI handlers, the middleware and the hot path all answer
+through it, so a problem reads the same whichever part found it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import orjson
+from session_memory_client.protocol import PROBLEM_MEDIA_TYPE, ProblemType
+from starlette.responses import Response
+
+from .observability import Metrics
+from .storage import (
+    IdempotencyInFlightError,
+    IdempotencyMismatchError,
+    SessionFullError,
+    StoreError,
+    StoreUnavailableError,
+)
+
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "HeadersTooLarge",
+    "HttpProblem",
+    "IdempotencyKeyInFlight",
+    "IdempotencyKeyReused",
+    "InvalidInput",
+    "MalformedBody",
+    "PayloadTooLarge",
+    "PreconditionFailed",
+    "ProblemError",
+    "ServiceUnavailable",
+    "SessionNotFound",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "as_problem",
+    "problem_response",
+]
+
+logger = logging.getLogger("session_memory")
+
+
+class ProblemError(Exception):
+    """An error the service answers with a problem+json body."""
+
+    status: int = 500
+    type: ClassVar[str] = ProblemType.INTERNAL_ERROR
+    title: str = "Internal server error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra or {}
+
+
+class MalformedBody(ProblemError):
+    status = 400
+    type = ProblemType.MALFORMED_BODY
+    title = "Malformed request body"
+
+
+class Unauthorized(ProblemError):
+    status = 401
+    type = ProblemType.UNAUTHORIZED
+    title = "Unauthorized"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "send a valid API key as 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": 'Bearer realm="session-memory"'},
+        )
+
+
+class SessionNotFound(ProblemError):
+    status = 404
+    type = ProblemType.SESSION_NOT_FOUND
+    title = "Session not found"
+
+
+class IdempotencyKeyInFlight(ProblemError):
+    status = 409
+    type = ProblemType.IDEMPOTENCY_KEY_IN_FLIGHT
+    title = "Request still in flight"
+
+
+class PreconditionFailed(ProblemError):
+    status = 412
+    type = ProblemType.PRECONDITION_FAILED
+    title = "Precondition failed"
+
+
+class PayloadTooLarge(ProblemError):
+    status = 413
+    type = ProblemType.PAYLOAD_TOO_LARGE
+    title = "Request body too large"
+
+
+class UnsupportedMediaType(ProblemError):
+    status = 415
+    type = ProblemType.UNSUPPORTED_MEDIA_TYPE
+    title = "Unsupported media type"
+
+
+class InvalidInput(ProblemError):
+    status = 422
+    type = ProblemType.INVALID_INPUT
+    title = "Invalid input"
+
+
+class IdempotencyKeyReused(ProblemError):
+    status = 422
+    type = ProblemType.IDEMPOTENCY_KEY_REUSED
+    title = "Idempotency key reused"
+
+
+class HeadersTooLarge(ProblemError):
+    status = 431
+    type = ProblemType.HEADERS_TOO_LARGE
+    title = "Request header fields too large"
+
+
+class ServiceUnavailable(ProblemError):
+    status = 503
+    type = ProblemType.STORE_UNAVAILABLE
+    title = "Storage unavailable"
+
+
+class HttpProblem(ProblemError):
+    """An HTTP error the framework raised (no route, wrong method): ``about:blank``."""
+
+    type = "about:blank"
+
+    def __init__(
+        self, status: int, title: str, detail: str, *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail, headers=headers)
+        self.status = status
+        self.title = title
+
+
+def problem_response(exc: ProblemError, instance: str) -> Response:
+    """The one rendering of a problem: its JSON body, media type and headers."""
+    body: dict[str, Any] = {
+        "type": exc.type,
+        "title": exc.title,
+        "status": exc.status,
+        "detail": exc.detail,
+        "instance": instance,
+    }
+    body.update(exc.extra)
+    return Response(
+        orjson.dumps(body),
+        status_code=exc.status,
+        headers=exc.headers,
+        media_type=PROBLEM_MEDIA_TYPE,
+    )
+
+
+def _store_problem(exc: StoreError) -> ProblemError:
+    """The problem a client sees for a store error (an outage's cause is logged, not sent).
+
+    A failed If-Match is the items service's to answer: its 412 carries the ETag.
+    """
+    if isinstance(exc, SessionFullError):
+        return InvalidInput(
+            f"the session holds {exc.count} items and may hold at most {exc.limit}; "
+            f"adding {exc.adding} would pass that. Nothing was stored.",
+            extra={"limit": "max_items_per_session", "max": exc.limit},
+        )
+    if isinstance(exc, IdempotencyMismatchError):
+        return IdempotencyKeyReused(
+            "this Idempotency-Key was already used for a different request; use a new key "
+            "for a new request"
+        )
+    if isinstance(exc, IdempotencyInFlightError):
+        return IdempotencyKeyInFlight(
+            "a request with this Idempotency-Key is still running; retry after it finishes"
+        )
+    if isinstance(exc, StoreUnavailableError):
+        return ServiceUnavailable("the database did not answer; retry shortly")
+    return ProblemError("the server failed to handle this request")
+
+
+def as_problem(exc: Exception, metrics: Metrics, where: str) -> ProblemError:
+    """Any exception a request raised, as the problem to answer (``where``: for the log)."""
+    if isinstance(exc, ProblemError):
+        return exc
+    if isinstance(exc, StoreError):
+        metrics.store_error(exc)
+        return _store_problem(exc)
+    logger.error("unhandled error on %s", where, exc_info=exc)
+    return ProblemError("the server failed to handle this request")

@@ -1,0 +1,154 @@
+"""The SQLite group-commit writer: the one connection that writes a database file.
+
+Ownership rule: the writer's ``sqlite3`` connection is made, used and closed only on
+the writer's own thread, and nothing else writes the file. Every write is a function
+of that connection, submitted from the event loop; the writer runs all the writes
+waiting (up to ``max_group_ops``) in one transaction and commits once, so concurrent
+requests share one fsync (``synchronous = FULL``: a write's future is answered only
+after its COMMIT returned). One write that fails spoils only itself: the group is run
+again one write at a time. (The model: aiosqlite's ``Connection``, one thread per
+connection with calls queued to it; datasette's one write thread per database.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .base import StoreError, StoreUnavailableError
+
+__all__ = ["GroupCommitWriter", "connect", "translate"]
+
+T = TypeVar("T")
+Write = Callable[[sqlite3.Connection], Any]
+
+
+def connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    """A raw connection that commits durably; the caller owns it (and its thread)."""
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    # FULL: every commit is fsynced before the write is acknowledged.
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def translate(exc: BaseException) -> StoreError:
+    """A SQLite failure as a store error (locked or unreadable: unavailable)."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailableError(f"SQLite: {exc}")
+    return StoreError(f"SQLite: {exc}")
+
+
+@dataclass
+class _WriteOp:
+    """One write: a function run on the writer's connection inside a group's transaction."""
+
+    run: Write
+    future: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def _settle(group: list[_WriteOp], done: asyncio.Future[list[tuple[bool, Any]]]) -> None:
+    """Hand each op of a committed (or failed) group its outcome."""
+    if done.cancelled() or done.exception() is not None:
+        error = StoreError("SQLite: the write group did not run")
+        outcomes: list[tuple[bool, Any]] = [(False, error)] * len(group)
+    else:
+        outcomes = done.result()
+    for op, (ok, value) in zip(group, outcomes, strict=True):
+        if op.future.done():
+            continue
+        if ok:
+            op.future.set_result(value)
+        else:
+            op.future.set_exception(translate(value))
+
+
+class GroupCommitWriter:
+    """One thread, one connection, one queue of writes; see the module's ownership rule."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int, max_group_ops: int) -> None:
+        self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._max_group_ops = max_group_ops
+        self._thread: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._queue: asyncio.Queue[_WriteOp | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Start the thread, make the connection on it, and start taking writes."""
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._conn = await asyncio.get_running_loop().run_in_executor(
+            self._thread, connect, self.path, self._busy_timeout_ms
+        )
+        self._task = asyncio.create_task(self._loop(), name="sqlite-writer")
+
+    async def close(self) -> None:
+        """Commit every write already submitted, then close the connection on its thread."""
+        if self._task is not None:
+            self._queue.put_nowait(None)
+            await self._task
+            self._task = None
+        if self._thread is not None:
+            if self._conn is not None:
+                await asyncio.get_running_loop().run_in_executor(self._thread, self._conn.close)
+                self._conn = None
+            self._thread.shutdown()
+            self._thread = None
+
+    def submit(self, run: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``run``; the future holds its result once its group has committed.
+
+        Await it shielded: a caller that goes away must not cancel a queued write.
+        """
+        if self._task is None:
+            raise StoreUnavailableError("the store is not open")
+        op = _WriteOp(run)
+        self._queue.put_nowait(op)
+        return op.future
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            group = [first]
+            while len(group) < self._max_group_ops and not self._queue.empty():
+                op = self._queue.get_nowait()
+                if op is None:
+                    stopping = True
+                    break
+                group.append(op)
+            commit = loop.run_in_executor(self._thread, self._commit, [op.run for op in group])
+            await asyncio.wait([commit])
+            _settle(group, commit)
+
+    def _commit(self, runs: list[Write]) -> list[tuple[bool, Any]]:
+        """On the writer's thread: run every write in one transaction, then commit once."""
+        conn = self._conn
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            results = [run(conn) for run in runs]
+            conn.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if len(runs) == 1:
+                return [(False, exc)]
+            # One write spoiled the group: run each alone so only that one fails.
+            return [outcome for run in runs for outcome in self._commit([run])]
+        return [(True, result) for result in results]
