@@ -36,6 +36,9 @@ __all__ = ["EdgeLimits", "EdgeProtocol"]
 
 logger = logging.getLogger("session_memory")
 
+# How long a refused connection's input is read and dropped before it is closed.
+LINGER_SECONDS = 2.0
+
 
 @dataclass(frozen=True)
 class EdgeLimits:
@@ -95,6 +98,9 @@ class EdgeProtocol(HttpToolsProtocol):
         self._rejection: bytes | None = None
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        # After a refusal: input is dropped until the connection closes.
+        self._discarding = False
+        self._linger: asyncio.TimerHandle | None = None
 
     # -- connections -------------------------------------------------------------
 
@@ -130,12 +136,12 @@ class EdgeProtocol(HttpToolsProtocol):
         )
 
     def _evict_idle(self) -> bool:
-        """Close one idle keep-alive connection to make room; whether there was one."""
+        """Close one idle or refused connection to make room; whether there was one."""
         for connection in self.connections:
             if (
                 connection is not self
                 and isinstance(connection, EdgeProtocol)
-                and connection._idle()
+                and (connection._discarding or connection._idle())
                 and not connection.transport.is_closing()
             ):
                 connection.transport.close()
@@ -143,20 +149,37 @@ class EdgeProtocol(HttpToolsProtocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
         self._cancel_head_timer()
         self._cancel_body_timer()
         super().connection_lost(exc)
 
     def _reject(self, response: bytes) -> None:
+        """Send ``response`` and close, reading and dropping what the client still sends.
+
+        Closing a socket with unread input resets it, and the client would never
+        see the response; so, as nginx's lingering close does, only our side is
+        shut, and input is discarded (never buffered) for a short while.
+        """
         self._cancel_head_timer()
         self._cancel_body_timer()
-        if not self.transport.is_closing():
-            self.transport.write(response)
+        if self.transport.is_closing() or self._discarding:
+            return
+        self._discarding = True
+        self.transport.write(response)
+        try:
+            self.transport.write_eof()
+        except (NotImplementedError, RuntimeError, OSError):
             self.transport.close()
+            return
+        self._linger = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     # -- the request head ----------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
         if self._reading_head:
             self._head_bytes += len(data)
         super().data_received(data)
@@ -293,4 +316,4 @@ class EdgeProtocol(HttpToolsProtocol):
                 )
             )
         else:
-            self._reject(b"")
+            self.transport.close()
