@@ -30,9 +30,12 @@ PROBLEM = "application/problem+json"
 HOST = b"Host: 127.0.0.1\r\n"
 
 
-def _server(tmp_path: Path, *args: str, nofile: int | None = None) -> ServerProcess:
+def _server(tmp_path: Path, nofile: int | None = None, **settings: str) -> ServerProcess:
+    """A server with settings from the environment (``idle_timeout_seconds="1"``...)."""
     server = ServerProcess(
-        f"sqlite:///{tmp_path}/edge.db", log_path=tmp_path / "server.log", extra_args=list(args)
+        f"sqlite:///{tmp_path}/edge.db",
+        log_path=tmp_path / "server.log",
+        env={f"SESSION_MEMORY_{name.upper()}": value for name, value in settings.items()},
     )
     if nofile is not None:
         command = server.command
@@ -71,6 +74,7 @@ def _read_until_closed(sock: socket.socket) -> bytes:
 
 
 def _problem_of(answer: bytes, status: int) -> dict[str, object]:
+    assert answer, "the server sent no answer"
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split(b" ", 2)[1] == str(status).encode(), answer[:300]
     assert b"content-type: " + PROBLEM.encode() in head.lower()
@@ -131,7 +135,7 @@ def test_malformed_request_gets_a_problem(edge: ServerProcess) -> None:
 
 
 def test_idle_connections_are_closed_after_the_idle_timeout(tmp_path: Path) -> None:
-    with _server(tmp_path, "--idle-timeout", "1") as server:
+    with _server(tmp_path, idle_timeout_seconds="1") as server:
         sockets = [_connect(server) for _ in range(50)]
         try:
             # Each read blocks until the server closes the socket (or 20 s pass).
@@ -142,7 +146,7 @@ def test_idle_connections_are_closed_after_the_idle_timeout(tmp_path: Path) -> N
 
 
 def test_slowloris_headers_are_dropped(tmp_path: Path) -> None:
-    with _server(tmp_path, "--header-timeout", "1", "--idle-timeout", "60") as server:
+    with _server(tmp_path, header_timeout_seconds="1", idle_timeout_seconds="60") as server:
         with _connect(server) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\n" + HOST)
             answer = b""
@@ -158,7 +162,7 @@ def test_slowloris_headers_are_dropped(tmp_path: Path) -> None:
 
 
 def test_a_stalled_body_is_dropped(tmp_path: Path) -> None:
-    with _server(tmp_path, "--body-timeout", "1", "--idle-timeout", "60") as server:
+    with _server(tmp_path, body_timeout_seconds="1", idle_timeout_seconds="60") as server:
         with _connect(server) as sock:
             sock.sendall(
                 b"POST /v1/sessions/slow/items HTTP/1.1\r\n" + HOST + b"Content-Type: "
@@ -173,7 +177,7 @@ def test_idle_connections_past_the_descriptor_limit_do_not_lock_out_clients(
     tmp_path: Path,
 ) -> None:
     # 300 idle connections against 200 descriptors: unbounded, accept() fails for good.
-    with _server(tmp_path, "--idle-timeout", "600", nofile=200) as server:
+    with _server(tmp_path, nofile=200, idle_timeout_seconds="600") as server:
         sockets = [_connect(server) for _ in range(300)]
         try:
             response = httpx2.get(server.base_url + "/readyz", timeout=10)
@@ -196,8 +200,8 @@ def _hold_upload(server: ServerProcess) -> socket.socket:
 
 
 def test_busy_connections_past_the_cap_get_503_until_they_end(tmp_path: Path) -> None:
-    args = ["--max-connections", "5", "--body-timeout", "2", "--idle-timeout", "60"]
-    with _server(tmp_path, *args) as server:
+    limits = {"max_connections": "5", "body_timeout_seconds": "2", "idle_timeout_seconds": "60"}
+    with _server(tmp_path, **limits) as server:
         held = [_hold_upload(server) for _ in range(5)]
         try:
             with _connect(server) as extra:
@@ -213,7 +217,7 @@ def test_busy_connections_past_the_cap_get_503_until_they_end(tmp_path: Path) ->
 
 
 def test_sigterm_with_a_held_upload_exits_within_the_drain_bound(tmp_path: Path) -> None:
-    server = _server(tmp_path, "--shutdown-timeout", "1", "--body-timeout", "600").start()
+    server = _server(tmp_path, shutdown_timeout_seconds="1", body_timeout_seconds="600").start()
     try:
         with _hold_upload(server) as sock:
             sock.sendall(b'{"items": [')
@@ -241,16 +245,14 @@ def test_open_mode_refuses_foreign_host_names(edge: ServerProcess) -> None:
 
 
 def test_allowed_hosts_setting_replaces_the_loopback_default(tmp_path: Path) -> None:
-    with _server(tmp_path, "--allowed-hosts", "memory.internal, 127.0.0.1") as server:
+    with _server(tmp_path, allowed_hosts="memory.internal, 127.0.0.1") as server:
         assert _get(server, "memory.internal:8000").status_code == 200
         assert _get(server, "attacker.example").status_code == 421
         assert _get(server, "localhost").status_code == 421
 
 
 def test_keyed_mode_answers_any_host_name(tmp_path: Path) -> None:
-    server = _server(tmp_path)
-    server.env = {"SESSION_MEMORY_API_KEYS": "team:secret-key-1"}
-    with server:
+    with _server(tmp_path, api_keys="team:secret-key-1") as server:
         assert _get(server, "memory.example.com").status_code == 200
 
 
