@@ -79,7 +79,7 @@ def problem_response(
 
 
 class EdgeProtocol(HttpToolsProtocol):
-    """One client connection; the bounds come from the ``EdgeConfig`` it is built with."""
+    """One client connection; its bounds are ``config.edge_limits`` (set by ``server.serve``)."""
 
     def __init__(
         self,
@@ -297,8 +297,11 @@ class EdgeProtocol(HttpToolsProtocol):
         self._body_timer = None
         if self.transport.is_closing():
             return
-        if self.flow.read_paused:
-            # The application has not consumed what arrived: the client is not idle.
+        if self.flow.read_paused or (
+            self.cycle is not None and self.cycle.waiting_for_100_continue
+        ):
+            # The application has not consumed what arrived, or not yet asked for
+            # the body the client holds back for "100 Continue": the client is not idle.
             self._arm_body_timer()
             return
         logger.info("connection closed: request body stalled")
