@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from pydantic import ValidationError
 
 from .config import Settings, redact_url
+from .server import EDGE_FLAGS, add_edge_arguments
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -54,13 +54,11 @@ def _with_store(settings: Settings, work: Callable[[SessionStore], Awaitable[T]]
 
 
 LIMIT_FLAGS = ["max_body_bytes", "max_item_bytes", "max_items_per_request", "max_items_per_session"]
-SERVE_FLAGS = ["host", "port", "database_url", "log_level", *LIMIT_FLAGS]
+SERVE_FLAGS = ["host", "port", "database_url", "log_level", *LIMIT_FLAGS, *EDGE_FLAGS]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from .main import create_asgi_app
+    from .server import serve
 
     settings = _settings(args, SERVE_FLAGS)
     if (
@@ -74,18 +72,6 @@ def _serve(args: argparse.Namespace) -> int:
             "on the network could read every session. Set SESSION_MEMORY_API_KEYS (or "
             "SESSION_MEMORY_API_KEYS_FILE), or SESSION_MEMORY_ALLOW_OPEN=true to accept that."
         )
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": settings.log_level,
-        "lifespan": "on",
-        # Keep-alive a little longer than common client pools so reused
-        # connections are not closed under a request.
-        "timeout_keep_alive": 30,
-        "server_header": False,
-        # The service logs its own JSON line per request (SESSION_MEMORY_ACCESS_LOG).
-        "access_log": False,
-    }
     if args.workers > 1:
         if settings.database_url.startswith("sqlite"):
             raise SystemExit(
@@ -96,18 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         for name in SERVE_FLAGS:
             if getattr(args, name, None) is not None:
                 os.environ[f"SESSION_MEMORY_{name.upper()}"] = str(getattr(settings, name))
-        uvicorn.run(
-            "session_memory.main:create_asgi_app", factory=True, workers=args.workers, **options
-        )
-        return 0
-    config = uvicorn.Config(create_asgi_app(settings), **options)
-    # uvicorn stops accepting on SIGTERM/SIGINT, finishes in-flight requests,
-    # then runs the lifespan shutdown, which flushes the writer and closes the store.
-    # Afterwards it re-raises the signal; for SIGTERM that lands here, so a clean
-    # drain exits 0 instead of looking like a crash to supervisors.
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    uvicorn.Server(config).run()
-    return 0
+    return serve(settings, workers=args.workers)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -260,6 +235,7 @@ def _add_serve(commands: Commands) -> None:
             type=int,
             help=f"{Settings.model_fields[name].description} (SESSION_MEMORY_{name.upper()})",
         )
+    add_edge_arguments(serve)
     serve.add_argument(
         "--workers",
         type=int,

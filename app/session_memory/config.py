@@ -41,7 +41,47 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(
         default=64 * 1024,
         ge=1024,
-        description="Largest total size of a request's headers; larger gets 431.",
+        description="Largest request line plus headers, in bytes, held while they "
+        "arrive; larger gets 431 and the connection is closed.",
+    )
+    max_header_count: int = Field(
+        default=100, ge=8, description="Most header fields one request may carry; more gets 431."
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds from a request's first byte to the end of its headers; "
+        "slower gets 408 and the connection is closed.",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a request body may pause between chunks; longer gets 408 "
+        "and the connection is closed.",
+    )
+    idle_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a connection may wait for its next request (a new one "
+        "for its first) before it is closed.",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Most open client connections; past it an idle one is closed to "
+        "make room, or the new one gets 503.",
+    )
+    shutdown_timeout_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="On SIGTERM, seconds to let in-flight requests finish before they "
+        "are cancelled and the store is closed.",
+    )
+    allowed_hosts: str | None = Field(
+        default=None,
+        description="Comma-separated host names the server answers for (* for any); "
+        "others get 421. Default: with API keys any, in open mode only localhost, "
+        "127.0.0.1 and [::1].",
     )
     max_item_bytes: int = Field(
         default=8 * 1024 * 1024,

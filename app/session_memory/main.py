@@ -79,6 +79,10 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
         version=_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
+        # /docs is served from the package's own copy of Swagger UI (api/routes/docs.py);
+        # FastAPI's pages would load their scripts from a public CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.api_keys = api_keys

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from .routes import health, items, sessions, ui
+from .routes import docs, health, items, sessions, ui
 
 __all__ = ["api_router"]
 
@@ -13,3 +13,4 @@ api_router.include_router(health.router)
 api_router.include_router(sessions.router)
 api_router.include_router(items.router)
 api_router.include_router(ui.router)
+api_router.include_router(docs.router)

@@ -1,0 +1,168 @@
+"""How ``serve`` runs the app: uvicorn with the edge bounds, Host check and HEAD support.
+
+The bounds on connections (head size, timeouts, connection cap) are held by
+``EdgeProtocol`` inside uvicorn; the Host check and HEAD are ASGI middleware
+around the app. ``serve`` runs one process, or ``workers`` that each build the
+same stack from the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import signal
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp
+
+from .auth import ApiKeys
+from .config import Settings
+
+if TYPE_CHECKING:
+    from .edge_protocol import EdgeLimits
+
+__all__ = [
+    "EDGE_FLAGS",
+    "add_edge_arguments",
+    "allowed_hosts",
+    "create_served_app",
+    "edge_limits",
+    "serve",
+    "served_app",
+]
+
+logger = logging.getLogger("session_memory")
+
+EDGE_FLAGS = [
+    "max_header_count",
+    "header_timeout_seconds",
+    "body_timeout_seconds",
+    "idle_timeout_seconds",
+    "max_connections",
+    "shutdown_timeout_seconds",
+    "allowed_hosts",
+]
+
+# File descriptors kept for the database, logs and the listening socket.
+_RESERVED_FDS = 64
+
+
+def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
+    """``serve`` flags for the edge settings, each named after its setting."""
+    for name in EDGE_FLAGS:
+        kind = {"max_header_count": int, "max_connections": int, "allowed_hosts": str}.get(
+            name, float
+        )
+        parser.add_argument(
+            "--" + name.removesuffix("_seconds").replace("_", "-"),
+            dest=name,
+            type=kind,
+            help=f"{Settings.model_fields[name].description} (SESSION_MEMORY_{name.upper()})",
+        )
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """The Host names the service answers for: the setting, else by mode."""
+    from .host_guard import LOOPBACK_HOSTS
+
+    if settings.allowed_hosts is not None:
+        return [name.strip() for name in settings.allowed_hosts.split(",") if name.strip()]
+    keys = ApiKeys.load(
+        settings.api_keys.get_secret_value() if settings.api_keys else None,
+        settings.api_keys_file,
+    )
+    # With keys a rebinding page cannot authenticate; open, only loopback names.
+    return sorted(LOOPBACK_HOSTS) if keys.open else ["*"]
+
+
+def served_app(settings: Settings) -> ASGIApp:
+    """The app as ``serve`` runs it: Host check, then HEAD as GET, then the service."""
+    from .head import HeadAsGet
+    from .host_guard import HostGuard
+    from .main import create_asgi_app
+
+    return HostGuard(HeadAsGet(create_asgi_app(settings)), allowed_hosts(settings))
+
+
+def create_served_app() -> ASGIApp:
+    """uvicorn's factory for worker processes (settings from the environment)."""
+    return served_app(Settings())
+
+
+def edge_limits(settings: Settings) -> EdgeLimits:
+    """The protocol's per-connection bounds, from the settings."""
+    from .edge_protocol import EdgeLimits
+
+    return EdgeLimits(
+        max_header_bytes=settings.max_header_bytes,
+        max_header_count=settings.max_header_count,
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+        max_connections=_connection_cap(settings.max_connections),
+    )
+
+
+def _connection_cap(wanted: int) -> int:
+    """``wanted``, raising the file-descriptor limit to fit it, or lowered to fit that."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + _RESERVED_FDS
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        capped = max(1, soft - _RESERVED_FDS)
+        logger.warning(
+            "max_connections lowered from %d to %d: the file-descriptor limit is %d",
+            wanted,
+            capped,
+            soft,
+        )
+        return capped
+    return wanted
+
+
+def serve(settings: Settings, *, workers: int = 1) -> int:
+    """Run the service until SIGTERM or SIGINT; then drain for at most the shutdown timeout."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from .edge_protocol import EdgeProtocol
+
+    app: ASGIApp | str = (
+        "session_memory.server:create_served_app" if workers > 1 else served_app(settings)
+    )
+    config = uvicorn.Config(
+        app,
+        factory=workers > 1,
+        workers=workers,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        lifespan="on",
+        http=EdgeProtocol,
+        timeout_keep_alive=settings.idle_timeout_seconds,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,  # type: ignore[arg-type]
+        server_header=False,
+        # The service logs its own JSON line per request (SESSION_MEMORY_ACCESS_LOG).
+        access_log=False,
+    )
+    # The protocol reads its bounds here; the attribute travels to worker processes
+    # with the pickled config.
+    config.edge_limits = edge_limits(settings)  # type: ignore[attr-defined]
+    server = uvicorn.Server(config)
+    # uvicorn stops accepting on SIGTERM/SIGINT, finishes in-flight requests (for
+    # at most the shutdown timeout), then runs the lifespan shutdown, which flushes
+    # the writer and closes the store. Afterwards it re-raises the signal; for
+    # SIGTERM that lands here, so a clean drain exits 0 instead of looking like a
+    # crash to supervisors.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    if workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        server.run()
+    return 0
