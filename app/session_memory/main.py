@@ -19,7 +19,8 @@ from .api.main import api_router
 from .auth import ApiKeys
 from .config import Settings
 from .middleware.access import AccessLog
-from .middleware.header_bound import HeaderBound
+from .middleware.head import HeadAsGet
+from .middleware.host_guard import HostGuard, allowed_hosts
 from .middleware.hot_path import HotPath
 from .middleware.request_id import RequestId
 from .observability import Metrics, configure_logging
@@ -114,14 +115,16 @@ def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
     """What the server runs: the app behind the middleware (see ``middleware``).
 
     The hot path sits outside FastAPI's own middleware, which is where its saving is;
-    with ``hot_path`` off every request goes to FastAPI.
+    with ``hot_path`` off every request goes to FastAPI. Header size is bounded
+    earlier, by the server's protocol (``server.protocol``), while headers arrive.
     """
     app = create_app(settings)
     settings = app.state.settings
     configure_logging(settings.log_level)
     inner: ASGIApp = HotPath(app) if settings.hot_path else app
-    bounded = HeaderBound(inner, settings.max_header_bytes)
-    return RequestId(AccessLog(bounded, app.state.metrics, enabled=settings.access_log))
+    hosts = allowed_hosts(settings.allowed_hosts, open_mode=app.state.api_keys.open)
+    guarded = HostGuard(HeadAsGet(inner), hosts)
+    return RequestId(AccessLog(guarded, app.state.metrics, enabled=settings.access_log))
 
 
 def _drop_null(parameter: dict[str, Any]) -> None:

@@ -1,17 +1,21 @@
 """RFC 9457 problem details: every problem the service answers, and their one renderer.
 
     ProblemError                      500 internal-error
+    ├── MalformedRequest              400 (not HTTP/1.1; answered by the server protocol)
     ├── MalformedBody                 400
     ├── Unauthorized                  401
     ├── SessionNotFound               404
     ├── IdempotencyKeyInFlight        409
+    ├── RequestTimeout                408 (the server protocol)
     ├── PreconditionFailed            412
     ├── PayloadTooLarge               413
     ├── UnsupportedMediaType          415
     ├── InvalidInput                  422
     ├── IdempotencyKeyReused          422
+    ├── MisdirectedRequest            421 (a Host this service does not answer for)
     ├── HeadersTooLarge               431
     ├── ServiceUnavailable            503
+    ├── TooManyConnections            503 (the server protocol's connection cap)
     └── HttpProblem                   any (the framework's own 404, 405, ...: about:blank)
 
 Each ``type`` is a ``session_memory_client.protocol.ProblemType``. ``problem_response``
@@ -45,14 +49,19 @@ __all__ = [
     "IdempotencyKeyReused",
     "InvalidInput",
     "MalformedBody",
+    "MalformedRequest",
+    "MisdirectedRequest",
     "PayloadTooLarge",
     "PreconditionFailed",
     "ProblemError",
+    "RequestTimeout",
     "ServiceUnavailable",
     "SessionNotFound",
+    "TooManyConnections",
     "Unauthorized",
     "UnsupportedMediaType",
     "as_problem",
+    "problem_body",
     "problem_response",
 ]
 
@@ -77,6 +86,30 @@ class ProblemError(Exception):
         self.detail = detail
         self.headers = headers
         self.extra = extra or {}
+
+
+class MalformedRequest(ProblemError):
+    status = 400
+    type = ProblemType.MALFORMED_REQUEST
+    title = "Malformed request"
+
+
+class RequestTimeout(ProblemError):
+    status = 408
+    type = ProblemType.REQUEST_TIMEOUT
+    title = "Request timeout"
+
+
+class MisdirectedRequest(ProblemError):
+    status = 421
+    type = ProblemType.MISDIRECTED_REQUEST
+    title = "Misdirected request"
+
+
+class TooManyConnections(ProblemError):
+    status = 503
+    type = ProblemType.TOO_MANY_CONNECTIONS
+    title = "Too many connections"
 
 
 class MalformedBody(ProblemError):
@@ -164,8 +197,8 @@ class HttpProblem(ProblemError):
         self.title = title
 
 
-def problem_response(exc: ProblemError, instance: str) -> Response:
-    """The one rendering of a problem: its JSON body, media type and headers."""
+def problem_body(exc: ProblemError, instance: str) -> bytes:
+    """The one rendering of a problem's JSON body."""
     body: dict[str, Any] = {
         "type": exc.type,
         "title": exc.title,
@@ -174,8 +207,13 @@ def problem_response(exc: ProblemError, instance: str) -> Response:
         "instance": instance,
     }
     body.update(exc.extra)
+    return orjson.dumps(body)
+
+
+def problem_response(exc: ProblemError, instance: str) -> Response:
+    """A problem as a response: its body, media type and headers."""
     return Response(
-        orjson.dumps(body),
+        problem_body(exc, instance),
         status_code=exc.status,
         headers=exc.headers,
         media_type=PROBLEM_MEDIA_TYPE,

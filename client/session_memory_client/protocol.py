@@ -59,6 +59,10 @@ class ProblemType:
     INVALID_INPUT = PROBLEM_TYPE_PREFIX + "invalid-input"
     IDEMPOTENCY_KEY_REUSED = PROBLEM_TYPE_PREFIX + "idempotency-key-reused"
     HEADERS_TOO_LARGE = PROBLEM_TYPE_PREFIX + "headers-too-large"
+    MALFORMED_REQUEST = PROBLEM_TYPE_PREFIX + "malformed-request"
+    REQUEST_TIMEOUT = PROBLEM_TYPE_PREFIX + "request-timeout"
+    MISDIRECTED_REQUEST = PROBLEM_TYPE_PREFIX + "misdirected-request"
+    TOO_MANY_CONNECTIONS = PROBLEM_TYPE_PREFIX + "too-many-connections"
     INTERNAL_ERROR = PROBLEM_TYPE_PREFIX + "internal-error"
     STORE_UNAVAILABLE = PROBLEM_TYPE_PREFIX + "store-unavailable"
 

@@ -10,14 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from session_memory_client.protocol import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_PREFIX
+from session_memory_client.protocol import PROBLEM_MEDIA_TYPE
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import problem_body
+from ..problems import MisdirectedRequest, problem_body
 
-__all__ = ["LOOPBACK_HOSTS", "HostGuard", "host_name"]
+__all__ = ["LOOPBACK_HOSTS", "HostGuard", "allowed_hosts", "host_name"]
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def allowed_hosts(setting: str | None, *, open_mode: bool) -> list[str]:
+    """The Host names to answer for: the setting (comma-separated, ``*``: any), else by mode.
+
+    With keys a rebinding page cannot authenticate, so any name is answered; open,
+    only loopback names.
+    """
+    if setting is not None:
+        return [name.strip() for name in setting.split(",") if name.strip()]
+    return sorted(LOOPBACK_HOSTS) if open_mode else ["*"]
 
 
 def host_name(host: str) -> str:
@@ -44,14 +55,11 @@ class HostGuard:
         if host_name(host.decode("latin-1")) in self.allowed:
             await self.app(scope, receive, send)
             return
-        body = problem_body(
-            status=421,
-            type_=PROBLEM_TYPE_PREFIX + "misdirected-request",
-            title="Misdirected request",
-            detail="this server does not answer for the host named in the request; "
-            "SESSION_MEMORY_ALLOWED_HOSTS lists the names it answers for",
-            instance=scope["path"],
+        problem = MisdirectedRequest(
+            "this server does not answer for the host named in the request; "
+            "SESSION_MEMORY_ALLOWED_HOSTS (--allowed-hosts) lists the names it answers for"
         )
+        body = problem_body(problem, scope["path"])
         await send(
             {
                 "type": "http.response.start",

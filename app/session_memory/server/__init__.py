@@ -1,9 +1,11 @@
-"""How ``serve`` runs the app: uvicorn with the edge bounds, Host check and HEAD support.
+"""How ``serve`` runs the app: uvicorn with the connection-level bounds.
 
-The bounds on connections (head size, timeouts, connection cap) are held by
-``EdgeProtocol`` inside uvicorn; the Host check and HEAD are ASGI middleware
-around the app. ``serve`` runs one process, or ``workers`` that each build the
-same stack from the environment.
+The bounds on connections (head size and count, timeouts, connection cap) are held
+by ``EdgeProtocol`` (``server.protocol``) inside uvicorn, while a request arrives and
+before anything is buffered past them. ``serve`` runs one process, or ``workers``
+that each build the same app from the environment.
+
+May import: ``main`` (the ASGI app), ``problems``, ``config``.
 """
 
 from __future__ import annotations
@@ -16,20 +18,17 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp
 
-from .auth import ApiKeys
-from .config import Settings
+from ..config import Settings
 
 if TYPE_CHECKING:
-    from .edge_protocol import EdgeLimits
+    from .protocol import EdgeLimits
 
 __all__ = [
     "EDGE_FLAGS",
     "add_edge_arguments",
-    "allowed_hosts",
     "create_served_app",
     "edge_limits",
     "serve",
-    "served_app",
 ]
 
 logger = logging.getLogger("session_memory")
@@ -62,37 +61,16 @@ def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def allowed_hosts(settings: Settings) -> list[str]:
-    """The Host names the service answers for: the setting, else by mode."""
-    from .host_guard import LOOPBACK_HOSTS
-
-    if settings.allowed_hosts is not None:
-        return [name.strip() for name in settings.allowed_hosts.split(",") if name.strip()]
-    keys = ApiKeys.load(
-        settings.api_keys.get_secret_value() if settings.api_keys else None,
-        settings.api_keys_file,
-    )
-    # With keys a rebinding page cannot authenticate; open, only loopback names.
-    return sorted(LOOPBACK_HOSTS) if keys.open else ["*"]
-
-
-def served_app(settings: Settings) -> ASGIApp:
-    """The app as ``serve`` runs it: Host check, then HEAD as GET, then the service."""
-    from .head import HeadAsGet
-    from .host_guard import HostGuard
-    from .main import create_asgi_app
-
-    return HostGuard(HeadAsGet(create_asgi_app(settings)), allowed_hosts(settings))
-
-
 def create_served_app() -> ASGIApp:
     """uvicorn's factory for worker processes (settings from the environment)."""
-    return served_app(Settings())
+    from ..main import create_asgi_app
+
+    return create_asgi_app(Settings())
 
 
 def edge_limits(settings: Settings) -> EdgeLimits:
     """The protocol's per-connection bounds, from the settings."""
-    from .edge_protocol import EdgeLimits
+    from .protocol import EdgeLimits
 
     return EdgeLimits(
         max_header_bytes=settings.max_header_bytes,
@@ -131,10 +109,11 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from .edge_protocol import EdgeProtocol
+    from ..main import create_asgi_app
+    from .protocol import EdgeProtocol
 
     app: ASGIApp | str = (
-        "session_memory.server:create_served_app" if workers > 1 else served_app(settings)
+        "session_memory.server:create_served_app" if workers > 1 else create_asgi_app(settings)
     )
     config = uvicorn.Config(
         app,

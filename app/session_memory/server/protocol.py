@@ -25,12 +25,19 @@ import logging
 from dataclasses import dataclass
 from typing import Any, cast
 
-from session_memory_client.protocol import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_PREFIX
+from session_memory_client.protocol import PROBLEM_MEDIA_TYPE
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from .errors import problem_body
+from ..problems import (
+    HeadersTooLarge,
+    MalformedRequest,
+    ProblemError,
+    RequestTimeout,
+    TooManyConnections,
+    problem_body,
+)
 
 __all__ = ["EdgeLimits", "EdgeProtocol"]
 
@@ -55,21 +62,12 @@ class _HeadTooLarge(Exception):
     """Raised from a parser callback to stop parsing a head past its bound."""
 
 
-def problem_response(
-    status: int, slug: str, title: str, detail: str, extra: dict[str, Any] | None = None
-) -> bytes:
+def problem_response(problem: ProblemError) -> bytes:
     """A complete HTTP/1.1 problem+json response that closes the connection."""
-    body = problem_body(
-        status=status,
-        type_=PROBLEM_TYPE_PREFIX + slug,
-        title=title,
-        detail=detail,
-        instance="",
-        extra=extra,
-    )
+    body = problem_body(problem, "")
     return b"".join(
         [
-            STATUS_LINE[status],
+            STATUS_LINE[problem.status],
             b"content-type: " + PROBLEM_MEDIA_TYPE.encode() + b"\r\n",
             b"content-length: " + str(len(body)).encode() + b"\r\n",
             b"connection: close\r\n\r\n",
@@ -118,11 +116,10 @@ class EdgeProtocol(HttpToolsProtocol):
             )
             self._reject(
                 problem_response(
-                    503,
-                    "too-many-connections",
-                    "Too many connections",
-                    "the server holds as many connections as it allows; retry shortly",
-                    {"limit": "max_connections", "max": self.limits.max_connections},
+                    TooManyConnections(
+                        "the server holds as many connections as it allows; retry shortly",
+                        extra={"limit": "max_connections", "max": self.limits.max_connections},
+                    )
                 )
             )
 
@@ -202,16 +199,15 @@ class EdgeProtocol(HttpToolsProtocol):
     def _too_large(self) -> bytes:
         limits = self.limits
         return problem_response(
-            431,
-            "headers-too-large",
-            "Request header fields too large",
-            f"the request line and headers exceed {limits.max_header_bytes} bytes "
-            f"or {limits.max_header_count} header fields",
-            {
-                "limit": "max_header_bytes",
-                "max": limits.max_header_bytes,
-                "max_header_count": limits.max_header_count,
-            },
+            HeadersTooLarge(
+                f"the request line and headers exceed {limits.max_header_bytes} bytes "
+                f"or {limits.max_header_count} header fields",
+                extra={
+                    "limit": "max_header_bytes",
+                    "max": limits.max_header_bytes,
+                    "max_header_count": limits.max_header_count,
+                },
+            )
         )
 
     def on_message_begin(self) -> None:
@@ -251,11 +247,7 @@ class EdgeProtocol(HttpToolsProtocol):
             logger.info("request refused: head larger than max_header_bytes/max_header_count")
             self._reject(self._rejection)
             return
-        self._reject(
-            problem_response(
-                400, "malformed-request", "Malformed request", "the request is not valid HTTP/1.1"
-            )
-        )
+        self._reject(problem_response(MalformedRequest("the request is not valid HTTP/1.1")))
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
@@ -263,11 +255,13 @@ class EdgeProtocol(HttpToolsProtocol):
             logger.info("connection closed: request head not received in time")
             self._reject(
                 problem_response(
-                    408,
-                    "request-timeout",
-                    "Request timeout",
-                    "the request headers did not arrive in time",
-                    {"limit": "header_timeout_seconds", "max": self.limits.header_timeout},
+                    RequestTimeout(
+                        "the request headers did not arrive in time",
+                        extra={
+                            "limit": "header_timeout_seconds",
+                            "max": self.limits.header_timeout,
+                        },
+                    )
                 )
             )
 
@@ -311,11 +305,10 @@ class EdgeProtocol(HttpToolsProtocol):
             self.cycle.message_event.set()
             self._reject(
                 problem_response(
-                    408,
-                    "request-timeout",
-                    "Request timeout",
-                    "the request body stopped arriving",
-                    {"limit": "body_timeout_seconds", "max": self.limits.body_timeout},
+                    RequestTimeout(
+                        "the request body stopped arriving",
+                        extra={"limit": "body_timeout_seconds", "max": self.limits.body_timeout},
+                    )
                 )
             )
         else:
