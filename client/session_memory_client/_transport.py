@@ -13,7 +13,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -111,6 +111,9 @@ class Transport:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._shared_client = http_client
+        # The clock and the wait between retries, replaceable so tests need not wait.
+        self._clock: Callable[[], float] = time.monotonic
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self._pools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
         self._lock = threading.Lock()
         self.closed = False
@@ -176,7 +179,7 @@ class Transport:
             headers[IDEMPOTENCY_KEY] = str(uuid.uuid4())
         if if_match is not None:
             headers[IF_MATCH] = if_match
-        started = time.monotonic()
+        started = self._clock()
         attempt = 0
         while True:
             try:
@@ -193,13 +196,13 @@ class Transport:
             # Exponential, capped, with jitter over the upper half: many clients spread
             # out, and the time covered by the retries stays predictable.
             delay = min(self.max_backoff, self.backoff * 2**attempt)
-            await asyncio.sleep(random.uniform(delay / 2, delay))
+            await self._sleep(random.uniform(delay / 2, delay))
             attempt += 1
 
     def _may_retry(self, attempt: int, started: float) -> bool:
         if self.retries is not None and attempt >= self.retries:
             return False
-        return time.monotonic() - started < self.retry_for
+        return self._clock() - started < self.retry_for
 
     async def _send(
         self,
