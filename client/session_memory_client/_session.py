@@ -112,8 +112,7 @@ class RemoteSession:
 
     A cancelled ``add_items``, ``pop_item`` or ``clear_session`` waits for the write's
     outcome before the ``CancelledError`` propagates; a cancelled pop that removed an
-    item puts it back (only if nothing else changed the session meanwhile; otherwise
-    the lost item is logged as a warning).
+    item appends it again (or, if that fails, logs it as a warning).
 
     Safe to use from several event loops and threads: each loop gets its own
     connection pool. Pass ``http_client`` to use your own ``httpx2.AsyncClient``
@@ -220,9 +219,10 @@ class RemoteSession:
         return item
 
     async def _put_back(self, reply: Reply) -> None:
-        # The caller was cancelled, so nobody receives this item: restore it, but only
-        # if the session is still as the pop left it (If-Match), so no later write is
-        # reordered. Otherwise say so: it is never lost silently.
+        # The caller was cancelled, so nobody receives this item: append it again. When
+        # the service tells the pop's revision (ETag), only if the session is still as
+        # the pop left it, so no later write is reordered; today's service does not, and
+        # the item goes back unconditionally. If that fails, say so: never silently.
         item = reply.json()["item"]
         if item is None:
             return
@@ -232,7 +232,7 @@ class RemoteSession:
                 self._path + "/items",
                 content=_encode({"items": [item]}),
                 write=True,
-                if_match=reply.etag or "*",
+                if_match=reply.etag,
             )
         except Exception as exc:  # any failure means the item is gone
             logger.warning(
