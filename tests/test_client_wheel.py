@@ -85,6 +85,22 @@ def test_wheel_alone_serves_an_agent_project(
     assert "httpx2" in alone
     assert not SERVER_PACKAGES & set(alone), sorted(alone)
 
+    # Without the SDK the client still works (scripts, the service's own CLI).
+    without_sdk = _run(
+        python,
+        "-c",
+        "import asyncio\n"
+        "from session_memory_client import SessionMemoryClient\n"
+        "async def main():\n"
+        "    async with SessionMemoryClient() as client:\n"
+        "        await client.session('no-sdk').add_items([{'n': 1}])\n"
+        "        print((await client.session('no-sdk').read_items()).items)\n"
+        "asyncio.run(main())\n",
+        cwd=tmp_path,
+        env={"SESSION_MEMORY_BASE_URL": live_server.base_url},
+    )
+    assert without_sdk.strip() == "[{'n': 1}]"
+
     # The agent project's own dependency, pinned by the project; the client must not move it.
     _run(*pip, f"openai-agents=={sdk_version}")
     assert _pip_list(python)["openai-agents"] == sdk_version

@@ -57,9 +57,15 @@ async def _settle(awaitable: Awaitable[_T]) -> _T:
     return task.result()
 
 
-def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionSettings:
-    from agents.memory import SessionSettings
-
+def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionSettings | None:
+    try:
+        from agents.memory import SessionSettings
+    except ImportError:
+        # Without the SDK (the CLI, scripts that page through a session) there are
+        # no settings to hold; with it, None becomes the SDK's empty settings.
+        if value is None:
+            return None
+        raise
     if value is None:
         return SessionSettings()
     if isinstance(value, SessionSettings):
