@@ -10,6 +10,7 @@ import asyncio
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -219,6 +220,41 @@ async def test_compaction_hooks_fall_back_without_atomic_replace(remote: RemoteS
     assert await remote._get_compaction_snapshot(5) is None
     assert await type(remote)._atomic_replace_items(remote, [_item(9)]) is False
     assert await remote.get_items() == [_item(1), _item(2)]
+
+
+class _CompactAPI:
+    """Stands in for OpenAI's ``responses.compact`` (an outside service, like the model)."""
+
+    def __init__(self) -> None:
+        self.inputs: list[Any] = []
+        self.responses = self
+
+    async def compact(self, **request: Any) -> Any:
+        self.inputs.append(request["input"])
+        summary = {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "summary"}],
+        }
+        return SimpleNamespace(output=[summary], usage=None)
+
+
+async def test_compaction_session_replaces_the_history(remote: RemoteSession) -> None:
+    from agents.memory import OpenAIResponsesCompactionSession
+
+    await remote.add_items([_item(n) for n in range(4)])
+    api = _CompactAPI()
+    compacting = OpenAIResponsesCompactionSession(
+        remote.session_id,
+        remote,
+        client=api,
+        compaction_mode="input",  # type: ignore[arg-type]
+    )
+    await compacting.run_compaction({"force": True})
+    assert api.inputs == [[_item(n) for n in range(4)]]
+    assert await remote.get_items() == [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "summary"}]}
+    ]
 
 
 # -- a restart ------------------------------------------------------------------------
