@@ -81,10 +81,18 @@ def test_cli_export_import_and_sessions(tmp_path: Path) -> None:
             f"{server.base_url}/v1/sessions/c/items", json={"items": [{"n": 2}]}, headers=auth
         )
         admin = ["sessions", "--base-url", server.base_url, "--api-key", key]
-        listed = json.loads(run(*admin, "list").stdout)
+        listed = json.loads(run(*admin, "list", "--json").stdout)
         assert {record["id"] for record in listed["sessions"]} == {"a b", "c"}
-        shown = json.loads(run(*admin, "show", "a b", "--items").stdout)
+        shown = json.loads(run(*admin, "show", "a b", "--items", "--json").stdout)
         assert (shown["item_count"], shown["items"]) == (1, [{"n": 1}])
+        # For people, by default: a table, and a record with its items one a line.
+        table = run(*admin, "list").stdout.decode().splitlines()
+        assert table[0].split() == ["ID", "ITEMS", "UPDATED", "EXPIRES"]
+        assert sorted(line.split("  ")[0] for line in table[1:]) == ["a b", "c"]
+        assert all(line.endswith("never") and " UTC" in line for line in table[1:])
+        text = run(*admin, "show", "a b", "--items").stdout.decode().splitlines()
+        assert text[:2] == ["id:       a b", "items:    1"]
+        assert text[-1] == '   1  {"n": 1}'
         assert run(*admin, "delete", "c").returncode == 0
         missing = run(*admin, "show", "c")
         assert missing.returncode != 0

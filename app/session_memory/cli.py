@@ -97,7 +97,9 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    import httpx2
+    import asyncio
+
+    from session_memory_client import SessionMemoryError
 
     from .transfer import export_from_server, export_lines
 
@@ -110,12 +112,16 @@ def _export(args: argparse.Namespace) -> int:
 
         _with_store(settings, work)
 
+    async def fetch(out: BinaryIO) -> None:
+        key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
+        async for line in export_from_server(args.base_url, key):
+            out.write(line)
+
     def write(out: BinaryIO) -> None:
         if args.base_url:
-            key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
             try:
-                out.writelines(export_from_server(args.base_url, key))
-            except httpx2.HTTPError as exc:
+                asyncio.run(fetch(out))
+            except SessionMemoryError as exc:
                 raise SystemExit(
                     f"session-memory: export from {args.base_url} failed: {exc}"
                 ) from None
@@ -154,35 +160,89 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _sessions(args: argparse.Namespace) -> int:
-    import httpx2
-    from session_memory_client.protocol import session_path
+    import asyncio
 
-    base = args.base_url.rstrip("/")
-    key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    if args.action == "list":
-        method, url, params = "GET", base + "/v1/sessions", {"limit": args.limit}
-    elif args.action == "show":
-        method, url, params = "GET", base + session_path(args.session_id), {}
-    else:
-        method, url, params = "DELETE", base + session_path(args.session_id), {}
+    from session_memory_client import SessionMemoryClient, SessionMemoryError
+
+    async def run() -> Any:
+        key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
+        # The CLI answers promptly: a few retries, not the agents' long restart budget.
+        async with SessionMemoryClient(
+            base_url=args.base_url, api_key=key, retries=2, retry_for=5
+        ) as client:
+            if args.action == "list":
+                page = await client.list_sessions(limit=args.limit)
+                return {"sessions": page.sessions, "next_cursor": page.next_cursor}
+            session = client.session(args.session_id)
+            if args.action == "delete":
+                await session.clear_session()
+                return None
+            record: dict[str, Any] = dict(await session.get_record())
+            if args.items:
+                record["items"] = await session.get_items()
+            return record
+
     try:
-        response = httpx2.request(method, url, params=params, headers=headers, timeout=30)
-    except httpx2.TransportError as exc:
-        raise SystemExit(f"session-memory: cannot reach {base}: {exc}") from None
-    if response.status_code >= 400:
-        detail = response.json().get("detail", response.text) if response.content else ""
-        raise SystemExit(f"session-memory: {response.status_code}: {detail}")
-    if args.action == "show" and args.items:
-        items = httpx2.get(url + "/items", headers=headers, timeout=60)
-        items.raise_for_status()
-        record = {**response.json(), "items": items.json()["items"]}
-        sys.stdout.write(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-    elif response.content:
-        sys.stdout.write(json.dumps(response.json(), indent=2, ensure_ascii=False) + "\n")
-    else:
+        result = asyncio.run(run())
+    except SessionMemoryError as exc:
+        raise SystemExit(f"session-memory: {exc}") from None
+    if result is None:
         print(f"session-memory: deleted {args.session_id!r}", file=sys.stderr)
+    elif args.json:
+        sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    elif args.action == "list":
+        sys.stdout.write(_session_table(result["sessions"]))
+        if result["next_cursor"]:
+            print(f"(more: the first {args.limit} shown; see --limit)", file=sys.stderr)
+    else:
+        sys.stdout.write(_record_text(result))
     return 0
+
+
+def _session_table(records: list[dict[str, Any]]) -> str:
+    """Sessions as aligned columns, for people; ``--json`` is for programs."""
+    header = ("ID", "ITEMS", "UPDATED", "EXPIRES")
+    rows = [
+        (
+            json.dumps(record["id"], ensure_ascii=False)[1:-1],  # control-free, one line
+            str(record["item_count"]),
+            _when(record["updated_at"]),
+            _when(record["expires_at"]) if record["expires_at"] else "never",
+        )
+        for record in records
+    ]
+    if not rows:
+        return "no sessions\n"
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        + "\n"
+        for row in [header, *rows]
+    )
+
+
+def _record_text(record: dict[str, Any]) -> str:
+    lines = [
+        f"id:       {json.dumps(record['id'], ensure_ascii=False)[1:-1]}",
+        f"items:    {record['item_count']}",
+        f"created:  {_when(record['created_at'])}",
+        f"updated:  {_when(record['updated_at'])}",
+        f"expires:  {_when(record['expires_at']) if record['expires_at'] else 'never'}",
+    ]
+    for n, item in enumerate(record.get("items", []), start=1):
+        lines.append(f"{n:>4}  {json.dumps(item, ensure_ascii=False)}")
+    return "\n".join(lines) + "\n"
+
+
+def _when(timestamp: str) -> str:
+    # ISO 8601 from the service, shown to the second in UTC.
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return timestamp
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -283,9 +343,11 @@ def _add_sessions(commands: Commands) -> None:
     actions = sessions.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="sessions, most recently updated first")
     listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     show = actions.add_parser("show", help="one session's record")
     show.add_argument("session_id")
     show.add_argument("--items", action="store_true", help="include its items")
+    show.add_argument("--json", action="store_true", help="JSON instead of text")
     delete = actions.add_parser("delete", help="clear a session")
     delete.add_argument("session_id")
     sessions.set_defaults(handler=_sessions)
