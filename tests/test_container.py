@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from tests.utils.processes import end_group, spawn
 from tests.utils.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +90,7 @@ def test_image_command_serves_with_keys_and_passes_its_healthcheck(tmp_path: Pat
         "SESSION_MEMORY_DATABASE_URL": f"sqlite:///{tmp_path}/data/sessions.db",
         "SESSION_MEMORY_API_KEYS": "ops:container-test-key-0123",
     }
-    process = subprocess.Popen(
+    process = spawn(
         _image_command(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
@@ -111,4 +112,7 @@ def test_image_command_serves_with_keys_and_passes_its_healthcheck(tmp_path: Pat
         assert response.status_code == 200
     finally:
         process.terminate()
-        assert process.wait(20) == 0
+        try:
+            assert process.wait(20) == 0
+        finally:
+            end_group(process)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -17,6 +18,13 @@ from .config import Settings, redact_url
 __all__ = ["main"]
 
 
+def _flag_hint(field: str, names: Sequence[str]) -> str:
+    variable = f"SESSION_MEMORY_{field.upper()}"
+    if field in names:
+        return f"--{field.replace('_', '-')} or {variable}"
+    return variable
+
+
 def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:
     overrides: dict[str, Any] = {
         name: getattr(args, name) for name in names if getattr(args, name, None) is not None
@@ -24,7 +32,13 @@ def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise SystemExit(f"session-memory: invalid settings:\n{exc}") from None
+        # One line per bad setting, naming the flag or variable that sets it.
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"session-memory: {field}: {message} (set {_flag_hint(field, names)})")
+        raise SystemExit("\n".join(lines)) from None
 
 
 LIMIT_FLAGS = ["max_body_bytes", "max_item_bytes", "max_items_per_request", "max_items_per_session"]
@@ -33,9 +47,23 @@ SERVE_FLAGS = ["host", "port", "database_url", "log_level", *LIMIT_FLAGS]
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
+    from .auth import ApiKeys
     from .main import create_asgi_app
+    from .observability import log_config
+    from .startup import (
+        StartupError,
+        SummaryServer,
+        bind_listener,
+        claim_sqlite_file,
+        prepare_sqlite_folder,
+        sqlite_file,
+        summary,
+    )
 
+    # Everything that can be checked is checked before anything is opened:
+    # settings, keys, the data folder, the port, then the claim on a SQLite file.
     settings = _settings(args, SERVE_FLAGS)
     if (
         settings.api_keys is None
@@ -48,10 +76,37 @@ def _serve(args: argparse.Namespace) -> int:
             "on the network could read every session. Set SESSION_MEMORY_API_KEYS (or "
             "SESSION_MEMORY_API_KEYS_FILE), or SESSION_MEMORY_ALLOW_OPEN=true to accept that."
         )
+    try:
+        keys = ApiKeys.load(
+            settings.api_keys.get_secret_value() if settings.api_keys else None,
+            settings.api_keys_file,
+        )
+    except OSError as exc:
+        raise SystemExit(
+            f"session-memory: cannot read the keys file {settings.api_keys_file}: "
+            f"{exc.strerror} (set SESSION_MEMORY_API_KEYS_FILE)"
+        ) from None
+    except ValueError as exc:
+        raise SystemExit(f"session-memory: {exc}") from None
+    database = sqlite_file(settings)
+    if args.workers > 1 and database is not None:
+        raise SystemExit(
+            "session-memory: --workers needs PostgreSQL; one process owns a SQLite "
+            "database (run one process per SQLite file)"
+        )
+    try:
+        if database is not None:
+            prepare_sqlite_folder(database)
+        listener = bind_listener(settings.host, settings.port)
+        claim = claim_sqlite_file(database) if database is not None else None
+    except StartupError as exc:
+        raise SystemExit(f"session-memory: {exc}") from None
+    port = int(listener.getsockname()[1])
     options: dict[str, Any] = {
         "host": settings.host,
-        "port": settings.port,
+        "port": port,
         "log_level": settings.log_level,
+        "log_config": log_config(settings.log_level),
         "lifespan": "on",
         # Keep-alive a little longer than common client pools so reused
         # connections are not closed under a request.
@@ -60,28 +115,42 @@ def _serve(args: argparse.Namespace) -> int:
         # The service logs its own JSON line per request (SESSION_MEMORY_ACCESS_LOG).
         "access_log": False,
     }
-    if args.workers > 1:
-        if settings.database_url.startswith("sqlite"):
-            raise SystemExit(
-                "session-memory: --workers needs PostgreSQL; one process owns a SQLite "
-                "database (run one process per SQLite file)"
-            )
-        # Worker processes build their own app from the environment.
-        for name in SERVE_FLAGS:
-            if getattr(args, name, None) is not None:
-                os.environ[f"SESSION_MEMORY_{name.upper()}"] = str(getattr(settings, name))
-        uvicorn.run(
-            "session_memory.main:create_asgi_app", factory=True, workers=args.workers, **options
-        )
-        return 0
-    config = uvicorn.Config(create_asgi_app(settings), **options)
+    line = summary(
+        settings,
+        version=_version(),
+        port=port,
+        tenants=len({tenant for tenant, _ in keys.entries}),
+        keys=len(keys.entries),
+    )
     # uvicorn stops accepting on SIGTERM/SIGINT, finishes in-flight requests,
     # then runs the lifespan shutdown, which flushes the writer and closes the store.
-    # Afterwards it re-raises the signal; for SIGTERM that lands here, so a clean
-    # drain exits 0 instead of looking like a crash to supervisors.
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    uvicorn.Server(config).run()
-    return 0
+    # Afterwards it re-raises the signal; these handlers take it, so a clean drain
+    # exits 0 instead of a KeyboardInterrupt traceback or a kill by signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
+    try:
+        if args.workers > 1:
+            # Worker processes build their own app from the environment.
+            for name in SERVE_FLAGS:
+                if getattr(args, name, None) is not None:
+                    os.environ[f"SESSION_MEMORY_{name.upper()}"] = str(getattr(settings, name))
+            config = uvicorn.Config(
+                "session_memory.main:create_asgi_app",
+                factory=True,
+                workers=args.workers,
+                **options,
+            )
+            message, fields = line
+            logging.getLogger("session_memory").info(message, extra={"fields": fields})
+            Multiprocess(config, sockets=[listener]).run()
+            return 0
+        server = SummaryServer(uvicorn.Config(create_asgi_app(settings), **options), line)
+        server.run(sockets=[listener])
+        # uvicorn has already logged why (one line below debug).
+        return 0 if server.started else 3
+    finally:
+        if claim is not None:
+            claim.close()
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -222,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="session-memory", description="Networked session memory for AI agents."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the HTTP service")
@@ -305,10 +375,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_now(signum: int, frame: object) -> None:
+    """End a command at once on Ctrl-C or SIGTERM, with status 0 and no traceback.
+
+    Unwinding through an event loop and a store's threads from a signal is what
+    printed tracebacks; ending the process is safe instead, because every write is
+    a transaction of its own (an import can be run again: it skips what is present).
+    """
+    name = signal.Signals(signum).name
+    os.write(2, f"session-memory: stopped by {name}\n".encode())
+    os._exit(0)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("session-memory")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Ctrl-C and SIGTERM end it with status 0 and no traceback.
+
+    An unexpected error is one line on stderr; ``--log-level debug`` (or
+    SESSION_MEMORY_LOG_LEVEL=debug) shows its traceback instead.
+    """
     args = build_parser().parse_args(argv)
     handler: Any = args.handler
-    return int(handler(args))
+    debug = (getattr(args, "log_level", None) or os.environ.get("SESSION_MEMORY_LOG_LEVEL")) == (
+        "debug"
+    )
+    # `serve` replaces these once it has what it needs to drain gracefully.
+    previous = {sig: signal.signal(sig, _stop_now) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return int(handler(args))
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"session-memory: {args.command} failed: {type(exc).__name__}: {exc} "
+            "(--log-level debug or SESSION_MEMORY_LOG_LEVEL=debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
 
 
 if __name__ == "__main__":  # pragma: no cover
