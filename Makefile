@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SOURCES := app/session_memory client/session_memory_client bench
 
-.PHONY: setup run test lint format openapi clean bench
+.PHONY: setup run test test-fast lint format openapi clean bench
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ run: $(VENV)/.served
 ## test: lint, type-check, then the whole test suite
 test: lint
 	$(BIN)/python -m pytest
+
+## test-fast: the in-process unit and contract tests (no processes, browser or load): under a minute
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check $(SOURCES) tests

@@ -18,6 +18,16 @@ from tests.utils.server import ServerProcess
 BACKENDS = ["sqlite", "postgres"]
 
 
+# Tests that use these fixtures talk to a real server process: `slow` (see `make test-fast`).
+_SERVER_FIXTURES = {"server", "base_url", "http", "remote"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run if a process a test started is still alive once every fixture is done."""

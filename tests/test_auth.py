@@ -14,6 +14,8 @@ from session_memory_client import ProblemError, RemoteSession
 
 from tests.utils.server import ServerProcess
 
+pytestmark = pytest.mark.slow  # real processes over TCP
+
 KEY_A, KEY_B, KEY_C = "key-alpha-0123456789", "key-beta-0123456789", "key-gamma-0123456789"
 
 

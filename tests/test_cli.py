@@ -12,10 +12,13 @@ import threading
 from pathlib import Path
 
 import httpx2
+import pytest
 from session_memory.main import openapi_spec
 from session_memory.storage.sqlite import MIGRATIONS
 
 from tests.utils.server import ServerProcess
+
+pytestmark = pytest.mark.slow  # real processes over TCP
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -16,6 +16,8 @@ import pytest
 from tests.utils.processes import end_group, spawn
 from tests.utils.server import free_port
 
+pytestmark = pytest.mark.slow  # real processes over TCP
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 
