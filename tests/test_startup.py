@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx2
@@ -180,3 +181,28 @@ def test_start_up_summary_names_postgres_without_its_password(tmp_path: Path) ->
     )
     assert summary["database_host"] == "127.0.0.1:5432"
     assert summary["open"] is True
+
+
+def test_workers_stop_cleanly_on_ctrl_c_and_leave_nothing(tmp_path: Path) -> None:
+    from tests.utils.postgres import schema_url
+    from tests.utils.processes import group_members
+
+    with schema_url() as url:
+        server = ServerProcess(
+            url, log_path=tmp_path / "log", extra_args=["--workers", "2", "--log-level", "info"]
+        ).start()
+        assert server.process is not None
+        assert server.process.send_signal(signal.SIGINT) is None
+        try:
+            assert server.process.wait(30) == 0
+            # The workers and their resource tracker end with it, not by our kill
+            # (the tracker notices its pipe closing a moment after the parent exits).
+            deadline = time.monotonic() + 10
+            while group_members(server.process.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert group_members(server.process.pid) == []
+        finally:
+            end_group(server.process)
+    log = (tmp_path / "log").read_text()
+    assert "Traceback" not in log
+    assert "KeyboardInterrupt" not in log

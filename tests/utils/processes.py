@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["end_group", "leftovers", "spawn"]
+__all__ = ["end_group", "group_members", "leftovers", "spawn"]
 
 # Process groups started by this test process, to check at the end of the run.
 _GROUPS: set[int] = set()
@@ -69,3 +69,12 @@ def leftovers() -> list[str]:
                 continue
             found.append(f"{pid_dir.name}: {cmdline.strip()[:200]}")
     return found
+
+
+def group_members(group: int) -> list[int]:
+    """Live (not zombie) processes in process group ``group``."""
+    return [
+        int(pid_dir.name)
+        for pid_dir in Path("/proc").glob("[0-9]*")
+        if (stat := _stat(pid_dir)) is not None and stat[1] == group
+    ]
