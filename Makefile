@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SOURCES := app/session_memory client/session_memory_client bench
 
-.PHONY: setup run test test-js lint format openapi clean bench
+.PHONY: setup run test test-js test-fast lint format openapi clean bench
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ test: lint test-js
 ## test-js: the TypeScript client (client-js/): npm ci from its lock file, tsc, node --test
 test-js: setup
 	cd client-js && npm ci --no-audit --no-fund && npm test
+
+## test-fast: the in-process unit and contract tests (no processes, browser or load): under a minute
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check $(SOURCES) tests

@@ -11,6 +11,8 @@ import pytest
 from bench.run import build_db, wrk
 from tests.utils.server import ServerProcess
 
+pytestmark = pytest.mark.slow  # real processes over TCP
+
 
 def test_databases_built_for_the_scaling_series_are_served(tmp_path: Path) -> None:
     build_db(tmp_path / "b.db", [("s", 30), ("other", 2)], item_bytes=100)

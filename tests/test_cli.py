@@ -13,10 +13,13 @@ import threading
 from pathlib import Path
 
 import httpx2
+import pytest
 from session_memory.main import openapi_spec
 from session_memory.storage.sqlite import MIGRATIONS
 
 from tests.utils.server import ServerProcess
+
+pytestmark = pytest.mark.slow  # real processes over TCP
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -62,22 +65,8 @@ def test_serve_rejects_invalid_settings() -> None:
 
 
 def test_default_database_lives_under_data_in_the_working_directory(tmp_path: Path) -> None:
-    server = ServerProcess("sqlite:///./data/sessions.db")
-    command = [
-        part for part in server.command() if part not in ("--database-url", server.database_url)
-    ]
-    process = subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    server.process = process
+    server = ServerProcess(None, cwd=tmp_path).start()
     try:
-        for _ in range(200):
-            try:
-                if httpx2.get(server.base_url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            threading.Event().wait(0.05)
         assert (tmp_path / "data" / "sessions.db").exists()
     finally:
         assert server.stop(signal.SIGTERM) == 0

@@ -13,6 +13,8 @@ from session_memory_client import ConnectError, ProblemError, RemoteSession
 
 from tests.utils.server import ServerProcess, free_port
 
+pytestmark = pytest.mark.slow  # real processes over TCP
+
 
 def scripted(statuses: list[int], seen: list[httpx2.Request]) -> httpx2.AsyncClient:
     """A client whose transport answers with ``statuses`` in turn (the error-mapping seam)."""

@@ -67,6 +67,7 @@ def run(
     )
 
 
+@pytest.mark.slow
 def test_cli_export_import_and_sessions(tmp_path: Path) -> None:
     key = "admin-key-0123456789"
     source = f"sqlite:///{tmp_path}/source.db"
@@ -111,6 +112,7 @@ def test_cli_export_import_and_sessions(tmp_path: Path) -> None:
     assert b"imported 0 items (1 already present)" in again.stderr
 
 
+@pytest.mark.slow
 def test_export_from_a_running_server_imports_into_a_tenant(tmp_path: Path) -> None:
     key = "exporter-key-0123456789"
     with ServerProcess(

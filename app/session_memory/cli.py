@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
@@ -26,6 +27,13 @@ T = TypeVar("T")
 __all__ = ["main"]
 
 
+def _flag_hint(field: str, names: Sequence[str]) -> str:
+    variable = f"SESSION_MEMORY_{field.upper()}"
+    if field in names:
+        return f"--{field.replace('_', '-')} or {variable}"
+    return variable
+
+
 def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:
     overrides: dict[str, Any] = {
         name: getattr(args, name) for name in names if getattr(args, name, None) is not None
@@ -33,7 +41,13 @@ def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise SystemExit(f"session-memory: invalid settings:\n{exc}") from None
+        # One line per bad setting, naming the flag or variable that sets it.
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"session-memory: {field}: {message} (set {_flag_hint(field, names)})")
+        raise SystemExit("\n".join(lines)) from None
 
 
 def _with_store(settings: Settings, work: Callable[[SessionStore], Awaitable[T]]) -> T:
@@ -58,8 +72,19 @@ SERVE_FLAGS = ["host", "port", "database_url", "log_level", *LIMIT_FLAGS, *EDGE_
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .auth import ApiKeys
     from .server import serve
+    from .server.startup import (
+        StartupError,
+        bind_listener,
+        claim_sqlite_file,
+        prepare_sqlite_folder,
+        sqlite_file,
+        summary,
+    )
 
+    # Everything that can be checked is checked before anything is opened:
+    # settings, keys, the data folder, the port, then the claim on a SQLite file.
     settings = _settings(args, SERVE_FLAGS)
     if (
         settings.api_keys is None
@@ -72,17 +97,49 @@ def _serve(args: argparse.Namespace) -> int:
             "on the network could read every session. Set SESSION_MEMORY_API_KEYS (or "
             "SESSION_MEMORY_API_KEYS_FILE), or SESSION_MEMORY_ALLOW_OPEN=true to accept that."
         )
-    if args.workers > 1:
-        if settings.database_url.startswith("sqlite"):
-            raise SystemExit(
-                "session-memory: --workers needs PostgreSQL; one process owns a SQLite "
-                "database (run one process per SQLite file)"
-            )
-        # Worker processes build their own app from the environment.
-        for name in SERVE_FLAGS:
-            if getattr(args, name, None) is not None:
-                os.environ[f"SESSION_MEMORY_{name.upper()}"] = str(getattr(settings, name))
-    return serve(settings, workers=args.workers)
+    try:
+        keys = ApiKeys.load(
+            settings.api_keys.get_secret_value() if settings.api_keys else None,
+            settings.api_keys_file,
+        )
+    except OSError as exc:
+        raise SystemExit(
+            f"session-memory: cannot read the keys file {settings.api_keys_file}: "
+            f"{exc.strerror} (set SESSION_MEMORY_API_KEYS_FILE)"
+        ) from None
+    except ValueError as exc:
+        raise SystemExit(f"session-memory: {exc}") from None
+    database = sqlite_file(settings)
+    if args.workers > 1 and database is not None:
+        raise SystemExit(
+            "session-memory: --workers needs PostgreSQL; one process owns a SQLite "
+            "database (run one process per SQLite file)"
+        )
+    try:
+        if database is not None:
+            prepare_sqlite_folder(database)
+        listener = bind_listener(settings.host, settings.port)
+        claim = claim_sqlite_file(database) if database is not None else None
+    except StartupError as exc:
+        raise SystemExit(f"session-memory: {exc}") from None
+    port = int(listener.getsockname()[1])
+    line = summary(
+        settings,
+        version=_version(),
+        port=port,
+        tenants=len({tenant for tenant, _ in keys.entries}),
+        keys=len(keys.entries),
+    )
+    try:
+        if args.workers > 1:
+            # Worker processes build their own app from the environment.
+            for name in SERVE_FLAGS:
+                if getattr(args, name, None) is not None:
+                    os.environ[f"SESSION_MEMORY_{name.upper()}"] = str(getattr(settings, name))
+        return serve(settings, workers=args.workers, listener=listener, summary=line)
+    finally:
+        if claim is not None:
+            claim.close()
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -265,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="session-memory", description="Networked session memory for AI agents."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_serve(commands)
     _add_data_commands(commands)
@@ -363,10 +421,53 @@ def _add_info_commands(commands: Commands) -> None:
     openapi.set_defaults(handler=_openapi)
 
 
+def _stop_now(signum: int, frame: object) -> None:
+    """End a command at once on Ctrl-C or SIGTERM, with status 0 and no traceback.
+
+    Unwinding through an event loop and a store's threads from a signal is what
+    printed tracebacks; ending the process is safe instead, because every write is
+    a transaction of its own (an import can be run again: it skips what is present).
+    """
+    name = signal.Signals(signum).name
+    os.write(2, f"session-memory: stopped by {name}\n".encode())
+    os._exit(0)
+
+
+def _version() -> str:
+    from .main import app_version
+
+    return app_version()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Ctrl-C and SIGTERM end it with status 0 and no traceback.
+
+    An unexpected error is one line on stderr; ``--log-level debug`` (or
+    SESSION_MEMORY_LOG_LEVEL=debug) shows its traceback instead.
+    """
     args = build_parser().parse_args(argv)
     handler: Any = args.handler
-    return int(handler(args))
+    debug = (getattr(args, "log_level", None) or os.environ.get("SESSION_MEMORY_LOG_LEVEL")) == (
+        "debug"
+    )
+    # `serve` replaces these once it has what it needs to drain gracefully.
+    previous = {sig: signal.signal(sig, _stop_now) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return int(handler(args))
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"session-memory: {args.command} failed: {type(exc).__name__}: {exc} "
+            "(--log-level debug or SESSION_MEMORY_LOG_LEVEL=debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,7 +22,13 @@ from .storage import (
     StoreUnavailableError,
 )
 
-__all__ = ["JsonFormatter", "Metrics", "configure_logging"]
+__all__ = [
+    "JsonFormatter",
+    "Metrics",
+    "StartupFailureFilter",
+    "configure_logging",
+    "log_config",
+]
 
 _logger = logging.getLogger("session_memory")
 _REFUSALS = (
@@ -124,3 +130,52 @@ def configure_logging(level: str) -> None:
         logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
+
+
+class StartupFailureFilter(logging.Filter):
+    """Shortens uvicorn's report of a failed start-up to the cause, without the traceback.
+
+    uvicorn logs an exception raised by the app's start-up (the store could not be
+    opened) with its whole traceback; below ``debug`` the operator gets one line.
+    """
+
+    _HINT = " (check --database-url or SESSION_MEMORY_DATABASE_URL)"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        if record.exc_info and text.startswith("Exception in 'lifespan'"):
+            exc = record.exc_info[1]
+            cause = f"{type(exc).__name__}: {exc}"
+        elif text.startswith("Traceback (most recent call last)"):
+            # Starlette hands uvicorn the formatted traceback as the failure message;
+            # its last line is the exception itself.
+            cause = text.strip().splitlines()[-1]
+        else:
+            return True
+        record.msg = "cannot start: %s" + self._HINT
+        record.args = (cause,)
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """``logging.config.dictConfig`` for a server: uvicorn's lines and ours, all JSON."""
+    filters = [] if level == "debug" else ["startup_failure"]
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "json",
+        "stream": "ext://sys.stderr",
+        "filters": filters,
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "filters": {"startup_failure": {"()": StartupFailureFilter}},
+        "handlers": {"json": handler},
+        "loggers": {
+            name: {"handlers": ["json"], "level": level.upper(), "propagate": False}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "session_memory")
+        },
+    }
