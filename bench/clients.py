@@ -37,13 +37,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.peers import REDIS_URL
 from tests.utils.server import ServerProcess
 
 TASKS = 8
 ITEM: dict[str, Any] = {"role": "user", "content": "x" * 1000}
 POST_BODY = json.dumps({"items": [ITEM, ITEM]}).encode()
 ITEM_BYTES = json.dumps(ITEM).encode()
-REDIS_URL = "redis://127.0.0.1:6379/14"
 # The CPU the client runs on, and the one the do-nothing server is pinned to.
 CLIENT_CPU, SERVER_CPU = 0, 1
 
