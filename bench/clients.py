@@ -37,7 +37,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.peers import REDIS_URL
+from bench import peers
 from tests.utils.server import ServerProcess
 
 TASKS = 8
@@ -48,6 +48,7 @@ ITEM_BYTES = json.dumps(ITEM).encode()
 CLIENT_CPU, SERVER_CPU = 0, 1
 
 Call = Callable[[], Awaitable[None]]
+_redis_url = [peers.REDIS_URL]  # set in the measuring process by measure_one
 
 
 def _optional(module: str) -> Any:
@@ -221,7 +222,7 @@ async def _remote_session(
 async def _redis(base: str, op: str, calls: int) -> tuple[float, float]:
     import redis.asyncio as redis
 
-    client = redis.Redis.from_url(REDIS_URL, max_connections=TASKS)
+    client = redis.Redis.from_url(_redis_url[0], max_connections=TASKS)
     try:
         await client.delete("s", "w")
         await client.rpush("s", *([ITEM_BYTES] * 20))
@@ -241,7 +242,7 @@ async def _redis(base: str, op: str, calls: int) -> tuple[float, float]:
 async def _redis_session(base: str, op: str, calls: int) -> tuple[float, float]:
     from agents.extensions.memory.redis_session import RedisSession
 
-    session = RedisSession.from_url("s", url=REDIS_URL)
+    session = RedisSession.from_url("s", url=_redis_url[0])
     try:
         await session.clear_session()
         await session.add_items([ITEM] * 20)  # type: ignore[list-item]
@@ -279,9 +280,10 @@ CANDIDATES: dict[str, tuple[str, Runner]] = {
 }
 
 
-def measure_one(name: str, base: str, op: str, calls: int) -> dict[str, Any]:
+def measure_one(name: str, base: str, op: str, calls: int, redis_url: str) -> dict[str, Any]:
     """Run in a fresh process pinned to CLIENT_CPU: µs of CPU per call, and calls/s."""
     os.sched_setaffinity(0, {CLIENT_CPU})
+    _redis_url[0] = redis_url
     module, run = CANDIDATES[name]
     try:
         __import__(module)
@@ -297,7 +299,11 @@ def measure_one(name: str, base: str, op: str, calls: int) -> dict[str, Any]:
 
 
 def measure(
-    names: list[str], calls: int, log_dir: Path, ops: tuple[str, ...] = ("get", "post")
+    names: list[str],
+    calls: int,
+    log_dir: Path,
+    ops: tuple[str, ...] = ("get", "post"),
+    redis_url: str = peers.REDIS_URL,
 ) -> list[dict[str, Any]]:
     """Each candidate in its own spawned process, one after another, against one server."""
     if (os.cpu_count() or 1) < 2:
@@ -309,7 +315,7 @@ def measure(
     ):
         for name in names:
             for op in ops:
-                row = pool.submit(measure_one, name, server.base_url, op, calls).result()
+                row = pool.submit(measure_one, name, server.base_url, op, calls, redis_url).result()
                 rows.append(row)
                 print(f"  {name:36} {op:4} {row}", flush=True)
     return rows
@@ -319,9 +325,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=8000, help="calls per candidate and op")
     parser.add_argument("--only", nargs="*", choices=list(CANDIDATES), default=list(CANDIDATES))
+    parser.add_argument("--redis-url", default=peers.REDIS_URL, help="Redis for redis-py's line")
     parser.add_argument("--out", help="write the rows as JSON here")
     args = parser.parse_args()
-    rows = measure(args.only, args.calls, Path(tempfile.mkdtemp(prefix="bench-clients-")))
+    work = Path(tempfile.mkdtemp(prefix="bench-clients-"))
+    rows = measure(args.only, args.calls, work, redis_url=args.redis_url)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
     return 0

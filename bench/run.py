@@ -190,9 +190,9 @@ CLIENT_COST = {
 }
 
 
-def client_cost(calls: int, log_dir: Path) -> dict[str, Any]:
+def client_cost(calls: int, log_dir: Path, redis_url: str = peers.REDIS_URL) -> dict[str, Any]:
     """Client CPU per call: RemoteSession vs raw redis-py (and the SDK's RedisSession)."""
-    rows = clients.measure(list(CLIENT_COST.values()), calls, log_dir)
+    rows = clients.measure(list(CLIENT_COST.values()), calls, log_dir, redis_url=redis_url)
     cpu = {(row["client"], row["op"]): row["cpu_us_per_call"] for row in rows}
     out: dict[str, Any] = {"calls": calls, "rows": rows}
     for key, name in CLIENT_COST.items():
@@ -540,7 +540,7 @@ def main() -> int:
                 )
 
         section("client CPU per call, 8 tasks, do-nothing server on the other CPU", started)
-        results["client_cost"] = client_cost(1500 if args.quick else 4000, work)
+        results["client_cost"] = client_cost(1500 if args.quick else 4000, work, args.redis_url)
 
         section("scaling: get_items(limit=20) latency, one connection", started)
         results["scaling"] = scaling(work, args.quick, 2)

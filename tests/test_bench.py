@@ -46,7 +46,8 @@ def test_databases_built_for_the_scaling_series_are_served(tmp_path: Path) -> No
 
 # -- the peers: a short run of the turn workload and of the client-cost line -----------
 
-REDIS_TEST_URL = "redis://127.0.0.1:6379/12"  # not the bench's own 13: the two may overlap
+# Not the bench's own database 13: a test run may overlap a `make bench`.
+REDIS_TEST_URL = "redis://127.0.0.1:6379/12"
 
 
 def test_the_turn_workload_runs_against_us_and_every_peer(tmp_path: Path) -> None:
@@ -79,8 +80,8 @@ def test_the_turn_workload_runs_against_us_and_every_peer(tmp_path: Path) -> Non
                 },
                 procs=2,
                 tasks=2,
-                seconds=0.5,
-                lead=1.0,
+                seconds=0.3,
+                lead=0.5,
             )
             # Independently of the bench's own read-back: the turns really reached each store.
             listed = httpx2.get(f"{pg.base_url}/v1/sessions", params={"limit": 100}).json()
@@ -111,15 +112,15 @@ def test_the_turn_workload_runs_against_us_and_every_peer(tmp_path: Path) -> Non
 
 def test_the_client_cost_line_measures_ours_and_redis_py(tmp_path: Path) -> None:
     try:
-        peers.fresh_redis()
+        peers.fresh_redis(REDIS_TEST_URL)
     except SystemExit as exc:
         pytest.fail(str(exc))
-    cost = client_cost(200, tmp_path)
+    cost = client_cost(200, tmp_path, REDIS_TEST_URL)
     for key in ("ours", "redis-py", "RedisSession"):
         assert cost[key]["get_us"] > 0
         assert cost[key]["add_us"] > 0
     assert cost["ours_vs_redis_py_per_call"] > 0
-    assert not redis.Redis.from_url(peers.REDIS_URL).keys("*")  # it cleaned up after itself
+    assert not redis.Redis.from_url(REDIS_TEST_URL).keys("*")  # it cleaned up after itself
 
 
 def _scalar(url: str, sql: str) -> object:
