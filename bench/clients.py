@@ -16,8 +16,10 @@ machine's Redis.
 
 Candidates whose package is not installed are reported as such and skipped; the
 dev extra installs only what ``make bench`` needs (httpx2 for RemoteSession and
-redis-py), the others come from ``pip install aiohttp httpx-aiohttp niquests
-pyreqwest aiosonic``.
+redis-py), the others come from ``pip install aiohttp httpx-aiohttp pyreqwest
+aiosonic``, and niquests from a virtualenv of its own: it brings urllib3-future,
+which takes over the ``urllib3`` import name and breaks ``requests`` (and so
+schemathesis) in the same environment.
 """
 
 from __future__ import annotations
