@@ -91,6 +91,11 @@ def fresh_database(server_url: str, name: str) -> str:
     return database_url(server_url, name)
 
 
+def asyncpg_url(url: str) -> str:
+    """The same database as SQLAlchemy's asyncpg dialect names it."""
+    return "postgresql+asyncpg://" + url.split("://", 1)[1]
+
+
 def drop_database(server_url: str, name: str) -> None:
     asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 

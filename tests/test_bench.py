@@ -74,7 +74,7 @@ def test_the_turn_workload_runs_against_us_and_every_peer(tmp_path: Path) -> Non
                     REDIS: ("redis", REDIS_TEST_URL),
                     SQLALCHEMY: (
                         "sqlalchemy",
-                        sa_url.replace("postgresql:", "postgresql+asyncpg:"),
+                        peers.asyncpg_url(sa_url),
                     ),
                     SQLITE_SESSION: ("sqlite_session", str(tmp_path / "sdk.db")),
                 },
