@@ -556,8 +556,8 @@ def main() -> int:
     big = 100_000 if args.quick else 1_000_000
     results["targets"] = targets(results, big)
     results["seconds"] = round(time.perf_counter() - started, 1)
-    results["machine"]["load_average_at_end"] = os.getloadavg()
-    loads = (results["machine"]["load_average_at_start"][0], os.getloadavg()[0])
+    results["load_average_at_end"] = os.getloadavg()
+    loads = (results["load_average_at_start"][0], results["load_average_at_end"][0])
     print(f"\ntargets ({results['seconds']} s in all; load average {loads[0]} -> {loads[1]})")
     for row in results["targets"]:
         mark = "MET " if row["met"] else "MISS"
