@@ -557,7 +557,10 @@ def main() -> int:
     results["targets"] = targets(results, big)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["load_average_at_end"] = os.getloadavg()
-    loads = (results["load_average_at_start"][0], results["load_average_at_end"][0])
+    loads = (
+        round(results["load_average_at_start"][0], 1),
+        round(results["load_average_at_end"][0], 1),
+    )
     print(f"\ntargets ({results['seconds']} s in all; load average {loads[0]} -> {loads[1]})")
     for row in results["targets"]:
         mark = "MET " if row["met"] else "MISS"
