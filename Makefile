@@ -52,7 +52,12 @@ openapi: setup
 clean:
 	rm -rf $(VENV) build app/*.egg-info client/*.egg-info client/build .pytest_cache .mypy_cache .ruff_cache
 
-## bench: session-memory vs the SDK's SQLiteSession vs a bare-ASGI ceiling (about 3 minutes)
+## bench: session-memory vs RedisSession, SQLAlchemySession, SQLiteSession and a bare-ASGI ceiling
+## (about 5 minutes; needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432, started if down)
 bench: setup
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes \
+		--bind 127.0.0.1 --port 6379 --save '' --appendonly no || true
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect \
+		"$$(ls /etc/postgresql | head -n 1)" main start || true
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
