@@ -260,6 +260,11 @@ class SQLiteStore:
     async def ping(self) -> None:
         await self._fetchall("SELECT 1 FROM sessions LIMIT 1", ())
 
+    @property
+    def group_commits(self) -> int:
+        """Transactions the writer has committed (one fsync each), for tests and metrics."""
+        return self._writer.commits
+
     # -- writes: group commit --------------------------------------------------------
 
     async def _submit(
