@@ -13,6 +13,7 @@ from session_memory.storage import (
     Idempotency,
     IdempotencyInFlightError,
     IdempotencyMismatchError,
+    InvalidCursorError,
     PreconditionFailedError,
     SessionFullError,
     SessionStore,
@@ -360,3 +361,66 @@ async def test_sweep_deletes_expired_sessions(timed: tuple[SessionStore, Clock])
     assert await store.sweep() == 1
     assert await store.sweep() == 0
     assert (await store.read(T, "stays")).items == [item(1)]
+
+
+async def test_recreated_session_never_repeats_a_revision(
+    timed: tuple[SessionStore, Clock],
+) -> None:
+    store, clock = timed
+    seen = [(await store.append(T, "s", [item(1)])).revision]
+    seen.append((await store.append(T, "s", [item(2)])).revision)
+    await store.pop(T, "s")
+    seen.append((await store.read(T, "s", limit=1)).revision)
+    await store.clear(T, "s")
+    if clock.manual:
+        clock.now -= 3600  # the clock steps back: revisions still never repeat
+    recreated = await store.append(T, "s", [item(3)])
+    assert recreated.revision not in seen
+    assert recreated.revision is not None
+    assert recreated.revision > max(r for r in seen if r is not None)
+    for stale in seen:
+        with pytest.raises(PreconditionFailedError):
+            await store.append(T, "s", [item(4)], expected_revision=stale)
+    assert (await store.read(T, "s")).items == [item(3)]
+
+
+async def test_revisions_follow_the_clock_not_other_writes(
+    timed: tuple[SessionStore, Clock],
+) -> None:
+    store, clock = timed
+    mine = await store.append(T, "mine", [item(0)])
+    for n in range(20):  # another tenant's writes, and another session's
+        await store.append("tenant-b", f"other-{n % 3}", [item(n)])
+        await store.append(T, "also-mine", [item(n)])
+    again = await store.append(T, "mine", [item(1)])
+    fresh = await store.append(T, "fresh", [item(0)])
+    assert mine.revision is not None
+    assert again.revision is not None
+    assert fresh.revision is not None
+    if clock.manual:  # time stood still: only this session's own write moved it
+        assert again.revision == mine.revision + 1
+        assert fresh.revision == mine.revision
+    else:  # microseconds of the database's clock, not a count of writes
+        now = time.time()
+        for revision in (mine.revision, again.revision, fresh.revision):
+            assert abs(revision - now * 1_000_000) < 60 * 1_000_000
+
+
+async def test_list_cursor_walks_sessions_written_at_one_instant(
+    timed: tuple[SessionStore, Clock],
+) -> None:
+    store, _ = timed
+    names = [f"same-{n}" for n in range(5)]
+    await asyncio.gather(*(store.append(T, name, [item(0)]) for name in names))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list_sessions(T, limit=2, cursor=cursor)
+        seen += [info.session_id for info in page.sessions]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+        assert cursor.isascii()
+    assert sorted(seen) == names
+    with pytest.raises(InvalidCursorError):
+        await store.list_sessions(T, limit=2, cursor="not-a-cursor")

@@ -6,6 +6,8 @@ stores and returns that text unchanged and never parses it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ __all__ = [
     "Idempotency",
     "IdempotencyInFlightError",
     "IdempotencyMismatchError",
+    "InvalidCursorError",
     "ItemPage",
     "PreconditionFailedError",
     "SessionFullError",
@@ -33,7 +36,10 @@ __all__ = [
     "encode_append",
     "encode_pop",
     "page_from_rows",
+    "parse_session_cursor",
     "read_shape",
+    "revision_at",
+    "session_cursor",
 ]
 
 # Sequence numbers and cursors are signed 64-bit integers in both backends.
@@ -56,6 +62,10 @@ class IdempotencyInFlightError(StoreError):
     """A request with this idempotency key is still running; nothing was done."""
 
 
+class InvalidCursorError(StoreError, ValueError):
+    """A session-listing cursor that no listing gave out."""
+
+
 class PreconditionFailedError(StoreError):
     """The session's revision is not the one the write expected; nothing was done."""
 
@@ -66,6 +76,38 @@ class PreconditionFailedError(StoreError):
 
 # ``expected_revision`` for "any revision, as long as the session exists" (If-Match: *).
 ANY_REVISION = -1
+
+
+def revision_at(now: float) -> int:
+    """The clock's part of a revision: microseconds since the epoch.
+
+    A session's revision (its ETag) is its own: every write sets it to
+    ``max(revision + 1, revision_at(now))``, and a new session starts at
+    ``max(revision_at(now), floor + 1)``, where the floor is the highest revision of
+    any deleted session of the tenant. So revisions only grow, a cleared and recreated
+    session never repeats an ETag it had before (even if the clock steps back), and
+    they say nothing about other sessions' or other tenants' writes: between
+    sessions they only follow the clock.
+    """
+    return int(now * 1_000_000)
+
+
+def session_cursor(revision: int, session_id: str) -> str:
+    """The opaque cursor after a listed session (sessions are listed by revision, id)."""
+    text = json.dumps([revision, session_id], ensure_ascii=False, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def parse_session_cursor(cursor: str) -> tuple[int, str]:
+    """(revision, session id) from ``session_cursor``; ``InvalidCursorError`` otherwise."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        revision, session_id = json.loads(text)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise InvalidCursorError("not a cursor a session listing gave out") from exc
+    if type(revision) is not int or not 0 <= revision <= MAX_SEQ or not isinstance(session_id, str):
+        raise InvalidCursorError("not a cursor a session listing gave out")
+    return revision, session_id
 
 
 def check_revision(expected: int | None, current: int) -> None:
@@ -163,10 +205,10 @@ class SessionInfo:
 
 @dataclass(frozen=True, slots=True)
 class SessionPage:
-    """Sessions, most recently updated first; ``next_cursor`` continues the walk."""
+    """Sessions, most recently updated first; ``next_cursor`` (opaque) continues the walk."""
 
     sessions: list[SessionInfo]
-    next_cursor: int | None
+    next_cursor: str | None
 
 
 def read_shape(limit: int | None, after: int | None) -> tuple[bool, int | None]:
@@ -300,11 +342,12 @@ class SessionStore(Protocol):
         ...
 
     async def list_sessions(
-        self, tenant: str, *, limit: int, cursor: int | None = None
+        self, tenant: str, *, limit: int, cursor: str | None = None
     ) -> SessionPage:
         """List a tenant's sessions, most recently updated first.
 
-        ``cursor`` is a previous page's ``next_cursor``: the walk goes on after it.
+        ``cursor`` is a previous page's ``next_cursor``: the walk goes on after it. A
+        cursor no listing gave out raises ``InvalidCursorError``.
         """
         ...
 

@@ -43,7 +43,9 @@ from .base import (
     encode_append,
     encode_pop,
     page_from_rows,
+    parse_session_cursor,
     read_shape,
+    session_cursor,
 )
 
 __all__ = ["MIGRATIONS", "PostgresStore", "migrate"]
@@ -101,6 +103,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX sessions_by_expiry ON sessions (expires_at) WHERE expires_at IS NOT NULL;
         """,
     ),
+    (
+        4,
+        # Revisions per session (see ``base.revision_at``) instead of one sequence for
+        # all, and listings walk (revision, session id).
+        """
+        CREATE TABLE revision_floors (
+            tenant   TEXT   PRIMARY KEY,
+            revision BIGINT NOT NULL
+        );
+        DROP INDEX sessions_by_tenant_revision;
+        CREATE INDEX sessions_by_tenant_recency ON sessions (tenant, revision, session_id);
+        DROP SEQUENCE session_revisions;
+        """,
+    ),
 ]
 
 # Any two-int key will do; it only has to be the same in every replica.
@@ -111,6 +127,15 @@ _SESSION_COLUMNS = (
     "extract(epoch FROM updated_at)::float8, revision, extract(epoch FROM expires_at)::float8"
 )
 _LIVE = "(expires_at IS NULL OR expires_at > now())"
+
+# A session's revisions (``base.revision_at``): a new session's first ($1: its tenant),
+# and the next one of the row ``s``.
+_NOW_US = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+_FIRST_REVISION = (
+    f"greatest({_NOW_US}, "
+    "coalesce((SELECT revision FROM revision_floors WHERE tenant = $1), 0) + 1)"
+)
+_NEXT_REVISION = f"greatest(s.revision + 1, {_NOW_US})"
 
 # Errors that mean "the database is not there right now", not "the query is wrong".
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -145,16 +170,37 @@ def _read_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
     return sql + (f" LIMIT ${len(join) + 2}" if limited else "")
 
 
+async def _deleted(conn: Connection, rows: Sequence[asyncpg.Record]) -> None:
+    """Sessions (id, tenant, revision) were deleted: delete their items, raise the floors.
+
+    The floor keeps a recreated session from ever repeating a revision (an ETag).
+    """
+    if not rows:
+        return
+    await conn.execute(
+        "DELETE FROM items WHERE session = ANY($1::bigint[])", [row["id"] for row in rows]
+    )
+    await conn.execute(
+        """
+        INSERT INTO revision_floors AS f (tenant, revision)
+        SELECT tenant, max(revision) FROM unnest($1::text[], $2::bigint[]) AS d(tenant, revision)
+        GROUP BY tenant
+        ON CONFLICT (tenant) DO UPDATE SET revision = greatest(f.revision, excluded.revision)
+        """,
+        [row["tenant"] for row in rows],
+        [row["revision"] for row in rows],
+    )
+
+
 async def _purge_expired(conn: Connection, tenant: str, session_id: str) -> None:
     """Delete the session if it has expired, so a write starts it afresh."""
-    rowid = await conn.fetchval(
+    rows = await conn.fetch(
         "DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 AND expires_at <= now() "
-        "RETURNING id",
+        "RETURNING id, tenant, revision",
         tenant,
         session_id,
     )
-    if rowid is not None:
-        await conn.execute("DELETE FROM items WHERE session = $1", rowid)
+    await _deleted(conn, rows)
 
 
 async def _locked_revision(conn: Connection, tenant: str, session_id: str) -> int:
@@ -312,11 +358,11 @@ class PostgresStore:
             # The upsert locks the session row until commit: concurrent appends
             # to this session queue here, so each gets a contiguous range.
             row = await conn.fetchrow(
-                """
+                f"""
                 INSERT INTO sessions AS s (tenant, session_id, created_at, updated_at,
                                            item_count, last_seq, revision, ttl_seconds,
                                            expires_at)
-                VALUES ($1, $2, now(), now(), $3, $3, nextval('session_revisions'), $4::float8,
+                VALUES ($1, $2, now(), now(), $3, $3, {_FIRST_REVISION}, $4::float8,
                         CASE WHEN coalesce($4::float8, $5::float8) > 0
                              THEN now() + make_interval(secs => coalesce($4::float8, $5::float8))
                         END)
@@ -324,7 +370,7 @@ class PostgresStore:
                     item_count = s.item_count + excluded.item_count,
                     last_seq = s.last_seq + excluded.item_count,
                     updated_at = clock_timestamp(),
-                    revision = excluded.revision,
+                    revision = {_NEXT_REVISION},
                     ttl_seconds = coalesce(excluded.ttl_seconds, s.ttl_seconds),
                     expires_at = CASE
                         WHEN coalesce(excluded.ttl_seconds, s.ttl_seconds, $5::float8) > 0
@@ -391,16 +437,16 @@ class PostgresStore:
                 return None
             rowid = row["id"]
             body: str | None = await conn.fetchval(
-                """
+                f"""
                 WITH popped AS (
                     DELETE FROM items
                     WHERE session = $1
                       AND seq = (SELECT max(seq) FROM items WHERE session = $1)
                     RETURNING body
                 ), counted AS (
-                    UPDATE sessions SET item_count = item_count - 1,
+                    UPDATE sessions AS s SET item_count = item_count - 1,
                         updated_at = clock_timestamp(),
-                        revision = nextval('session_revisions'),
+                        revision = {_NEXT_REVISION},
                         expires_at = CASE WHEN coalesce(ttl_seconds, $2::float8) > 0
                             THEN clock_timestamp()
                                  + make_interval(secs => coalesce(ttl_seconds, $2::float8))
@@ -419,13 +465,10 @@ class PostgresStore:
     async def sweep(self) -> int:
         async def work(conn: Connection) -> int:
             async with conn.transaction():
-                gone = [
-                    row["id"]
-                    for row in await conn.fetch(
-                        "DELETE FROM sessions WHERE expires_at <= now() RETURNING id"
-                    )
-                ]
-                await conn.execute("DELETE FROM items WHERE session = ANY($1::bigint[])", gone)
+                gone = await conn.fetch(
+                    "DELETE FROM sessions WHERE expires_at <= now() RETURNING id, tenant, revision"
+                )
+                await _deleted(conn, gone)
                 status = await conn.execute(
                     "DELETE FROM idempotency_keys WHERE expires_at <= now()"
                 )
@@ -442,15 +485,15 @@ class PostgresStore:
                 if expected_revision is not None:
                     current = await _locked_revision(conn, tenant, session_id)
                     check_revision(expected_revision, current)
-                rowid = await conn.fetchval(
-                    "DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 RETURNING id",
+                # Items go in a separate statement, so it sees items committed by an
+                # append that held the row lock while this DELETE waited.
+                gone = await conn.fetch(
+                    "DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 "
+                    "RETURNING id, tenant, revision",
                     tenant,
                     session_id,
                 )
-                if rowid is not None:
-                    # A separate statement, so it sees items committed by an append
-                    # that held the row lock while the DELETE above waited.
-                    await conn.execute("DELETE FROM items WHERE session = $1", rowid)
+                await _deleted(conn, gone)
 
         await self._run(work)
 
@@ -511,26 +554,33 @@ class PostgresStore:
         return await self._run(work)
 
     async def list_sessions(
-        self, tenant: str, *, limit: int, cursor: int | None = None
+        self, tenant: str, *, limit: int, cursor: str | None = None
     ) -> SessionPage:
+        revision, session_id = (None, None) if cursor is None else parse_session_cursor(cursor)
+
         async def work(conn: Connection) -> list[asyncpg.Record]:
             return list(
                 await conn.fetch(
                     f"""
                     SELECT {_SESSION_COLUMNS} FROM sessions
-                    WHERE tenant = $1 AND ($2::bigint IS NULL OR revision < $2) AND {_LIVE}
-                    ORDER BY revision DESC LIMIT $3
+                    WHERE tenant = $1 AND {_LIVE}
+                      AND ($2::bigint IS NULL OR (revision, session_id) < ($2, $3::text))
+                    ORDER BY revision DESC, session_id DESC LIMIT $4
                     """,
                     tenant,
-                    cursor,
+                    revision,
+                    session_id,
                     limit + 1,
                 )
             )
 
         rows = await self._run(work)
         sessions = [SessionInfo(*row) for row in rows[:limit]]
-        next_cursor = sessions[-1].revision if len(rows) > limit else None
-        return SessionPage(sessions=sessions, next_cursor=next_cursor)
+        last = sessions[-1] if len(rows) > limit else None
+        return SessionPage(
+            sessions=sessions,
+            next_cursor=None if last is None else session_cursor(last.revision, last.session_id),
+        )
 
 
 async def migrate(conn: Connection, *, target: int | None = None) -> list[int]:

@@ -38,7 +38,10 @@ from .base import (
     encode_append,
     encode_pop,
     page_from_rows,
+    parse_session_cursor,
     read_shape,
+    revision_at,
+    session_cursor,
 )
 from .sqlite_writer import GroupCommitWriter, connect, translate
 
@@ -94,9 +97,27 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX sessions_by_expiry ON sessions (expires_at) WHERE expires_at IS NOT NULL;
         """,
     ),
+    (
+        4,
+        # Revisions per session (see ``base.revision_at``): no more max(revision) + 1
+        # over all sessions, and listings walk (revision, session id).
+        """
+        CREATE TABLE revision_floors (
+            tenant   TEXT    PRIMARY KEY,
+            revision INTEGER NOT NULL
+        );
+        DROP INDEX sessions_by_revision;
+        DROP INDEX sessions_by_tenant_revision;
+        CREATE INDEX sessions_by_tenant_recency ON sessions (tenant, revision, session_id);
+        """,
+    ),
 ]
 
-_NEXT_REVISION = "(SELECT coalesce(max(revision), 0) + 1 FROM sessions)"
+# A session's revisions (``base.revision_at``): a new session's first, and the next one.
+_FIRST_REVISION = (
+    "max(:now_us, coalesce((SELECT revision FROM revision_floors WHERE tenant = :tenant), 0) + 1)"
+)
+_NEXT_REVISION = "max(revision + 1, :now_us)"
 _SESSION_ROWID = "(SELECT id FROM sessions WHERE tenant = ? AND session_id = ?)"
 _SESSION_COLUMNS = "session_id, item_count, created_at, updated_at, revision, expires_at"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
@@ -133,14 +154,29 @@ def sqlite_path_from_url(url: str) -> Path:
     return Path(path)
 
 
+def _deleted(conn: sqlite3.Connection, rows: Sequence[tuple[int, str, int]]) -> None:
+    """Sessions (id, tenant, revision) were deleted: delete their items, raise the floors.
+
+    The floor keeps a recreated session from ever repeating a revision (an ETag).
+    """
+    conn.executemany("DELETE FROM items WHERE session = ?", [(row[0],) for row in rows])
+    conn.executemany(
+        "INSERT INTO revision_floors (tenant, revision) VALUES (?, ?) "
+        "ON CONFLICT (tenant) DO UPDATE SET revision = max(revision, excluded.revision)",
+        [(row[1], row[2]) for row in rows],
+    )
+
+
 def _purge_expired(conn: sqlite3.Connection, tenant: str, session_id: str, now: float) -> None:
     """Delete the session if it has expired, so a write starts it afresh."""
-    row = conn.execute(
-        "DELETE FROM sessions WHERE tenant = ? AND session_id = ? AND expires_at <= ? RETURNING id",
-        (tenant, session_id, now),
-    ).fetchone()
-    if row is not None:
-        conn.execute("DELETE FROM items WHERE session = ?", (row[0],))
+    _deleted(
+        conn,
+        conn.execute(
+            "DELETE FROM sessions WHERE tenant = ? AND session_id = ? AND expires_at <= ? "
+            "RETURNING id, tenant, revision",
+            (tenant, session_id, now),
+        ).fetchall(),
+    )
 
 
 def _recorded(
@@ -304,9 +340,10 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> int:
             now = self._clock()
             gone = conn.execute(
-                "DELETE FROM sessions WHERE expires_at <= ? RETURNING id", (now,)
+                "DELETE FROM sessions WHERE expires_at <= ? RETURNING id, tenant, revision",
+                (now,),
             ).fetchall()
-            conn.executemany("DELETE FROM items WHERE session = ?", gone)
+            _deleted(conn, gone)
             keys = conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,))
             return len(gone) + keys.rowcount
 
@@ -343,14 +380,14 @@ class SQLiteStore:
                 f"""
                 INSERT INTO sessions (tenant, session_id, created_at, updated_at, item_count,
                                       last_seq, revision, ttl_seconds, expires_at)
-                VALUES (:tenant, :session_id, :now, :now, :count, :count, {_NEXT_REVISION},
+                VALUES (:tenant, :session_id, :now, :now, :count, :count, {_FIRST_REVISION},
                         :ttl, CASE WHEN coalesce(:ttl, :default) > 0
                                    THEN :now + coalesce(:ttl, :default) END)
                 ON CONFLICT (tenant, session_id) DO UPDATE SET
                     item_count = item_count + excluded.item_count,
                     last_seq = last_seq + excluded.item_count,
                     updated_at = excluded.updated_at,
-                    revision = excluded.revision,
+                    revision = {_NEXT_REVISION},
                     ttl_seconds = coalesce(excluded.ttl_seconds, ttl_seconds),
                     expires_at = CASE
                         WHEN coalesce(excluded.ttl_seconds, ttl_seconds, :default) > 0
@@ -361,6 +398,7 @@ class SQLiteStore:
                     "tenant": tenant,
                     "session_id": session_id,
                     "now": now,
+                    "now_us": revision_at(now),
                     "count": count,
                     "ttl": ttl,
                     "default": self._default_ttl,
@@ -415,7 +453,7 @@ class SQLiteStore:
                     revision = {_NEXT_REVISION}, expires_at = {_EXPIRY}
                 WHERE id = :id
                 """,
-                {"now": now, "id": rowid, "default": self._default_ttl},
+                {"now": now, "now_us": revision_at(now), "id": rowid, "default": self._default_ttl},
             )
             return str(body)
 
@@ -430,12 +468,12 @@ class SQLiteStore:
             _purge_expired(conn, tenant, session_id, self._clock())
             if expected_revision is not None:
                 check_revision(expected_revision, self._revision(conn, tenant, session_id))
-            row = conn.execute(
-                "DELETE FROM sessions WHERE tenant = ? AND session_id = ? RETURNING id",
+            gone = conn.execute(
+                "DELETE FROM sessions WHERE tenant = ? AND session_id = ? "
+                "RETURNING id, tenant, revision",
                 (tenant, session_id),
-            ).fetchone()
-            if row is not None:
-                conn.execute("DELETE FROM items WHERE session = ?", (row[0],))
+            ).fetchall()
+            _deleted(conn, gone)
 
         await self._submit(run)
 
@@ -513,19 +551,22 @@ class SQLiteStore:
         return int(rows[0][0])
 
     async def list_sessions(
-        self, tenant: str, *, limit: int, cursor: int | None = None
+        self, tenant: str, *, limit: int, cursor: str | None = None
     ) -> SessionPage:
         sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE tenant = ? AND {_LIVE}"
         params: list[Any] = [tenant, self._clock()]
         if cursor is not None:
-            sql += " AND revision < ?"
-            params.append(cursor)
-        sql += " ORDER BY revision DESC LIMIT ?"
+            sql += " AND (revision, session_id) < (?, ?)"
+            params += parse_session_cursor(cursor)
+        sql += " ORDER BY revision DESC, session_id DESC LIMIT ?"
         params.append(limit + 1)
         rows = await self._fetchall(sql, params)
         sessions = [SessionInfo(*row) for row in rows[:limit]]
-        next_cursor = sessions[-1].revision if len(rows) > limit else None
-        return SessionPage(sessions=sessions, next_cursor=next_cursor)
+        last = sessions[-1] if len(rows) > limit else None
+        return SessionPage(
+            sessions=sessions,
+            next_cursor=None if last is None else session_cursor(last.revision, last.session_id),
+        )
 
 
 async def migrate(conn: aiosqlite.Connection, *, target: int | None = None) -> list[int]:
