@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from session_memory.config import Settings
 from session_memory.storage import (
     ANY_REVISION,
     Idempotency,
@@ -17,6 +18,7 @@ from session_memory.storage import (
     PreconditionFailedError,
     SessionFullError,
     SessionStore,
+    TooManySessionsError,
     store_from_url,
 )
 from session_memory.storage.sqlite import SQLiteStore, sqlite_path_from_url
@@ -424,3 +426,59 @@ async def test_list_cursor_walks_sessions_written_at_one_instant(
     assert sorted(seen) == names
     with pytest.raises(InvalidCursorError):
         await store.list_sessions(T, limit=2, cursor="not-a-cursor")
+
+
+async def test_clear_deletes_the_sessions_idempotency_records(store: SessionStore) -> None:
+    await store.append(T, "s", [item(1), item(2)], idempotency=key("a"))
+    assert await store.pop(T, "s", idempotency=key("p")) == item(2)
+    await store.pop("tenant-b", "s", idempotency=key("p"))  # another tenant's, kept
+    await store.clear(T, "s")
+    assert await store.pop(T, "s", idempotency=key("p")) is None  # not the popped item
+    again = await store.append(T, "s", [item(1), item(2)], idempotency=key("a"))
+    assert again.first_seq == 1  # ran again, in the new session
+    assert await store.pop(T, "s", idempotency=key("p2")) == item(2)
+    with pytest.raises(IdempotencyMismatchError):
+        await store.pop("tenant-b", "s", idempotency=key("p", "other"))
+
+
+async def test_popped_items_kept_for_replay_count_against_the_item_limit(
+    timed: tuple[SessionStore, Clock],
+) -> None:
+    store, clock = timed
+    for n in range(3):
+        await store.append(T, "s", [item(n)], max_items=3, idempotency=key(f"a{n}", ttl=0.2))
+        assert await store.pop(T, "s", idempotency=key(f"p{n}", ttl=0.2)) == item(n)
+    await store.pop(T, "s", idempotency=key("empty", ttl=0.2))  # kept nothing
+    with pytest.raises(SessionFullError) as caught:
+        await store.append(T, "s", [item(9)], max_items=3)
+    assert (caught.value.count, caught.value.kept) == (3, 3)
+    assert (await store.read(T, "s")).items == []
+    await store.pop(T, "s", idempotency=key("p0", ttl=0.2))  # a replay keeps no more
+    await clock.advance(0.5)
+    await store.sweep()  # the records expire and release what they kept
+    for n in range(3):
+        await store.append(T, "s", [item(n)], max_items=3)
+    with pytest.raises(SessionFullError):
+        await store.append(T, "s", [item(3)], max_items=3)
+
+
+async def test_tenant_session_limit(database_url: str) -> None:
+    limited = store_from_url(
+        database_url, Settings(database_url=database_url, max_sessions_per_tenant=2)
+    )
+    await limited.open()
+    try:
+        await limited.append(T, "one", [item(1)])
+        await limited.append(T, "two", [item(1)])
+        with pytest.raises(TooManySessionsError) as caught:
+            await limited.append(T, "three", [item(1)])
+        assert caught.value.limit == 2
+        assert await limited.get_session(T, "three") is None
+        await limited.append(T, "one", [item(2)])  # existing sessions still grow
+        await limited.append("tenant-b", "three", [item(1)])  # per tenant
+        await limited.clear(T, "one")
+        await limited.append(T, "three", [item(1)])
+        listed = await limited.list_sessions(T, limit=10)
+        assert sorted(info.session_id for info in listed.sessions) == ["three", "two"]
+    finally:
+        await limited.close()

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Most items a session may hold; an append past it gets 422. 0: no limit.",
     )
+    max_sessions_per_tenant: int = Field(
+        default=0,
+        ge=0,
+        description="Most sessions one tenant may hold; a write that would create one more "
+        "gets 422. 0: no limit.",
+    )
     api_keys: SecretStr | None = Field(
         default=None,
         description="Comma-separated tenant:key pairs (a key may be sha256:<hex digest>).",

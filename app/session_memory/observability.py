@@ -20,6 +20,7 @@ from .storage import (
     SessionFullError,
     StoreError,
     StoreUnavailableError,
+    TooManySessionsError,
 )
 
 __all__ = ["JsonFormatter", "Metrics", "configure_logging"]
@@ -27,6 +28,7 @@ __all__ = ["JsonFormatter", "Metrics", "configure_logging"]
 _logger = logging.getLogger("session_memory")
 _REFUSALS = (
     SessionFullError,
+    TooManySessionsError,
     IdempotencyMismatchError,
     IdempotencyInFlightError,
     PreconditionFailedError,

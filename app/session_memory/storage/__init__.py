@@ -29,6 +29,7 @@ from .base import (
     SessionStore,
     StoreError,
     StoreUnavailableError,
+    TooManySessionsError,
 )
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "SessionStore",
     "StoreError",
     "StoreUnavailableError",
+    "TooManySessionsError",
     "store_from_url",
 ]
 

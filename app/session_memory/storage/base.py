@@ -30,6 +30,7 @@ __all__ = [
     "SessionStore",
     "StoreError",
     "StoreUnavailableError",
+    "TooManySessionsError",
     "check_revision",
     "decode_append",
     "decode_pop",
@@ -120,13 +121,26 @@ def check_revision(expected: int | None, current: int) -> None:
 
 
 class SessionFullError(StoreError):
-    """An append would take a session past its item limit; nothing was stored."""
+    """An append would take a session past its item limit; nothing was stored.
 
-    def __init__(self, *, limit: int, count: int, adding: int) -> None:
+    ``count`` counts the items the session holds and the popped items it keeps for
+    replay (``kept``: see ``Idempotency``).
+    """
+
+    def __init__(self, *, limit: int, count: int, adding: int, kept: int = 0) -> None:
         super().__init__(f"session holds {count} items; adding {adding} would pass {limit}")
         self.limit = limit
         self.count = count
         self.adding = adding
+        self.kept = kept
+
+
+class TooManySessionsError(StoreError):
+    """A write would create a session past the tenant's session limit; nothing was done."""
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(f"the tenant already holds {limit} sessions")
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +177,10 @@ class Idempotency:
     changes nothing, provided its ``fingerprint`` (a digest of the request) matches;
     otherwise it raises ``IdempotencyMismatchError``. The record is written in the
     same transaction as the write, so a crash cannot separate them.
+
+    A record belongs to its session: clearing the session (or its expiry) deletes
+    it, and a pop's record, which keeps the popped item, counts as an item of the
+    session against ``max_items`` until it expires.
     """
 
     key: str
@@ -282,7 +300,9 @@ class SessionStore(Protocol):
         writer's item between them, or none does. Creates the session on first
         write. An empty sequence is a no-op that returns ``count=0`` and no seqs.
         With ``max_items``, an append that would leave the session holding more
-        raises ``SessionFullError`` and stores nothing. With ``idempotency``, see
+        (popped items kept for replay count) raises ``SessionFullError`` and stores
+        nothing. A store made with a session limit per tenant raises
+        ``TooManySessionsError`` instead of creating a session past it. With ``idempotency``, see
         ``Idempotency``; a second call with the key while the first still runs
         raises ``IdempotencyInFlightError``. With ``expected_revision`` (0: the
         session must not exist; ``ANY_REVISION``: it must), a session at another
@@ -332,7 +352,9 @@ class SessionStore(Protocol):
     async def clear(
         self, tenant: str, session_id: str, *, expected_revision: int | None = None
     ) -> None:
-        """Delete the session's items and its record. Clearing an unknown session is a no-op.
+        """Delete the session's items, its record and its idempotency records.
+
+        Clearing an unknown session is a no-op.
 
         ``expected_revision`` works as for ``append``.
         """

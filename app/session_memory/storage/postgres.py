@@ -37,6 +37,7 @@ from .base import (
     SessionPage,
     StoreError,
     StoreUnavailableError,
+    TooManySessionsError,
     check_revision,
     decode_append,
     decode_pop,
@@ -117,6 +118,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         DROP SEQUENCE session_revisions;
         """,
     ),
+    (
+        5,
+        # Idempotency records belong to their session: a clear deletes them, and a
+        # pop's record, which keeps the popped item, counts as one of its items.
+        """
+        ALTER TABLE idempotency_keys ADD COLUMN session_id TEXT;
+        ALTER TABLE idempotency_keys ADD COLUMN kept BOOLEAN NOT NULL DEFAULT false;
+        CREATE INDEX idempotency_keys_by_session ON idempotency_keys (tenant, session_id);
+        ALTER TABLE sessions ADD COLUMN kept_items BIGINT NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 
 # Any two-int key will do; it only has to be the same in every replica.
@@ -170,8 +182,21 @@ def _read_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
     return sql + (f" LIMIT ${len(join) + 2}" if limited else "")
 
 
+# Deleting sessions: RETURNING this, for ``_deleted``.
+_GONE = "RETURNING id, tenant, revision, session_id"
+
+# Deleting idempotency records: release the items they kept (the CTE ``forgot``).
+_RELEASE_KEPT = """
+    UPDATE sessions AS s SET kept_items = s.kept_items - d.n
+    FROM (SELECT tenant, session_id, count(*) AS n FROM forgot WHERE kept
+          GROUP BY tenant, session_id) AS d
+    WHERE s.tenant = d.tenant AND s.session_id = d.session_id
+"""
+
+
 async def _deleted(conn: Connection, rows: Sequence[asyncpg.Record]) -> None:
-    """Sessions (id, tenant, revision) were deleted: delete their items, raise the floors.
+    """Sessions (``_GONE``) were deleted: delete their items and idempotency records,
+    and raise the revision floors.
 
     The floor keeps a recreated session from ever repeating a revision (an ETag).
     """
@@ -179,6 +204,12 @@ async def _deleted(conn: Connection, rows: Sequence[asyncpg.Record]) -> None:
         return
     await conn.execute(
         "DELETE FROM items WHERE session = ANY($1::bigint[])", [row["id"] for row in rows]
+    )
+    await conn.execute(
+        "DELETE FROM idempotency_keys AS k USING unnest($1::text[], $2::text[]) AS d(t, s) "
+        "WHERE k.tenant = d.t AND k.session_id = d.s",
+        [row["tenant"] for row in rows],
+        [row["session_id"] for row in rows],
     )
     await conn.execute(
         """
@@ -195,8 +226,8 @@ async def _deleted(conn: Connection, rows: Sequence[asyncpg.Record]) -> None:
 async def _purge_expired(conn: Connection, tenant: str, session_id: str) -> None:
     """Delete the session if it has expired, so a write starts it afresh."""
     rows = await conn.fetch(
-        "DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 AND expires_at <= now() "
-        "RETURNING id, tenant, revision",
+        f"DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 AND expires_at <= now() "
+        f"{_GONE}",
         tenant,
         session_id,
     )
@@ -224,8 +255,10 @@ class PostgresStore:
         connect_timeout: float = 5.0,
         statement_timeout: float = 30.0,
         session_ttl: float = 0,
+        max_sessions_per_tenant: int = 0,
     ) -> None:
         self.dsn = dsn
+        self._max_sessions = max_sessions_per_tenant
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
         self._statement_timeout = statement_timeout
@@ -240,6 +273,7 @@ class PostgresStore:
             connect_timeout=settings.pg_connect_timeout,
             statement_timeout=settings.pg_statement_timeout,
             session_ttl=settings.session_ttl_seconds,
+            max_sessions_per_tenant=settings.max_sessions_per_tenant,
         )
 
     async def open(self) -> None:
@@ -286,6 +320,7 @@ class PostgresStore:
     async def _write(
         self,
         tenant: str,
+        session_id: str,
         idempotency: Idempotency | None,
         work: Callable[[Connection], Awaitable[T]],
         encode: Callable[[T], str],
@@ -318,18 +353,33 @@ class PostgresStore:
                         )
                     return decode(row["result"])
                 result = await work(conn)
+                # A pop's record keeps its item, which counts as one of the session's.
+                kept = isinstance(result, str)
                 await conn.execute(
                     """
-                    INSERT INTO idempotency_keys (tenant, key, fingerprint, result, expires_at)
-                    VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
-                    ON CONFLICT (tenant, key) DO UPDATE SET fingerprint = excluded.fingerprint,
-                        result = excluded.result, expires_at = excluded.expires_at
+                    WITH forgot AS (  -- an expired record of this key
+                        DELETE FROM idempotency_keys WHERE tenant = $1 AND key = $2
+                        RETURNING session_id, kept
+                    ), recorded AS (
+                        INSERT INTO idempotency_keys (tenant, key, fingerprint, result,
+                                                      expires_at, session_id, kept)
+                        VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), $6, $7)
+                    )
+                    -- One update per row: a statement must not change a row twice.
+                    UPDATE sessions AS s SET kept_items = s.kept_items
+                        + (CASE WHEN $7 AND s.session_id = $6 THEN 1 ELSE 0 END)
+                        - (SELECT count(*) FROM forgot f
+                           WHERE f.kept AND f.session_id = s.session_id)
+                    WHERE s.tenant = $1 AND (($7 AND s.session_id = $6)
+                        OR s.session_id IN (SELECT session_id FROM forgot WHERE kept))
                     """,
                     tenant,
                     idempotency.key,
                     idempotency.fingerprint,
                     encode(result),
                     idempotency.ttl,
+                    session_id,
+                    kept,
                 )
                 return result
 
@@ -355,6 +405,8 @@ class PostgresStore:
             if expected_revision is not None:
                 current = await _locked_revision(conn, tenant, session_id)
                 check_revision(expected_revision, current)
+            if self._max_sessions:
+                await self._check_room(conn, tenant, session_id)
             # The upsert locks the session row until commit: concurrent appends
             # to this session queue here, so each gets a contiguous range.
             row = await conn.fetchrow(
@@ -377,7 +429,7 @@ class PostgresStore:
                         THEN clock_timestamp() + make_interval(
                             secs => coalesce(excluded.ttl_seconds, s.ttl_seconds, $5::float8))
                     END
-                RETURNING id, last_seq, item_count, revision, (xmax = 0) AS created
+                RETURNING id, last_seq, item_count, kept_items, revision, (xmax = 0) AS created
                 """,
                 tenant,
                 session_id,
@@ -389,10 +441,11 @@ class PostgresStore:
             if expected_revision == 0 and not row["created"]:
                 # Someone created the session between our look and our insert.
                 raise PreconditionFailedError(current=None)
-            if max_items is not None and row["item_count"] > max_items:
+            kept = row["kept_items"]
+            if max_items is not None and row["item_count"] + kept > max_items:
                 # Raising rolls the upsert back with the transaction.
                 raise SessionFullError(
-                    limit=max_items, count=row["item_count"] - count, adding=count
+                    limit=max_items, count=row["item_count"] + kept - count, adding=count, kept=kept
                 )
             first_seq = row["last_seq"] - count + 1
             await conn.execute(
@@ -412,7 +465,26 @@ class PostgresStore:
                 revision=row["revision"],
             )
 
-        return await self._write(tenant, idempotency, work, encode_append, decode_append)
+        return await self._write(
+            tenant, session_id, idempotency, work, encode_append, decode_append
+        )
+
+    async def _check_room(self, conn: Connection, tenant: str, session_id: str) -> None:
+        """Raise ``TooManySessionsError`` if the session is new and the tenant is full.
+
+        New sessions of one tenant take a lock until commit, so two cannot both
+        take the last place.
+        """
+        if await conn.fetchval(
+            "SELECT 1 FROM sessions WHERE tenant = $1 AND session_id = $2", tenant, session_id
+        ):
+            return
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))", tenant)
+        held = await conn.fetchval(
+            f"SELECT count(*) FROM sessions WHERE tenant = $1 AND {_LIVE}", tenant
+        )
+        if held >= self._max_sessions:
+            raise TooManySessionsError(limit=self._max_sessions)
 
     async def pop(
         self,
@@ -460,19 +532,23 @@ class PostgresStore:
             )
             return body
 
-        return await self._write(tenant, idempotency, work, encode_pop, decode_pop)
+        return await self._write(tenant, session_id, idempotency, work, encode_pop, decode_pop)
 
     async def sweep(self) -> int:
         async def work(conn: Connection) -> int:
             async with conn.transaction():
-                gone = await conn.fetch(
-                    "DELETE FROM sessions WHERE expires_at <= now() RETURNING id, tenant, revision"
-                )
+                gone = await conn.fetch(f"DELETE FROM sessions WHERE expires_at <= now() {_GONE}")
                 await _deleted(conn, gone)
-                status = await conn.execute(
-                    "DELETE FROM idempotency_keys WHERE expires_at <= now()"
+                forgot = await conn.fetchval(
+                    f"""
+                    WITH forgot AS (
+                        DELETE FROM idempotency_keys WHERE expires_at <= now()
+                        RETURNING tenant, session_id, kept
+                    ), released AS ({_RELEASE_KEPT})
+                    SELECT count(*) FROM forgot
+                    """
                 )
-            return len(gone) + int(status.split()[-1])
+            return len(gone) + int(forgot)
 
         return await self._run(work)
 
@@ -488,8 +564,7 @@ class PostgresStore:
                 # Items go in a separate statement, so it sees items committed by an
                 # append that held the row lock while this DELETE waited.
                 gone = await conn.fetch(
-                    "DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 "
-                    "RETURNING id, tenant, revision",
+                    f"DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 {_GONE}",
                     tenant,
                     session_id,
                 )

@@ -32,6 +32,7 @@ from .base import (
     SessionInfo,
     SessionPage,
     StoreUnavailableError,
+    TooManySessionsError,
     check_revision,
     decode_append,
     decode_pop,
@@ -111,6 +112,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX sessions_by_tenant_recency ON sessions (tenant, revision, session_id);
         """,
     ),
+    (
+        5,
+        # Idempotency records belong to their session: a clear deletes them, and a
+        # pop's record, which keeps the popped item, counts as one of its items.
+        """
+        ALTER TABLE idempotency_keys ADD COLUMN session_id TEXT;
+        ALTER TABLE idempotency_keys ADD COLUMN kept INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX idempotency_keys_by_session ON idempotency_keys (tenant, session_id);
+        ALTER TABLE sessions ADD COLUMN kept_items INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 
 # A session's revisions (``base.revision_at``): a new session's first, and the next one.
@@ -154,12 +166,21 @@ def sqlite_path_from_url(url: str) -> Path:
     return Path(path)
 
 
-def _deleted(conn: sqlite3.Connection, rows: Sequence[tuple[int, str, int]]) -> None:
-    """Sessions (id, tenant, revision) were deleted: delete their items, raise the floors.
+# Deleting sessions: RETURNING this, for ``_deleted``.
+_GONE = "RETURNING id, tenant, revision, session_id"
+
+
+def _deleted(conn: sqlite3.Connection, rows: Sequence[tuple[int, str, int, str]]) -> None:
+    """Sessions (``_GONE``) were deleted: delete their items and idempotency records,
+    and raise the revision floors.
 
     The floor keeps a recreated session from ever repeating a revision (an ETag).
     """
     conn.executemany("DELETE FROM items WHERE session = ?", [(row[0],) for row in rows])
+    conn.executemany(
+        "DELETE FROM idempotency_keys WHERE tenant = ? AND session_id = ?",
+        [(row[1], row[3]) for row in rows],
+    )
     conn.executemany(
         "INSERT INTO revision_floors (tenant, revision) VALUES (?, ?) "
         "ON CONFLICT (tenant) DO UPDATE SET revision = max(revision, excluded.revision)",
@@ -172,8 +193,7 @@ def _purge_expired(conn: sqlite3.Connection, tenant: str, session_id: str, now: 
     _deleted(
         conn,
         conn.execute(
-            "DELETE FROM sessions WHERE tenant = ? AND session_id = ? AND expires_at <= ? "
-            "RETURNING id, tenant, revision",
+            f"DELETE FROM sessions WHERE tenant = ? AND session_id = ? AND expires_at <= ? {_GONE}",
             (tenant, session_id, now),
         ).fetchall(),
     )
@@ -182,12 +202,16 @@ def _purge_expired(conn: sqlite3.Connection, tenant: str, session_id: str, now: 
 def _recorded(
     run: Callable[[sqlite3.Connection], T],
     tenant: str,
+    session_id: str,
     idempotency: Idempotency,
-    encode: Callable[[T], str],
-    decode: Callable[[str], T],
+    codec: tuple[Callable[[T], str], Callable[[str], T]],
     clock: Callable[[], float],
 ) -> Callable[[sqlite3.Connection], T]:
-    """``run``, made idempotent: replay a recorded outcome, or run and record it."""
+    """``run``, made idempotent: replay a recorded outcome, or run and record it.
+
+    A record that keeps an item (a pop's) counts in its session's ``kept_items``.
+    """
+    encode, decode = codec
 
     def recorded(conn: sqlite3.Connection) -> T:
         now = clock()
@@ -203,19 +227,50 @@ def _recorded(
                 )
             return decode(row[1])
         result = run(conn)
+        kept = isinstance(result, str)  # only a pop's outcome is an item
+        _forget(conn, [(tenant, idempotency.key)])  # an expired record of this key
         conn.execute(
-            "INSERT OR REPLACE INTO idempotency_keys VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO idempotency_keys (tenant, key, fingerprint, result, expires_at, "
+            "session_id, kept) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 tenant,
                 idempotency.key,
                 idempotency.fingerprint,
                 encode(result),
                 now + idempotency.ttl,
+                session_id,
+                kept,
             ),
         )
+        if kept:
+            conn.execute(
+                "UPDATE sessions SET kept_items = kept_items + 1 "
+                "WHERE tenant = ? AND session_id = ?",
+                (tenant, session_id),
+            )
         return result
 
     return recorded
+
+
+def _forget(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]) -> int:
+    """Delete idempotency records (tenant, key), releasing the items they kept."""
+    gone = 0
+    for tenant, key in keys:
+        row = conn.execute(
+            "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? RETURNING session_id, kept",
+            (tenant, key),
+        ).fetchone()
+        if row is None:
+            continue
+        gone += 1
+        if row[1]:
+            conn.execute(
+                "UPDATE sessions SET kept_items = kept_items - 1 "
+                "WHERE tenant = ? AND session_id = ?",
+                (tenant, row[0]),
+            )
+    return gone
 
 
 class SQLiteStore:
@@ -240,9 +295,11 @@ class SQLiteStore:
         busy_timeout_ms: int = 5000,
         inline_read_limit: int = 100,
         session_ttl: float = 0,
+        max_sessions_per_tenant: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
+        self._max_sessions = max_sessions_per_tenant
         # What expiry is measured by: wall-clock seconds; tests pass one they move.
         self._clock = clock
         self._readers_wanted = readers
@@ -263,6 +320,7 @@ class SQLiteStore:
             sqlite_path_from_url(url),
             readers=settings.sqlite_readers,
             session_ttl=settings.session_ttl_seconds,
+            max_sessions_per_tenant=settings.max_sessions_per_tenant,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -308,9 +366,9 @@ class SQLiteStore:
         run: Callable[[sqlite3.Connection], T],
         *,
         tenant: str = "",
+        session_id: str = "",
         idempotency: Idempotency | None = None,
-        encode: Callable[[T], str] = str,
-        decode: Callable[[str], T] | None = None,
+        codec: tuple[Callable[[T], str], Callable[[str], T]] | None = None,
     ) -> T:
         if idempotency is None:
             future = self._writer.submit(run)
@@ -319,14 +377,22 @@ class SQLiteStore:
             flight = (tenant, idempotency.key)
             if flight in self._in_flight:
                 raise IdempotencyInFlightError(f"request {idempotency.key!r} is still running")
-            assert decode is not None
+            assert codec is not None
             future = self._writer.submit(
-                _recorded(run, tenant, idempotency, encode, decode, self._clock)
+                _recorded(run, tenant, session_id, idempotency, codec, self._clock)
             )
             self._in_flight.add(flight)
             future.add_done_callback(lambda _: self._in_flight.discard(flight))
         # Shielded: a client that goes away does not cancel a write already queued.
         return await asyncio.shield(future)
+
+    def _check_room(self, conn: sqlite3.Connection, tenant: str, now: float) -> None:
+        """Raise ``TooManySessionsError`` if the tenant cannot start another session."""
+        (held,) = conn.execute(
+            f"SELECT count(*) FROM sessions WHERE tenant = ? AND {_LIVE}", (tenant, now)
+        ).fetchone()
+        if held >= self._max_sessions:
+            raise TooManySessionsError(limit=self._max_sessions)
 
     @staticmethod
     def _revision(conn: sqlite3.Connection, tenant: str, session_id: str) -> int:
@@ -339,13 +405,13 @@ class SQLiteStore:
     async def sweep(self) -> int:
         def run(conn: sqlite3.Connection) -> int:
             now = self._clock()
-            gone = conn.execute(
-                "DELETE FROM sessions WHERE expires_at <= ? RETURNING id, tenant, revision",
-                (now,),
+            gone = conn.execute(f"DELETE FROM sessions WHERE expires_at <= ? {_GONE}", (now,))
+            gone_sessions = gone.fetchall()
+            _deleted(conn, gone_sessions)
+            expired = conn.execute(
+                "SELECT tenant, key FROM idempotency_keys WHERE expires_at <= ?", (now,)
             ).fetchall()
-            _deleted(conn, gone)
-            keys = conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,))
-            return len(gone) + keys.rowcount
+            return len(gone_sessions) + _forget(conn, expired)
 
         return await self._submit(run)
 
@@ -367,15 +433,20 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> AppendResult:
             now = self._clock()
             _purge_expired(conn, tenant, session_id, now)
-            if max_items is not None or expected_revision is not None:
+            if max_items is not None or expected_revision is not None or self._max_sessions:
                 row = conn.execute(
-                    "SELECT item_count, revision FROM sessions WHERE tenant = ? AND session_id = ?",
+                    "SELECT item_count, kept_items, revision FROM sessions "
+                    "WHERE tenant = ? AND session_id = ?",
                     (tenant, session_id),
                 ).fetchone()
-                held, revision = row if row else (0, 0)
+                held, kept, revision = row if row else (0, 0, 0)
                 check_revision(expected_revision, revision)
-                if max_items is not None and held + count > max_items:
-                    raise SessionFullError(limit=max_items, count=held, adding=count)
+                if max_items is not None and held + kept + count > max_items:
+                    raise SessionFullError(
+                        limit=max_items, count=held + kept, adding=count, kept=kept
+                    )
+                if row is None and self._max_sessions:
+                    self._check_room(conn, tenant, now)
             rowid, last_seq, revision = conn.execute(
                 f"""
                 INSERT INTO sessions (tenant, session_id, created_at, updated_at, item_count,
@@ -416,9 +487,9 @@ class SQLiteStore:
         return await self._submit(
             run,
             tenant=tenant,
+            session_id=session_id,
             idempotency=idempotency,
-            encode=encode_append,
-            decode=decode_append,
+            codec=(encode_append, decode_append),
         )
 
     async def pop(
@@ -458,7 +529,11 @@ class SQLiteStore:
             return str(body)
 
         return await self._submit(
-            run, tenant=tenant, idempotency=idempotency, encode=encode_pop, decode=decode_pop
+            run,
+            tenant=tenant,
+            session_id=session_id,
+            idempotency=idempotency,
+            codec=(encode_pop, decode_pop),
         )
 
     async def clear(
@@ -469,8 +544,7 @@ class SQLiteStore:
             if expected_revision is not None:
                 check_revision(expected_revision, self._revision(conn, tenant, session_id))
             gone = conn.execute(
-                "DELETE FROM sessions WHERE tenant = ? AND session_id = ? "
-                "RETURNING id, tenant, revision",
+                f"DELETE FROM sessions WHERE tenant = ? AND session_id = ? {_GONE}",
                 (tenant, session_id),
             ).fetchall()
             _deleted(conn, gone)
