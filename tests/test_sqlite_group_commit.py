@@ -73,3 +73,27 @@ async def test_refused_writes_in_a_group_leave_the_others_in_one_commit(
     assert (await store.read(T, "popped")).items == [item(0)]
     for untouched in ("guarded", "keyed", "full"):
         assert (await store.read(T, untouched)).items == [item(0)]
+
+
+async def test_an_append_during_a_long_sweep_waits_for_one_batch_only(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    store = SQLiteStore(tmp_path / "sweep.db", sweep_batch_rows=100, clock=lambda: now[0])
+    await store.open()
+    try:
+        await store.append(T, "big", [item(n) for n in range(1000)], ttl=10)
+        now[0] += 60
+        start = store.group_commits
+        committed_when_appended: list[int] = []
+
+        async def append() -> None:
+            await store.append(T, "other", [item(1)])
+            committed_when_appended.append(store.group_commits - start)
+
+        # The sweep queues its first batch, then the append queues behind it.
+        swept, _ = await asyncio.gather(store.sweep(), append())
+        assert swept.items == 1000
+        assert swept.batches >= 10
+        assert store.group_commits - start == swept.batches  # the append shared a batch's
+        assert committed_when_appended == [1]  # done after the first batch, not the last
+    finally:
+        await store.close()

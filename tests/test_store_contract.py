@@ -44,14 +44,20 @@ class Clock:
             await asyncio.sleep(seconds)
 
 
+# Rows per sweep transaction in the ``timed`` stores: small, to see the batches.
+SWEEP_BATCH = 50
+
+
 @pytest.fixture
 async def timed(database_url: str) -> AsyncIterator[tuple[SessionStore, Clock]]:
     """A store of each backend with the clock that moves its time."""
     clock = Clock(manual=database_url.startswith("sqlite"))
     backend: SessionStore = (
-        SQLiteStore(sqlite_path_from_url(database_url), clock=clock)
+        SQLiteStore(sqlite_path_from_url(database_url), clock=clock, sweep_batch_rows=SWEEP_BATCH)
         if clock.manual
-        else store_from_url(database_url)
+        else store_from_url(
+            database_url, Settings(database_url=database_url, sweep_batch_rows=SWEEP_BATCH)
+        )
     )
     await backend.open()
     try:
@@ -273,10 +279,10 @@ async def test_expired_idempotency_records_are_forgotten_and_swept(
     await store.append(T, "s", [item(1)], idempotency=key("short", ttl=0.05))
     await store.append(T, "s", [item(2)], idempotency=key("long", ttl=60))
     await clock.advance(0.2)
-    assert await store.sweep() == 1
+    assert (await store.sweep()).records == 1
     again = await store.append(T, "s", [item(1)], idempotency=key("short", ttl=60))
     assert again.first_seq == 3  # ran again: the record had expired
-    assert await store.sweep() == 0
+    assert (await store.sweep()).records == 0
 
 
 async def test_concurrent_retries_of_one_write_land_once(store: SessionStore) -> None:
@@ -360,8 +366,9 @@ async def test_sweep_deletes_expired_sessions(timed: tuple[SessionStore, Clock])
     await store.append(T, "gone", [item(1), item(2)], ttl=0.1)
     await store.append(T, "stays", [item(1)])
     await clock.advance(0.3)
-    assert await store.sweep() == 1
-    assert await store.sweep() == 0
+    swept = await store.sweep()
+    assert (swept.sessions, swept.items, swept.records) == (1, 2, 0)
+    assert (await store.sweep()).sessions == 0
     assert (await store.read(T, "stays")).items == [item(1)]
 
 
@@ -482,3 +489,38 @@ async def test_tenant_session_limit(database_url: str) -> None:
         assert sorted(info.session_id for info in listed.sessions) == ["three", "two"]
     finally:
         await limited.close()
+
+
+async def test_sweep_deletes_a_big_session_in_small_transactions(
+    timed: tuple[SessionStore, Clock],
+) -> None:
+    store, clock = timed
+    big = [item(n) for n in range(SWEEP_BATCH * 6 + 7)]
+    await store.append(T, "big", big, ttl=0.1)
+    for n in range(SWEEP_BATCH + 3):  # more expired records than one batch holds
+        await store.append(T, "keys", [item(n)], idempotency=key(f"k{n}", ttl=0.1))
+    await store.append(T, "stays", [item(1)], ttl=0)
+    await clock.advance(0.3)
+    swept = await store.sweep()
+    assert (swept.sessions, swept.items, swept.records) == (1, len(big), SWEEP_BATCH + 3)
+    assert swept.batches >= len(big) // SWEEP_BATCH + 1
+    assert (await store.sweep()).items == 0
+    assert (await store.read(T, "stays")).items == [item(1)]
+    restarted = await store.append(T, "big", [item(0)])  # a new session, none of the old items
+    assert (restarted.first_seq, (await store.read(T, "big")).items) == (1, [item(0)])
+
+
+async def test_clearing_a_big_session_leaves_its_items_to_the_sweep(
+    timed: tuple[SessionStore, Clock],
+) -> None:
+    store, _ = timed
+    await store.append(T, "big", [item(n) for n in range(SWEEP_BATCH * 3)])
+    await store.clear(T, "big")
+    assert (await store.read(T, "big")).items == []
+    again = await store.append(T, "big", [item(-1)])
+    assert (await store.read(T, "big")).items == [item(-1)]
+    assert again.first_seq == 1
+    swept = await store.sweep()
+    assert (swept.sessions, swept.items) == (0, SWEEP_BATCH * 3)
+    assert swept.batches >= 3
+    assert (await store.read(T, "big")).items == [item(-1)]

@@ -124,6 +124,13 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a write's outcome is kept for replay under its Idempotency-Key.",
     )
+    sweep_batch_rows: int = Field(
+        default=1000,
+        ge=1,
+        description="Rows of each kind (expired sessions, their items, idempotency records) "
+        "one expiry-sweep transaction deletes at most; a session holding more is deleted "
+        "over several.",
+    )
     sqlite_readers: int = Field(
         default=2, ge=1, le=64, description="Read connections kept open to the SQLite file."
     )

@@ -29,6 +29,7 @@ from .base import (
     SessionStore,
     StoreError,
     StoreUnavailableError,
+    Swept,
     TooManySessionsError,
 )
 
@@ -49,6 +50,7 @@ __all__ = [
     "SessionStore",
     "StoreError",
     "StoreUnavailableError",
+    "Swept",
     "TooManySessionsError",
     "store_from_url",
 ]

@@ -17,6 +17,7 @@ __all__ = [
     "ANY_REVISION",
     "EMPTY_PAGE",
     "MAX_SEQ",
+    "SWEEP_BATCH_ROWS",
     "AppendResult",
     "Idempotency",
     "IdempotencyInFlightError",
@@ -30,6 +31,7 @@ __all__ = [
     "SessionStore",
     "StoreError",
     "StoreUnavailableError",
+    "Swept",
     "TooManySessionsError",
     "check_revision",
     "decode_append",
@@ -205,6 +207,27 @@ def decode_pop(text: str) -> str | None:
     found: list[str] = json.loads(text)
     return found[0] if found else None
 
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    """What one ``sweep`` deleted, and in how many transactions (``batches``)."""
+
+    sessions: int = 0
+    items: int = 0
+    records: int = 0
+    batches: int = 0
+
+    def __add__(self, other: Swept) -> Swept:
+        return Swept(
+            self.sessions + other.sessions,
+            self.items + other.items,
+            self.records + other.records,
+            self.batches + other.batches,
+        )
+
+
+# Rows one sweep transaction deletes at most, of each kind (sessions, items, records).
+SWEEP_BATCH_ROWS = 1000
 
 EMPTY_PAGE = ItemPage(items=[], first_seq=None, last_seq=None, has_more=False)
 
@@ -386,9 +409,11 @@ class SessionStore(Protocol):
         """How many live (unexpired) sessions the store holds, all tenants together."""
         ...
 
-    async def sweep(self) -> int:
+    async def sweep(self) -> Swept:
         """Delete expired sessions (with their items) and idempotency records.
 
-        Returns how many rows went.
+        Works in small transactions (a batch of rows of each kind at a time), so a
+        huge session never holds other writers back for long; the items of a cleared
+        session too big to delete at once are deleted here as well.
         """
         ...

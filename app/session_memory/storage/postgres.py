@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from ..config import Settings
 from .base import (
     EMPTY_PAGE,
+    SWEEP_BATCH_ROWS,
     AppendResult,
     Idempotency,
     IdempotencyInFlightError,
@@ -37,6 +38,7 @@ from .base import (
     SessionPage,
     StoreError,
     StoreUnavailableError,
+    Swept,
     TooManySessionsError,
     check_revision,
     decode_append,
@@ -129,6 +131,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE sessions ADD COLUMN kept_items BIGINT NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        6,
+        # Sessions deleted whose items the sweep still has to delete, a batch at a time.
+        """
+        CREATE TABLE retired_sessions (id BIGINT PRIMARY KEY);
+        """,
+    ),
 ]
 
 # Any two-int key will do; it only has to be the same in every replica.
@@ -183,7 +192,7 @@ def _read_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
 
 
 # Deleting sessions: RETURNING this, for ``_deleted``.
-_GONE = "RETURNING id, tenant, revision, session_id"
+_GONE = "RETURNING id, tenant, revision, session_id, item_count"
 
 # Deleting idempotency records: release the items they kept (the CTE ``forgot``).
 _RELEASE_KEPT = """
@@ -194,16 +203,23 @@ _RELEASE_KEPT = """
 """
 
 
-async def _deleted(conn: Connection, rows: Sequence[asyncpg.Record]) -> None:
+async def _deleted(conn: Connection, rows: Sequence[asyncpg.Record], inline: int) -> None:
     """Sessions (``_GONE``) were deleted: delete their items and idempotency records,
     and raise the revision floors.
 
+    Items of a session holding up to ``inline`` go now; a bigger session is retired
+    and the sweep deletes its items a batch at a time, so no transaction grows huge.
     The floor keeps a recreated session from ever repeating a revision (an ETag).
     """
     if not rows:
         return
     await conn.execute(
-        "DELETE FROM items WHERE session = ANY($1::bigint[])", [row["id"] for row in rows]
+        "DELETE FROM items WHERE session = ANY($1::bigint[])",
+        [row["id"] for row in rows if row["item_count"] <= inline],
+    )
+    await conn.execute(
+        "INSERT INTO retired_sessions (id) SELECT unnest($1::bigint[])",
+        [row["id"] for row in rows if row["item_count"] > inline],
     )
     await conn.execute(
         "DELETE FROM idempotency_keys AS k USING unnest($1::text[], $2::text[]) AS d(t, s) "
@@ -223,7 +239,7 @@ async def _deleted(conn: Connection, rows: Sequence[asyncpg.Record]) -> None:
     )
 
 
-async def _purge_expired(conn: Connection, tenant: str, session_id: str) -> None:
+async def _purge_expired(conn: Connection, tenant: str, session_id: str, inline: int) -> None:
     """Delete the session if it has expired, so a write starts it afresh."""
     rows = await conn.fetch(
         f"DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 AND expires_at <= now() "
@@ -231,7 +247,7 @@ async def _purge_expired(conn: Connection, tenant: str, session_id: str) -> None
         tenant,
         session_id,
     )
-    await _deleted(conn, rows)
+    await _deleted(conn, rows, inline)
 
 
 async def _locked_revision(conn: Connection, tenant: str, session_id: str) -> int:
@@ -256,8 +272,10 @@ class PostgresStore:
         statement_timeout: float = 30.0,
         session_ttl: float = 0,
         max_sessions_per_tenant: int = 0,
+        sweep_batch_rows: int = SWEEP_BATCH_ROWS,
     ) -> None:
         self.dsn = dsn
+        self._sweep_batch_rows = sweep_batch_rows
         self._max_sessions = max_sessions_per_tenant
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
@@ -274,6 +292,7 @@ class PostgresStore:
             statement_timeout=settings.pg_statement_timeout,
             session_ttl=settings.session_ttl_seconds,
             max_sessions_per_tenant=settings.max_sessions_per_tenant,
+            sweep_batch_rows=settings.sweep_batch_rows,
         )
 
     async def open(self) -> None:
@@ -401,7 +420,7 @@ class PostgresStore:
             return AppendResult(count=0, first_seq=None, last_seq=None)
 
         async def work(conn: Connection) -> AppendResult:
-            await _purge_expired(conn, tenant, session_id)
+            await _purge_expired(conn, tenant, session_id, self._sweep_batch_rows)
             if expected_revision is not None:
                 current = await _locked_revision(conn, tenant, session_id)
                 check_revision(expected_revision, current)
@@ -495,7 +514,7 @@ class PostgresStore:
         expected_revision: int | None = None,
     ) -> str | None:
         async def work(conn: Connection) -> str | None:
-            await _purge_expired(conn, tenant, session_id)
+            await _purge_expired(conn, tenant, session_id, self._sweep_batch_rows)
             # Lock first, in its own statement: the next statement then sees
             # every pop and append committed while we waited for the lock.
             row = await conn.fetchrow(
@@ -534,30 +553,61 @@ class PostgresStore:
 
         return await self._write(tenant, session_id, idempotency, work, encode_pop, decode_pop)
 
-    async def sweep(self) -> int:
-        async def work(conn: Connection) -> int:
-            async with conn.transaction():
-                gone = await conn.fetch(f"DELETE FROM sessions WHERE expires_at <= now() {_GONE}")
-                await _deleted(conn, gone)
-                forgot = await conn.fetchval(
-                    f"""
-                    WITH forgot AS (
-                        DELETE FROM idempotency_keys WHERE expires_at <= now()
-                        RETURNING tenant, session_id, kept
-                    ), released AS ({_RELEASE_KEPT})
-                    SELECT count(*) FROM forgot
-                    """
-                )
-            return len(gone) + int(forgot)
+    async def sweep(self) -> Swept:
+        swept = Swept()
+        while True:
+            batch = await self._run(self._sweep_batch)
+            swept += batch
+            if max(batch.sessions, batch.items, batch.records) < self._sweep_batch_rows:
+                return swept
 
-        return await self._run(work)
+    async def _sweep_batch(self, conn: Connection) -> Swept:
+        """Up to a batch of expired sessions (retired), items of retired sessions and
+        expired idempotency records, in one transaction."""
+        rows = self._sweep_batch_rows
+        async with conn.transaction():
+            gone = await conn.fetch(
+                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
+                f"WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED) {_GONE}",
+                rows,
+            )
+            await _deleted(conn, gone, 0)
+            items = await conn.fetchval(
+                """
+                WITH gone AS (
+                    DELETE FROM items WHERE (session, seq) IN (
+                        SELECT i.session, i.seq FROM retired_sessions r
+                        JOIN items i ON i.session = r.id LIMIT $1)
+                    RETURNING 1
+                )
+                SELECT count(*) FROM gone
+                """,
+                rows,
+            )
+            await conn.execute(
+                "DELETE FROM retired_sessions r "
+                "WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.session = r.id)"
+            )
+            forgot = await conn.fetchval(
+                f"""
+                WITH forgot AS (
+                    DELETE FROM idempotency_keys WHERE (tenant, key) IN (
+                        SELECT tenant, key FROM idempotency_keys WHERE expires_at <= now()
+                        LIMIT $1 FOR UPDATE SKIP LOCKED)
+                    RETURNING tenant, session_id, kept
+                ), released AS ({_RELEASE_KEPT})
+                SELECT count(*) FROM forgot
+                """,
+                rows,
+            )
+        return Swept(len(gone), int(items), int(forgot), 1)
 
     async def clear(
         self, tenant: str, session_id: str, *, expected_revision: int | None = None
     ) -> None:
         async def work(conn: Connection) -> None:
             async with conn.transaction():
-                await _purge_expired(conn, tenant, session_id)
+                await _purge_expired(conn, tenant, session_id, self._sweep_batch_rows)
                 if expected_revision is not None:
                     current = await _locked_revision(conn, tenant, session_id)
                     check_revision(expected_revision, current)
@@ -568,7 +618,7 @@ class PostgresStore:
                     tenant,
                     session_id,
                 )
-                await _deleted(conn, gone)
+                await _deleted(conn, gone, self._sweep_batch_rows)
 
         await self._run(work)
 

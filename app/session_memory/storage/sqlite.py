@@ -23,6 +23,7 @@ import aiosqlite
 from ..config import Settings
 from .base import (
     EMPTY_PAGE,
+    SWEEP_BATCH_ROWS,
     AppendResult,
     Idempotency,
     IdempotencyInFlightError,
@@ -32,6 +33,7 @@ from .base import (
     SessionInfo,
     SessionPage,
     StoreUnavailableError,
+    Swept,
     TooManySessionsError,
     check_revision,
     decode_append,
@@ -123,6 +125,19 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE sessions ADD COLUMN kept_items INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        6,
+        # Sessions deleted whose items the sweep still has to delete, a batch at a
+        # time. Their ids must not come back: items would reappear in a new session.
+        """
+        CREATE TABLE retired_sessions (id INTEGER PRIMARY KEY);
+        CREATE TRIGGER sessions_never_reuse_retired_ids AFTER INSERT ON sessions
+        WHEN EXISTS (SELECT 1 FROM retired_sessions WHERE id = NEW.id)
+        BEGIN
+            SELECT RAISE(ABORT, 'session id of a retired session reused');
+        END;
+        """,
+    ),
 ]
 
 # A session's revisions (``base.revision_at``): a new session's first, and the next one.
@@ -167,16 +182,34 @@ def sqlite_path_from_url(url: str) -> Path:
 
 
 # Deleting sessions: RETURNING this, for ``_deleted``.
-_GONE = "RETURNING id, tenant, revision, session_id"
+_GONE = "RETURNING id, tenant, revision, session_id, item_count"
+
+# A new session's id: above every live and retired one (SQLite would otherwise reuse
+# the highest id once its row is gone).
+_NEW_SESSION_ID = (
+    "(SELECT max(coalesce((SELECT max(id) FROM sessions), 0), "
+    "coalesce((SELECT max(id) FROM retired_sessions), 0)) + 1)"
+)
 
 
-def _deleted(conn: sqlite3.Connection, rows: Sequence[tuple[int, str, int, str]]) -> None:
+def _deleted(
+    conn: sqlite3.Connection, rows: Sequence[tuple[int, str, int, str, int]], inline: int
+) -> None:
     """Sessions (``_GONE``) were deleted: delete their items and idempotency records,
     and raise the revision floors.
 
-    The floor keeps a recreated session from ever repeating a revision (an ETag).
+    Items of a session holding up to ``inline`` go now; a bigger session is retired
+    and the sweep deletes its items a batch at a time, so no single write holds the
+    writer for long. The floor keeps a recreated session from ever repeating a
+    revision (an ETag).
     """
-    conn.executemany("DELETE FROM items WHERE session = ?", [(row[0],) for row in rows])
+    conn.executemany(
+        "DELETE FROM items WHERE session = ?", [(row[0],) for row in rows if row[4] <= inline]
+    )
+    conn.executemany(
+        "INSERT INTO retired_sessions (id) VALUES (?)",
+        [(row[0],) for row in rows if row[4] > inline],
+    )
     conn.executemany(
         "DELETE FROM idempotency_keys WHERE tenant = ? AND session_id = ?",
         [(row[1], row[3]) for row in rows],
@@ -188,7 +221,9 @@ def _deleted(conn: sqlite3.Connection, rows: Sequence[tuple[int, str, int, str]]
     )
 
 
-def _purge_expired(conn: sqlite3.Connection, tenant: str, session_id: str, now: float) -> None:
+def _purge_expired(
+    conn: sqlite3.Connection, tenant: str, session_id: str, now: float, inline: int
+) -> None:
     """Delete the session if it has expired, so a write starts it afresh."""
     _deleted(
         conn,
@@ -196,6 +231,7 @@ def _purge_expired(conn: sqlite3.Connection, tenant: str, session_id: str, now: 
             f"DELETE FROM sessions WHERE tenant = ? AND session_id = ? AND expires_at <= ? {_GONE}",
             (tenant, session_id, now),
         ).fetchall(),
+        inline,
     )
 
 
@@ -296,9 +332,11 @@ class SQLiteStore:
         inline_read_limit: int = 100,
         session_ttl: float = 0,
         max_sessions_per_tenant: int = 0,
+        sweep_batch_rows: int = SWEEP_BATCH_ROWS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
+        self._sweep_batch_rows = sweep_batch_rows
         self._max_sessions = max_sessions_per_tenant
         # What expiry is measured by: wall-clock seconds; tests pass one they move.
         self._clock = clock
@@ -321,6 +359,7 @@ class SQLiteStore:
             readers=settings.sqlite_readers,
             session_ttl=settings.session_ttl_seconds,
             max_sessions_per_tenant=settings.max_sessions_per_tenant,
+            sweep_batch_rows=settings.sweep_batch_rows,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -402,18 +441,38 @@ class SQLiteStore:
         ).fetchone()
         return int(row[0]) if row else 0
 
-    async def sweep(self) -> int:
-        def run(conn: sqlite3.Connection) -> int:
-            now = self._clock()
-            gone = conn.execute(f"DELETE FROM sessions WHERE expires_at <= ? {_GONE}", (now,))
-            gone_sessions = gone.fetchall()
-            _deleted(conn, gone_sessions)
-            expired = conn.execute(
-                "SELECT tenant, key FROM idempotency_keys WHERE expires_at <= ?", (now,)
-            ).fetchall()
-            return len(gone_sessions) + _forget(conn, expired)
+    async def sweep(self) -> Swept:
+        # One write per batch: writes queued meanwhile run between the batches.
+        swept = Swept()
+        while True:
+            batch = await self._submit(self._sweep_batch)
+            swept += batch
+            if max(batch.sessions, batch.items, batch.records) < self._sweep_batch_rows:
+                return swept
 
-        return await self._submit(run)
+    def _sweep_batch(self, conn: sqlite3.Connection) -> Swept:
+        """Up to a batch of expired sessions (retired), items of retired sessions and
+        expired idempotency records, in one transaction."""
+        now, rows = self._clock(), self._sweep_batch_rows
+        gone = conn.execute(
+            f"DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= ? "
+            f"LIMIT ?) {_GONE}",
+            (now, rows),
+        ).fetchall()
+        _deleted(conn, gone, 0)
+        items = conn.execute(
+            "DELETE FROM items WHERE rowid IN (SELECT i.rowid FROM retired_sessions r "
+            "JOIN items i ON i.session = r.id LIMIT ?)",
+            (rows,),
+        ).rowcount
+        conn.execute(
+            "DELETE FROM retired_sessions WHERE NOT EXISTS "
+            "(SELECT 1 FROM items WHERE items.session = retired_sessions.id)"
+        )
+        expired = conn.execute(
+            "SELECT tenant, key FROM idempotency_keys WHERE expires_at <= ? LIMIT ?", (now, rows)
+        ).fetchall()
+        return Swept(len(gone), items, _forget(conn, expired), 1)
 
     async def append(
         self,
@@ -432,7 +491,7 @@ class SQLiteStore:
 
         def run(conn: sqlite3.Connection) -> AppendResult:
             now = self._clock()
-            _purge_expired(conn, tenant, session_id, now)
+            _purge_expired(conn, tenant, session_id, now, self._sweep_batch_rows)
             if max_items is not None or expected_revision is not None or self._max_sessions:
                 row = conn.execute(
                     "SELECT item_count, kept_items, revision FROM sessions "
@@ -449,9 +508,10 @@ class SQLiteStore:
                     self._check_room(conn, tenant, now)
             rowid, last_seq, revision = conn.execute(
                 f"""
-                INSERT INTO sessions (tenant, session_id, created_at, updated_at, item_count,
-                                      last_seq, revision, ttl_seconds, expires_at)
-                VALUES (:tenant, :session_id, :now, :now, :count, :count, {_FIRST_REVISION},
+                INSERT INTO sessions (id, tenant, session_id, created_at, updated_at,
+                                      item_count, last_seq, revision, ttl_seconds, expires_at)
+                VALUES ({_NEW_SESSION_ID}, :tenant, :session_id, :now, :now, :count, :count,
+                        {_FIRST_REVISION},
                         :ttl, CASE WHEN coalesce(:ttl, :default) > 0
                                    THEN :now + coalesce(:ttl, :default) END)
                 ON CONFLICT (tenant, session_id) DO UPDATE SET
@@ -502,7 +562,7 @@ class SQLiteStore:
     ) -> str | None:
         def run(conn: sqlite3.Connection) -> str | None:
             now = self._clock()
-            _purge_expired(conn, tenant, session_id, now)
+            _purge_expired(conn, tenant, session_id, now, self._sweep_batch_rows)
             if expected_revision is not None:
                 check_revision(expected_revision, self._revision(conn, tenant, session_id))
             row = conn.execute(
@@ -540,14 +600,14 @@ class SQLiteStore:
         self, tenant: str, session_id: str, *, expected_revision: int | None = None
     ) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            _purge_expired(conn, tenant, session_id, self._clock())
+            _purge_expired(conn, tenant, session_id, self._clock(), self._sweep_batch_rows)
             if expected_revision is not None:
                 check_revision(expected_revision, self._revision(conn, tenant, session_id))
             gone = conn.execute(
                 f"DELETE FROM sessions WHERE tenant = ? AND session_id = ? {_GONE}",
                 (tenant, session_id),
             ).fetchall()
-            _deleted(conn, gone)
+            _deleted(conn, gone, self._sweep_batch_rows)
 
         await self._submit(run)
 
@@ -643,6 +703,19 @@ class SQLiteStore:
         )
 
 
+def _statements(sql: str) -> list[str]:
+    """Split a script into statements (a trigger's body holds semicolons of its own)."""
+    statements, pending = [], ""
+    for line in sql.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending)
+            pending = ""
+    if pending.strip():
+        statements.append(pending)
+    return statements
+
+
 async def migrate(conn: aiosqlite.Connection, *, target: int | None = None) -> list[int]:
     """Apply pending migrations up to ``target`` (all by default); return the versions applied."""
     await conn.execute(
@@ -658,7 +731,7 @@ async def migrate(conn: aiosqlite.Connection, *, target: int | None = None) -> l
             continue
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in filter(str.strip, sql.split(";")):
+            for statement in _statements(sql):
                 await conn.execute(statement)
             await conn.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
