@@ -40,16 +40,14 @@ from .base import (
     StoreUnavailableError,
     Swept,
     TooManySessionsError,
-    check_revision,
     decode_append,
     decode_pop,
-    encode_append,
-    encode_pop,
     page_from_rows,
     parse_session_cursor,
     read_shape,
     session_cursor,
 )
+from .postgres_functions import WRITE_FUNCTIONS
 
 __all__ = ["MIGRATIONS", "PostgresStore", "migrate"]
 
@@ -138,6 +136,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE TABLE retired_sessions (id BIGINT PRIMARY KEY);
         """,
     ),
+    # Appends, pops and clears as functions: one round trip each.
+    (7, WRITE_FUNCTIONS),
 ]
 
 # Any two-int key will do; it only has to be the same in every replica.
@@ -258,6 +258,25 @@ async def _locked_revision(conn: Connection, tenant: str, session_id: str) -> in
         session_id,
     )
     return int(revision) if revision is not None else 0
+
+
+# What the write functions get for "no Idempotency-Key".
+_NO_KEY = Idempotency(key="", fingerprint="", ttl=0)
+
+
+def _refused(row: asyncpg.Record | None, key: Idempotency) -> asyncpg.Record:
+    """A write function's row; its refusals (see ``postgres_functions``) raised."""
+    assert row is not None
+    status = row["r_status"]
+    if status == "inflight":
+        raise IdempotencyInFlightError(f"request {key.key!r} is still running")
+    if status == "mismatch":
+        raise IdempotencyMismatchError(
+            f"idempotency key {key.key!r} was used for a different request"
+        )
+    if status == "precondition":
+        raise PreconditionFailedError(current=row["r_revision"])
+    return row
 
 
 class PostgresStore:
@@ -418,74 +437,40 @@ class PostgresStore:
         count = len(items)
         if count == 0:
             return AppendResult(count=0, first_seq=None, last_seq=None)
+        key = idempotency or _NO_KEY
 
-        async def work(conn: Connection) -> AppendResult:
-            await _purge_expired(conn, tenant, session_id, self._sweep_batch_rows)
-            if expected_revision is not None:
-                current = await _locked_revision(conn, tenant, session_id)
-                check_revision(expected_revision, current)
-            if self._max_sessions:
-                await self._check_room(conn, tenant, session_id)
-            # The upsert locks the session row until commit: concurrent appends
-            # to this session queue here, so each gets a contiguous range.
-            row = await conn.fetchrow(
-                f"""
-                INSERT INTO sessions AS s (tenant, session_id, created_at, updated_at,
-                                           item_count, last_seq, revision, ttl_seconds,
-                                           expires_at)
-                VALUES ($1, $2, now(), now(), $3, $3, {_FIRST_REVISION}, $4::float8,
-                        CASE WHEN coalesce($4::float8, $5::float8) > 0
-                             THEN now() + make_interval(secs => coalesce($4::float8, $5::float8))
-                        END)
-                ON CONFLICT (tenant, session_id) DO UPDATE SET
-                    item_count = s.item_count + excluded.item_count,
-                    last_seq = s.last_seq + excluded.item_count,
-                    updated_at = clock_timestamp(),
-                    revision = {_NEXT_REVISION},
-                    ttl_seconds = coalesce(excluded.ttl_seconds, s.ttl_seconds),
-                    expires_at = CASE
-                        WHEN coalesce(excluded.ttl_seconds, s.ttl_seconds, $5::float8) > 0
-                        THEN clock_timestamp() + make_interval(
-                            secs => coalesce(excluded.ttl_seconds, s.ttl_seconds, $5::float8))
-                    END
-                RETURNING id, last_seq, item_count, kept_items, revision, (xmax = 0) AS created
-                """,
+        async def work(conn: Connection) -> asyncpg.Record | None:
+            return await conn.fetchrow(
+                "SELECT * FROM session_memory_append("
+                "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 tenant,
                 session_id,
-                count,
+                list(items),
+                max_items,
+                self._max_sessions,
+                None if idempotency is None else key.key,
+                key.fingerprint,
+                key.ttl,
+                expected_revision,
                 ttl,
                 self._default_ttl,
-            )
-            assert row is not None
-            if expected_revision == 0 and not row["created"]:
-                # Someone created the session between our look and our insert.
-                raise PreconditionFailedError(current=None)
-            kept = row["kept_items"]
-            if max_items is not None and row["item_count"] + kept > max_items:
-                # Raising rolls the upsert back with the transaction.
-                raise SessionFullError(
-                    limit=max_items, count=row["item_count"] + kept - count, adding=count, kept=kept
-                )
-            first_seq = row["last_seq"] - count + 1
-            await conn.execute(
-                """
-                INSERT INTO items (session, seq, body)
-                SELECT $1, $2 + ordinality - 1, body
-                FROM unnest($3::text[]) WITH ORDINALITY AS batch(body, ordinality)
-                """,
-                row["id"],
-                first_seq,
-                list(items),
-            )
-            return AppendResult(
-                count=count,
-                first_seq=first_seq,
-                last_seq=row["last_seq"],
-                revision=row["revision"],
+                self._sweep_batch_rows,
             )
 
-        return await self._write(
-            tenant, session_id, idempotency, work, encode_append, decode_append
+        row = _refused(await self._run(work), key)
+        if row["r_status"] == "replay":
+            return decode_append(row["r_replay"])
+        if row["r_status"] == "full":
+            assert max_items is not None
+            held, kept = row["r_held"], row["r_kept"]
+            raise SessionFullError(limit=max_items, count=held + kept, adding=count, kept=kept)
+        if row["r_status"] == "sessions":
+            raise TooManySessionsError(limit=self._max_sessions)
+        return AppendResult(
+            count=count,
+            first_seq=row["r_first"],
+            last_seq=row["r_last"],
+            revision=row["r_revision"],
         )
 
     async def _check_room(self, conn: Connection, tenant: str, session_id: str) -> None:
@@ -513,45 +498,26 @@ class PostgresStore:
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
     ) -> str | None:
-        async def work(conn: Connection) -> str | None:
-            await _purge_expired(conn, tenant, session_id, self._sweep_batch_rows)
-            # Lock first, in its own statement: the next statement then sees
-            # every pop and append committed while we waited for the lock.
-            row = await conn.fetchrow(
-                "SELECT id, revision FROM sessions "
-                "WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
+        key = idempotency or _NO_KEY
+
+        async def work(conn: Connection) -> asyncpg.Record | None:
+            return await conn.fetchrow(
+                "SELECT * FROM session_memory_pop($1, $2, $3, $4, $5, $6, $7, $8)",
                 tenant,
                 session_id,
-            )
-            check_revision(expected_revision, row["revision"] if row else 0)
-            if row is None:
-                return None
-            rowid = row["id"]
-            body: str | None = await conn.fetchval(
-                f"""
-                WITH popped AS (
-                    DELETE FROM items
-                    WHERE session = $1
-                      AND seq = (SELECT max(seq) FROM items WHERE session = $1)
-                    RETURNING body
-                ), counted AS (
-                    UPDATE sessions AS s SET item_count = item_count - 1,
-                        updated_at = clock_timestamp(),
-                        revision = {_NEXT_REVISION},
-                        expires_at = CASE WHEN coalesce(ttl_seconds, $2::float8) > 0
-                            THEN clock_timestamp()
-                                 + make_interval(secs => coalesce(ttl_seconds, $2::float8))
-                        END
-                    WHERE id = $1 AND EXISTS (SELECT 1 FROM popped)
-                )
-                SELECT body FROM popped
-                """,
-                rowid,
+                None if idempotency is None else key.key,
+                key.fingerprint,
+                key.ttl,
+                expected_revision,
                 self._default_ttl,
+                self._sweep_batch_rows,
             )
-            return body
 
-        return await self._write(tenant, session_id, idempotency, work, encode_pop, decode_pop)
+        row = _refused(await self._run(work), key)
+        if row["r_status"] == "replay":
+            return decode_pop(row["r_replay"])
+        item: str | None = row["r_item"]
+        return item
 
     async def sweep(self) -> Swept:
         swept = Swept()
@@ -605,22 +571,16 @@ class PostgresStore:
     async def clear(
         self, tenant: str, session_id: str, *, expected_revision: int | None = None
     ) -> None:
-        async def work(conn: Connection) -> None:
-            async with conn.transaction():
-                await _purge_expired(conn, tenant, session_id, self._sweep_batch_rows)
-                if expected_revision is not None:
-                    current = await _locked_revision(conn, tenant, session_id)
-                    check_revision(expected_revision, current)
-                # Items go in a separate statement, so it sees items committed by an
-                # append that held the row lock while this DELETE waited.
-                gone = await conn.fetch(
-                    f"DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 {_GONE}",
-                    tenant,
-                    session_id,
-                )
-                await _deleted(conn, gone, self._sweep_batch_rows)
+        async def work(conn: Connection) -> asyncpg.Record | None:
+            return await conn.fetchrow(
+                "SELECT * FROM session_memory_clear($1, $2, $3, $4)",
+                tenant,
+                session_id,
+                expected_revision,
+                self._sweep_batch_rows,
+            )
 
-        await self._run(work)
+        _refused(await self._run(work), _NO_KEY)
 
     async def read(
         self,
