@@ -1,9 +1,12 @@
 """PostgreSQL store: several server replicas share one database.
 
-Concurrency rests on the session row's lock: an append's upsert and a pop's
-``SELECT ... FOR UPDATE`` both take it, so appends to one session get contiguous,
+Each write (append, pop, clear) is one call of a PL/pgSQL function
+(``postgres_functions``): one round trip, in the statement's own transaction. Reads
+are one statement. Concurrency rests on the session row's lock: appends and pops
+take it with ``SELECT ... FOR UPDATE``, so appends to one session get contiguous,
 increasing sequence numbers and each pop removes a different item, whichever
 replica runs them. Items are ``text``, not ``jsonb``: they come back byte for byte.
+The expiry sweep is the one write of several statements, in small transactions.
 
 asyncpg is imported here only, so SQLite deployments never need it.
 """
@@ -149,15 +152,6 @@ _SESSION_COLUMNS = (
 )
 _LIVE = "(expires_at IS NULL OR expires_at > now())"
 
-# A session's revisions (``base.revision_at``): a new session's first ($1: its tenant),
-# and the next one of the row ``s``.
-_NOW_US = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
-_FIRST_REVISION = (
-    f"greatest({_NOW_US}, "
-    "coalesce((SELECT revision FROM revision_floors WHERE tenant = $1), 0) + 1)"
-)
-_NEXT_REVISION = f"greatest(s.revision + 1, {_NOW_US})"
-
 # Errors that mean "the database is not there right now", not "the query is wrong".
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
@@ -237,27 +231,6 @@ async def _deleted(conn: Connection, rows: Sequence[asyncpg.Record], inline: int
         [row["tenant"] for row in rows],
         [row["revision"] for row in rows],
     )
-
-
-async def _purge_expired(conn: Connection, tenant: str, session_id: str, inline: int) -> None:
-    """Delete the session if it has expired, so a write starts it afresh."""
-    rows = await conn.fetch(
-        f"DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 AND expires_at <= now() "
-        f"{_GONE}",
-        tenant,
-        session_id,
-    )
-    await _deleted(conn, rows, inline)
-
-
-async def _locked_revision(conn: Connection, tenant: str, session_id: str) -> int:
-    """The session's revision (0: none), its row locked until the transaction ends."""
-    revision = await conn.fetchval(
-        "SELECT revision FROM sessions WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
-        tenant,
-        session_id,
-    )
-    return int(revision) if revision is not None else 0
 
 
 # What the write functions get for "no Idempotency-Key".
@@ -355,74 +328,6 @@ class PostgresStore:
 
         await self._run(work)
 
-    async def _write(
-        self,
-        tenant: str,
-        session_id: str,
-        idempotency: Idempotency | None,
-        work: Callable[[Connection], Awaitable[T]],
-        encode: Callable[[T], str],
-        decode: Callable[[str], T],
-    ) -> T:
-        """Run ``work`` in a transaction, made idempotent when a key is given."""
-
-        async def transaction(conn: Connection) -> T:
-            async with conn.transaction():
-                if idempotency is None:
-                    return await work(conn)
-                # Held until commit: a retry arriving meanwhile, on any replica,
-                # finds the lock taken and is told the first is still running.
-                if not await conn.fetchval(
-                    "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 0))",
-                    tenant,
-                    idempotency.key,
-                ):
-                    raise IdempotencyInFlightError(f"request {idempotency.key!r} is still running")
-                row = await conn.fetchrow(
-                    "SELECT fingerprint, result FROM idempotency_keys "
-                    "WHERE tenant = $1 AND key = $2 AND expires_at > now()",
-                    tenant,
-                    idempotency.key,
-                )
-                if row is not None:
-                    if row["fingerprint"] != idempotency.fingerprint:
-                        raise IdempotencyMismatchError(
-                            f"idempotency key {idempotency.key!r} was used for a different request"
-                        )
-                    return decode(row["result"])
-                result = await work(conn)
-                # A pop's record keeps its item, which counts as one of the session's.
-                kept = isinstance(result, str)
-                await conn.execute(
-                    """
-                    WITH forgot AS (  -- an expired record of this key
-                        DELETE FROM idempotency_keys WHERE tenant = $1 AND key = $2
-                        RETURNING session_id, kept
-                    ), recorded AS (
-                        INSERT INTO idempotency_keys (tenant, key, fingerprint, result,
-                                                      expires_at, session_id, kept)
-                        VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), $6, $7)
-                    )
-                    -- One update per row: a statement must not change a row twice.
-                    UPDATE sessions AS s SET kept_items = s.kept_items
-                        + (CASE WHEN $7 AND s.session_id = $6 THEN 1 ELSE 0 END)
-                        - (SELECT count(*) FROM forgot f
-                           WHERE f.kept AND f.session_id = s.session_id)
-                    WHERE s.tenant = $1 AND (($7 AND s.session_id = $6)
-                        OR s.session_id IN (SELECT session_id FROM forgot WHERE kept))
-                    """,
-                    tenant,
-                    idempotency.key,
-                    idempotency.fingerprint,
-                    encode(result),
-                    idempotency.ttl,
-                    session_id,
-                    kept,
-                )
-                return result
-
-        return await self._run(transaction)
-
     async def append(
         self,
         tenant: str,
@@ -472,23 +377,6 @@ class PostgresStore:
             last_seq=row["r_last"],
             revision=row["r_revision"],
         )
-
-    async def _check_room(self, conn: Connection, tenant: str, session_id: str) -> None:
-        """Raise ``TooManySessionsError`` if the session is new and the tenant is full.
-
-        New sessions of one tenant take a lock until commit, so two cannot both
-        take the last place.
-        """
-        if await conn.fetchval(
-            "SELECT 1 FROM sessions WHERE tenant = $1 AND session_id = $2", tenant, session_id
-        ):
-            return
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))", tenant)
-        held = await conn.fetchval(
-            f"SELECT count(*) FROM sessions WHERE tenant = $1 AND {_LIVE}", tenant
-        )
-        if held >= self._max_sessions:
-            raise TooManySessionsError(limit=self._max_sessions)
 
     async def pop(
         self,
