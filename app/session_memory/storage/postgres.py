@@ -233,6 +233,16 @@ async def _deleted(conn: Connection, rows: Sequence[asyncpg.Record], inline: int
     )
 
 
+async def _keep_session(conn: Connection) -> None:
+    """Release a connection to the pool without asyncpg's reset query.
+
+    That query (unlock advisory locks, close cursors, UNLISTEN, RESET ALL) would be a
+    second round trip on every operation. The store leaves no session state behind:
+    its locks are transaction-scoped, it declares no cursors outside a transaction,
+    listens to nothing and sets nothing; asyncpg still rolls back an open transaction.
+    """
+
+
 # What the write functions get for "no Idempotency-Key".
 _NO_KEY = Idempotency(key="", fingerprint="", ttl=0)
 
@@ -299,6 +309,7 @@ class PostgresStore:
                     "statement_timeout": str(int(self._statement_timeout * 1000)),
                     "application_name": "session-memory",
                 },
+                reset=_keep_session,
             )
         except _UNAVAILABLE as exc:
             raise StoreUnavailableError(f"PostgreSQL: cannot connect: {exc}") from exc

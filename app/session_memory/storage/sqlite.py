@@ -128,14 +128,10 @@ MIGRATIONS: list[tuple[int, str]] = [
     (
         6,
         # Sessions deleted whose items the sweep still has to delete, a batch at a
-        # time. Their ids must not come back: items would reappear in a new session.
+        # time. Their ids must not come back (``_NEW_SESSION_ID``): the items would
+        # reappear in a new session.
         """
         CREATE TABLE retired_sessions (id INTEGER PRIMARY KEY);
-        CREATE TRIGGER sessions_never_reuse_retired_ids AFTER INSERT ON sessions
-        WHEN EXISTS (SELECT 1 FROM retired_sessions WHERE id = NEW.id)
-        BEGIN
-            SELECT RAISE(ABORT, 'session id of a retired session reused');
-        END;
         """,
     ),
 ]
@@ -185,7 +181,7 @@ def sqlite_path_from_url(url: str) -> Path:
 _GONE = "RETURNING id, tenant, revision, session_id, item_count"
 
 # A new session's id: above every live and retired one (SQLite would otherwise reuse
-# the highest id once its row is gone).
+# the highest id once its row is gone). Every INSERT INTO sessions must give it.
 _NEW_SESSION_ID = (
     "(SELECT max(coalesce((SELECT max(id) FROM sessions), 0), "
     "coalesce((SELECT max(id) FROM retired_sessions), 0)) + 1)"
@@ -703,19 +699,6 @@ class SQLiteStore:
         )
 
 
-def _statements(sql: str) -> list[str]:
-    """Split a script into statements (a trigger's body holds semicolons of its own)."""
-    statements, pending = [], ""
-    for line in sql.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            statements.append(pending)
-            pending = ""
-    if pending.strip():
-        statements.append(pending)
-    return statements
-
-
 async def migrate(conn: aiosqlite.Connection, *, target: int | None = None) -> list[int]:
     """Apply pending migrations up to ``target`` (all by default); return the versions applied."""
     await conn.execute(
@@ -731,7 +714,7 @@ async def migrate(conn: aiosqlite.Connection, *, target: int | None = None) -> l
             continue
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(sql):
+            for statement in filter(str.strip, sql.split(";")):
                 await conn.execute(statement)
             await conn.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
