@@ -67,7 +67,13 @@ def _with_store(settings: Settings, work: Callable[[SessionStore], Awaitable[T]]
     return asyncio.run(run())
 
 
-LIMIT_FLAGS = ["max_body_bytes", "max_item_bytes", "max_items_per_request", "max_items_per_session"]
+LIMIT_FLAGS = [
+    "max_body_bytes",
+    "max_item_bytes",
+    "max_items_per_request",
+    "max_items_per_session",
+    "max_sessions_per_tenant",
+]
 SERVE_FLAGS = ["host", "port", "database_url", "log_level", *LIMIT_FLAGS, *EDGE_FLAGS]
 
 

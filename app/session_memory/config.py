@@ -134,6 +134,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Most items a session may hold; an append past it gets 422. 0: no limit.",
     )
+    max_sessions_per_tenant: int = Field(
+        default=0,
+        ge=0,
+        description="Most sessions one tenant may hold; a write that would create one more "
+        "gets 422. 0: no limit.",
+    )
     api_keys: SecretStr | None = Field(
         default=None,
         description="Comma-separated tenant:key pairs (a key may be sha256:<hex digest>).",
@@ -155,6 +161,13 @@ class Settings(BaseSettings):
         default=86_400,
         gt=0,
         description="How long a write's outcome is kept for replay under its Idempotency-Key.",
+    )
+    sweep_batch_rows: int = Field(
+        default=1000,
+        ge=1,
+        description="Rows of each kind (expired sessions, their items, idempotency records) "
+        "one expiry-sweep transaction deletes at most; a session holding more is deleted "
+        "over several.",
     )
     sqlite_readers: int = Field(
         default=2, ge=1, le=64, description="Read connections kept open to the SQLite file."

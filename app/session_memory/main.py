@@ -107,8 +107,15 @@ async def _sweep_forever(store: SessionStore, metrics: Metrics) -> None:
         except StoreError as exc:
             logger.warning("sweep failed: %s", exc)
         else:
-            if swept:
-                logger.info("swept %d expired rows", swept)
+            if swept.sessions or swept.items or swept.records:
+                logger.info(
+                    "swept %d expired sessions, %d items and %d idempotency records "
+                    "in %d transactions",
+                    swept.sessions,
+                    swept.items,
+                    swept.records,
+                    swept.batches,
+                )
         await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
 
 

@@ -20,6 +20,7 @@ from .storage import (
     SessionFullError,
     StoreError,
     StoreUnavailableError,
+    TooManySessionsError,
 )
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
 _logger = logging.getLogger("session_memory")
 _REFUSALS = (
     SessionFullError,
+    TooManySessionsError,
     IdempotencyMismatchError,
     IdempotencyInFlightError,
     PreconditionFailedError,

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from ...problems import SessionNotFound
-from ...storage import SessionInfo
+from ...problems import InvalidInput, SessionNotFound
+from ...storage import InvalidCursorError, SessionInfo
 from ..deps import IfMatch, ItemsDep, SessionId, StoreDep, Tenant
 from ..errors import problem_responses
 from ..schemas import SessionListResponse, SessionRecord
@@ -44,18 +44,22 @@ async def list_sessions(
     cursor: Annotated[
         str | None,
         Query(
-            pattern=r"^[0-9]{1,18}$",
+            pattern=r"^[A-Za-z0-9_-]{1,2048}$",
             description="The `next_cursor` of the previous page (opaque).",
         ),
     ] = None,
 ) -> SessionListResponse:
     """List sessions, most recently updated first, in keyset pages."""
-    page = await store.list_sessions(
-        tenant, limit=limit, cursor=int(cursor) if cursor is not None else None
-    )
+    try:
+        page = await store.list_sessions(tenant, limit=limit, cursor=cursor)
+    except InvalidCursorError:
+        raise InvalidInput(
+            "cursor must be the next_cursor of an earlier page, unchanged",
+            extra={"errors": [{"loc": ["query", "cursor"], "msg": "not a cursor"}]},
+        ) from None
     return SessionListResponse(
         sessions=[_record(info) for info in page.sessions],
-        next_cursor=str(page.next_cursor) if page.next_cursor is not None else None,
+        next_cursor=page.next_cursor,
     )
 
 
