@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BeforeValidator
 from starlette.responses import Response, StreamingResponse
 
+from ...items.numbers import ascii_digits
 from ...items.service import Reply
 from ...storage import MAX_SEQ
 from ..deps import IdempotencyKey, IfMatch, ItemsDep, SessionId, SessionTTL, Tenant
@@ -43,14 +45,17 @@ Limit = Annotated[
             "Omit for all items (the response then streams)."
         ),
     ),
+    BeforeValidator(ascii_digits),
 ]
 After = Annotated[
     int | None,
     Query(ge=0, le=MAX_SEQ, description="Only items with a sequence number above this."),
+    BeforeValidator(ascii_digits),
 ]
 Before = Annotated[
     int | None,
     Query(ge=0, le=MAX_SEQ, description="Only items with a sequence number below this."),
+    BeforeValidator(ascii_digits),
 ]
 
 
