@@ -155,9 +155,12 @@ def _import(args: argparse.Namespace) -> int:
 
 def _sessions(args: argparse.Namespace) -> int:
     import httpx2
-    from session_memory_client.protocol import session_path
+    from session_memory_client.protocol import session_id_error, session_path
 
     base = args.base_url.rstrip("/")
+    if args.action != "list" and (error := session_id_error(args.session_id)) is not None:
+        # Refused here as RemoteSession refuses it: "a/items/last" is no session id.
+        raise SystemExit(f"session-memory: {error}")
     key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     if args.action == "list":
