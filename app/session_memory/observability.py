@@ -22,9 +22,13 @@ from .storage import (
     StoreUnavailableError,
 )
 
-__all__ = ["JsonFormatter", "Metrics", "configure_logging"]
+__all__ = ["CLIENT_CLOSED_REQUEST", "JsonFormatter", "Metrics", "configure_logging"]
 
 _logger = logging.getLogger("session_memory")
+
+# The status a request is counted and logged with when its client went away before
+# the answer was complete (nginx's "client closed request"): not a server error.
+CLIENT_CLOSED_REQUEST = 499
 _REFUSALS = (
     SessionFullError,
     IdempotencyMismatchError,
