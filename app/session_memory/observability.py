@@ -22,7 +22,13 @@ from .storage import (
     StoreUnavailableError,
 )
 
-__all__ = ["CLIENT_CLOSED_REQUEST", "JsonFormatter", "Metrics", "configure_logging"]
+__all__ = [
+    "CLIENT_CLOSED_REQUEST",
+    "JsonFormatter",
+    "Metrics",
+    "configure_logging",
+    "uvicorn_log_config",
+]
 
 _logger = logging.getLogger("session_memory")
 
@@ -119,12 +125,48 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+def _json_handler() -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    return handler
+
+
 def configure_logging(level: str) -> None:
-    """Send the service's logs to stderr as JSON lines, at ``level``."""
+    """Send every log line to stderr as JSON: the service's at ``level``, and the rest.
+
+    The rest is what reaches the root logger: uvicorn's (see ``uvicorn_log_config``),
+    the database drivers' (asyncpg's pool logs tracebacks), asyncio's unhandled
+    exceptions and Python warnings. Without a handler of ours there, Python's
+    last-resort handler would print them as plain text into the JSON log.
+    """
+    for name in ("session_memory", ""):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+            logger.addHandler(_json_handler())
     logger = logging.getLogger("session_memory")
-    if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonFormatter())
-        logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
+    # Others' lines below a warning are noise at the service's info level.
+    logging.getLogger().setLevel(max(logging.WARNING, logger.level))
+    logging.captureWarnings(True)
+
+
+def uvicorn_log_config(level: str) -> dict[str, Any]:
+    """uvicorn's ``log_config``: its loggers write JSON lines through ``JsonFormatter``."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "handlers": {
+            "json": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["json"], "level": level.upper(), "propagate": False},
+            "uvicorn.error": {"level": level.upper()},
+            "uvicorn.access": {"handlers": ["json"], "level": level.upper(), "propagate": False},
+        },
+    }

@@ -110,6 +110,7 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     from uvicorn.supervisors import Multiprocess
 
     from ..main import create_asgi_app
+    from ..observability import uvicorn_log_config
     from .protocol import EdgeProtocol
 
     app: ASGIApp | str = (
@@ -122,6 +123,8 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # uvicorn's own lines (start-up, errors) are JSON lines like the service's.
+        log_config=uvicorn_log_config(settings.log_level),
         lifespan="on",
         http=EdgeProtocol,
         timeout_keep_alive=settings.idle_timeout_seconds,  # type: ignore[arg-type]
