@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import httpx2
-import pytest
 from session_memory.storage import SessionStore, store_from_url
 from session_memory.transfer import export_lines, import_lines
 
