@@ -19,11 +19,22 @@ def is_ascii_digits(text: str) -> bool:
     return _DIGITS.fullmatch(text) is not None
 
 
-def ascii_digits(value: object) -> object:
-    """A pydantic before-validator: a query string must be ASCII digits (else 422).
+_SIGNED = re.compile(r"-?[0-9]+")
 
-    Values that are not strings pass through to the field's own validation.
+
+def ascii_digits(value: object) -> object:
+    """A pydantic before-validator: refuse what ``int()`` takes but is not ASCII digits.
+
+    ``²``, ``٣``, ``1_0``, ``+5``, `` 5`` and ``-0`` are refused here; a negative
+    number and a non-number go on to the field's own checks and their messages.
     """
-    if isinstance(value, str) and not is_ascii_digits(value):
-        raise ValueError("must be a whole number written with the digits 0-9")
-    return value
+    if not isinstance(value, str):
+        return value
+    if _SIGNED.fullmatch(value) is None:
+        try:
+            int(value)
+        except ValueError:
+            return value
+    elif not value.startswith("-") or value.strip("-0"):
+        return value
+    raise ValueError("must be a whole number written with the digits 0-9")
