@@ -107,7 +107,15 @@ class RemoteSession:
                 raise ValueError(f"limit must be 0 or more, not {limit}")
             params["limit"] = limit
         response = await self._request("GET", self._url + "/items", params=params)
-        items: list[TResponseInputItem] = json.loads(response.content)["items"]
+        page = json.loads(response.content)
+        items: list[TResponseInputItem] = page["items"]
+        # A page holds fewer than `limit` items when they pass the server's byte
+        # bound per page (has_more then says so): fetch the older ones it left out.
+        while limit is not None and page["has_more"] and len(items) < limit:
+            params = {"limit": limit - len(items), "before": page["first_seq"]}
+            response = await self._request("GET", self._url + "/items", params=params)
+            page = json.loads(response.content)
+            items[:0] = page["items"]
         return items
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
