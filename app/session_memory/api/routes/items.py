@@ -42,6 +42,8 @@ Limit = Annotated[
         le=MAX_SEQ,
         description=(
             "At most this many items. Without `after`/`before`: the latest N, oldest first. "
+            "A page also stops before passing the server's max_read_page_bytes (has_more "
+            "then says there is more; its first item comes whatever its size). "
             "Omit for all items (the response then streams)."
         ),
     ),
