@@ -15,10 +15,13 @@ runs large bodies on one worker thread, off the event loop, one at a time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
@@ -34,8 +37,11 @@ __all__ = [
     "parse_item_batch",
     "parse_item_batch_async",
     "read_json_body",
+    "run_off_loop",
     "split_items",
 ]
+
+T = TypeVar("T")
 
 _WS = re.compile(r"[ \t\n\r]*")
 
@@ -169,12 +175,18 @@ class BatchLimits:
 NO_LIMITS = BatchLimits()
 
 
+async def run_off_loop(size: int, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``work(*args, **kwargs)`` for a body of ``size`` bytes: inline when it is small
+    (``INLINE_PARSE_BYTES``), else on the payload thread, off the event loop."""
+    if size <= INLINE_PARSE_BYTES:
+        return work(*args, **kwargs)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_WORKER, functools.partial(work, *args, **kwargs))
+
+
 async def parse_item_batch_async(body: bytes, limits: BatchLimits = NO_LIMITS) -> list[str]:
     """``parse_item_batch``, on the payload thread for a body over ``INLINE_PARSE_BYTES``."""
-    if len(body) <= INLINE_PARSE_BYTES:
-        return parse_item_batch(body, limits)
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_WORKER, parse_item_batch, body, limits)
+    return await run_off_loop(len(body), parse_item_batch, body, limits)
 
 
 def parse_item_batch(body: bytes, limits: BatchLimits = NO_LIMITS) -> list[str]:

@@ -20,7 +20,7 @@ from ..observability import Metrics
 from ..problems import PreconditionFailed
 from ..storage import ItemPage, PreconditionFailedError, SessionStore
 from .headers import etag, expected_revision, idempotency_for, session_ttl
-from .payload import BatchLimits, parse_item_batch_async, read_json_body
+from .payload import BatchLimits, parse_item_batch_async, read_json_body, run_off_loop
 from .wire import append_body, page_body, page_tail, pop_body
 
 __all__ = ["STREAM_PAGE_ITEMS", "ItemsService", "Reply"]
@@ -148,7 +148,9 @@ class ItemsService:
             max_item_bytes=self.settings.max_item_bytes,
         )
         items = await parse_item_batch_async(body, limits)
-        idempotency = idempotency_for(
+        idempotency = await run_off_loop(
+            len(body),
+            idempotency_for,
             idempotency_key,
             method="POST",
             session_id=session_id,
