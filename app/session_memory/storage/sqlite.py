@@ -476,14 +476,7 @@ class SQLiteStore:
         finally:
             self._readers.put_nowait(conn)
 
-    async def _fetchall(
-        self, sql: str, params: Sequence[Any], *, inline: bool = False
-    ) -> list[Any]:
-        if inline and self._inline is not None:
-            try:
-                return self._inline.execute(sql, params).fetchall()
-            except sqlite3.OperationalError:
-                pass  # busy (a checkpoint or recovery): take the threaded path, which waits
+    async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[Any]:
         try:
             async with self._reader() as conn:
                 # One hop to the connection's thread, not one per cursor call.
