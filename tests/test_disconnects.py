@@ -23,7 +23,11 @@ HOST = b"Host: 127.0.0.1\r\n"
 
 @pytest.fixture(params=["hot-path", "fastapi"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    env = {"SESSION_MEMORY_HOT_PATH": "true" if request.param == "hot-path" else "false"}
+    env = {
+        "SESSION_MEMORY_HOT_PATH": "true" if request.param == "hot-path" else "false",
+        # Small read pages, so a 16 MiB history streams in several.
+        "SESSION_MEMORY_MAX_READ_PAGE_BYTES": str(2 * 1024 * 1024),
+    }
     with ServerProcess(
         f"sqlite:///{tmp_path}/gone.db",
         log_path=tmp_path / "server.log",
@@ -119,4 +123,25 @@ def test_a_pipelined_connection_reset_mid_answer_logs_no_traceback(
     while sum(_requests(server, "GET").values()) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "500" not in _requests(server, "GET")
+    _log_lines(server)  # no traceback
+
+
+def test_a_client_gone_mid_stream_counts_as_499(server: ServerProcess) -> None:
+    # 16 MiB of items: the unbounded read streams them in pages of 2 MiB.
+    for _ in range(4):
+        big = '{"items":[' + ",".join(['{"a":"' + "x" * 1_000_000 + '"}'] * 4) + "]}"
+        answer = httpx2.post(
+            server.base_url + "/v1/sessions/streamed/items",
+            content=big.encode(),
+            headers={"Content-Type": "application/json"},
+            timeout=60,
+        )
+        assert answer.status_code == 201
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(b"GET /v1/sessions/streamed/items HTTP/1.1\r\n" + HOST + b"\r\n")
+    assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+    _reset(sock)
+    counts = _wait_for(server, "GET", "499")
+    assert "500" not in counts
     _log_lines(server)  # no traceback
