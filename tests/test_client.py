@@ -82,8 +82,11 @@ async def test_sessions_are_isolated(base_url: str, session_id: str) -> None:
         await b.clear_session()
         assert await a.get_items() == [{"who": "a"}]
         assert await b.get_items() == []
-        await a.close()  # a borrowed client stays open
-        assert await a.get_items() == [{"who": "a"}]
+        await a.close()  # a borrowed client stays open for its other users
+        with pytest.raises(RuntimeError, match="RemoteSession is closed"):
+            await a.get_items()
+        assert await b.get_items() == []
+        assert (await shared.get(base_url + "/healthz")).status_code == 200
 
 
 ODD_IDS = [
@@ -203,7 +206,7 @@ async def test_nan_is_refused_before_sending(remote: RemoteSession) -> None:
 
 async def test_refused_connection_names_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    async with RemoteSession("s", base_url=url) as remote:
+    async with RemoteSession("s", base_url=url, retries=0) as remote:
         with pytest.raises(ConnectError, match=url) as caught:
             await remote.get_items()
     assert caught.value.url.startswith(url)

@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.utils.server import ServerProcess
 
+pytestmark = pytest.mark.slow  # real processes over TCP
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = schemathesis.openapi.from_path(ROOT / "openapi.json")
 KEY = "fuzz-key-0123456789"

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx2
+import pytest
 
 from .utils.server import ServerProcess
 
@@ -26,6 +27,7 @@ def _json_lines(text: str) -> list[dict[str, object]]:
     return parsed
 
 
+@pytest.mark.slow
 def test_a_server_run_logs_only_json_lines(database_url: str, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     with ServerProcess(database_url, log_path=log, extra_args=["--log-level", "info"]) as server:
@@ -63,6 +65,7 @@ warnings.warn("an unclosed connection", ResourceWarning)
 """
 
 
+@pytest.mark.slow
 def test_driver_asyncio_and_warning_lines_are_json() -> None:
     done = subprocess.run(
         [sys.executable, "-W", "always", "-c", DRIVER_NOISE],

@@ -13,6 +13,8 @@ from session_memory_client import ConnectError, ProblemError, RemoteSession
 
 from tests.utils.server import ServerProcess, free_port
 
+pytestmark = pytest.mark.slow  # real processes over TCP
+
 
 def scripted(statuses: list[int], seen: list[httpx2.Request]) -> httpx2.AsyncClient:
     """A client whose transport answers with ``statuses`` in turn (the error-mapping seam)."""
@@ -110,3 +112,29 @@ async def test_writes_retried_across_a_server_crash_land_once(tmp_path: Path) ->
         if n % 10 == 9:
             expected[-1:] = [{"n": n, "again": True}]
     assert [json.dumps(i) for i in items] == [json.dumps(i) for i in expected]
+
+
+async def test_default_retries_ride_out_ten_seconds_of_503() -> None:
+    seen: list[httpx2.Request] = []
+    now = 0.0
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        nonlocal now
+        waits.append(seconds)
+        now += seconds
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        if now < 12.0:  # a restart: the service answers 503 for twelve seconds
+            return httpx2.Response(503, json={"type": "about:blank", "status": 503})
+        return httpx2.Response(201, json={"count": 1, "first_seq": 1, "last_seq": 1})
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
+        remote = RemoteSession("s", http_client=http)  # default retry settings
+        remote._transport._clock = lambda: now
+        remote._transport._sleep = sleep
+        await remote.add_items([{"n": 1}])  # type: ignore[list-item]
+    assert now >= 12.0
+    assert max(waits) <= 2.0  # backoff capped at a few seconds
+    assert len({request.headers["idempotency-key"] for request in seen}) == 1

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import httpx2
+import pytest
 from session_memory.storage import SessionStore
 from session_memory_client import RemoteSession
 
@@ -68,6 +69,7 @@ async def test_a_bounded_read_keeps_the_revision(store: SessionStore) -> None:
     assert (await store.read(T, "nobody", limit=5, max_bytes=10)).revision == 0
 
 
+@pytest.mark.slow
 async def test_remote_session_gets_limit_items_across_byte_bounded_pages(
     tmp_path: Path,
 ) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx2
+import pytest
 from session_memory.storage import SessionStore, store_from_url
 from session_memory.transfer import export_lines, import_lines
 
@@ -120,6 +121,7 @@ async def test_a_bad_line_loses_nothing_silently(store: SessionStore) -> None:
     assert [json.loads(i)["n"] for i in (await store.read("t", "b")).items] == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.slow
 def test_cli_import_names_a_bad_line_and_fails(tmp_path: Path) -> None:
     target = f"sqlite:///{tmp_path}/target.db"
     source = (
@@ -145,6 +147,7 @@ def run(
     )
 
 
+@pytest.mark.slow
 def test_cli_export_import_and_sessions(tmp_path: Path) -> None:
     key = "admin-key-0123456789"
     source = f"sqlite:///{tmp_path}/source.db"
@@ -159,10 +162,18 @@ def test_cli_export_import_and_sessions(tmp_path: Path) -> None:
             f"{server.base_url}/v1/sessions/c/items", json={"items": [{"n": 2}]}, headers=auth
         )
         admin = ["sessions", "--base-url", server.base_url, "--api-key", key]
-        listed = json.loads(run(*admin, "list").stdout)
+        listed = json.loads(run(*admin, "list", "--json").stdout)
         assert {record["id"] for record in listed["sessions"]} == {"a b", "c"}
-        shown = json.loads(run(*admin, "show", "a b", "--items").stdout)
+        shown = json.loads(run(*admin, "show", "a b", "--items", "--json").stdout)
         assert (shown["item_count"], shown["items"]) == (1, [{"n": 1}])
+        # For people, by default: a table, and a record with its items one a line.
+        table = run(*admin, "list").stdout.decode().splitlines()
+        assert table[0].split() == ["ID", "ITEMS", "UPDATED", "EXPIRES"]
+        assert sorted(line.split("  ")[0] for line in table[1:]) == ["a b", "c"]
+        assert all(line.endswith("never") and " UTC" in line for line in table[1:])
+        text = run(*admin, "show", "a b", "--items").stdout.decode().splitlines()
+        assert text[:2] == ["id:       a b", "items:    1"]
+        assert text[-1] == '   1  {"n": 1}'
         assert run(*admin, "delete", "c").returncode == 0
         missing = run(*admin, "show", "c")
         assert missing.returncode != 0
@@ -181,6 +192,7 @@ def test_cli_export_import_and_sessions(tmp_path: Path) -> None:
     assert b"imported 0 items (1 already present)" in again.stderr
 
 
+@pytest.mark.slow
 def test_export_from_a_running_server_imports_into_a_tenant(tmp_path: Path) -> None:
     key = "exporter-key-0123456789"
     with ServerProcess(

@@ -7,10 +7,48 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "redact_url"]
+__all__ = ["Settings", "check_database_url", "redact_url"]
+
+
+# Schemes store_from_url knows (a "+driver" suffix is allowed), and the forms to name.
+_URL_FORMS = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db or "
+    "postgresql://user:password@host:5432/database"
+)
+
+
+def check_database_url(url: str) -> str:
+    """``url`` if it is a form the stores accept; else ``ValueError`` naming the right form.
+
+    Checked before anything is opened, so ``sqlite:/x.db`` (one slash) is refused
+    instead of being read as ``./x.db``.
+    """
+    scheme, sep, rest = url.partition(":")
+    base = scheme.split("+", 1)[0].lower()
+    if not sep or base not in ("sqlite", "postgresql", "postgres"):
+        raise ValueError(
+            f"unsupported database URL scheme {scheme!r} in {redact_url(url)!r}; use {_URL_FORMS}"
+        )
+    if base == "sqlite":
+        if not rest.startswith("///") or not rest[3:] or "?" in rest:
+            raise ValueError(
+                f"malformed SQLite URL {url!r}: write sqlite:///relative/path.db "
+                "(three slashes) or sqlite:////absolute/path.db (four)"
+            )
+        if rest[3:] == ":memory:":
+            raise ValueError(
+                "in-memory SQLite is not supported (each connection would see its own); "
+                "name a file: sqlite:///data/sessions.db"
+            )
+    elif not rest.startswith("//"):
+        raise ValueError(
+            f"malformed PostgreSQL URL {redact_url(url)!r}: write "
+            "postgresql://user:password@host:5432/database"
+        )
+    return url
 
 
 def redact_url(url: str) -> str:
@@ -147,6 +185,11 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Server log level."
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_form(cls, url: str) -> str:
+        return check_database_url(url)
 
     def binds_loopback_only(self) -> bool:
         """Whether ``host`` is a loopback address (or localhost)."""

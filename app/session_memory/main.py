@@ -28,7 +28,7 @@ from .observability import Metrics, configure_logging
 from .problems import PROBLEM_MEDIA_TYPE
 from .storage import SessionStore, StoreError, store_from_url
 
-__all__ = ["create_app", "create_asgi_app"]
+__all__ = ["app_version", "create_app", "create_asgi_app"]
 
 logger = logging.getLogger("session_memory")
 
@@ -39,7 +39,8 @@ returned byte for byte. Errors are RFC 9457 `application/problem+json`.
 """
 
 
-def _version() -> str:
+def app_version() -> str:
+    """The installed distribution's version."""
     try:
         return version("session-memory")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
 
     app = FastAPI(
         title="session-memory",
-        version=_version(),
+        version=app_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
         # /docs is served from the package's own copy of Swagger UI (api/routes/docs.py);

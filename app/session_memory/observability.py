@@ -26,8 +26,9 @@ __all__ = [
     "CLIENT_CLOSED_REQUEST",
     "JsonFormatter",
     "Metrics",
+    "StartupFailureFilter",
     "configure_logging",
-    "uvicorn_log_config",
+    "log_config",
 ]
 
 _logger = logging.getLogger("session_memory")
@@ -134,9 +135,9 @@ def _json_handler() -> logging.Handler:
 def configure_logging(level: str) -> None:
     """Send every log line to stderr as JSON: the service's at ``level``, and the rest.
 
-    The rest is what reaches the root logger: uvicorn's (see ``uvicorn_log_config``),
-    the database drivers' (asyncpg's pool logs tracebacks), asyncio's unhandled
-    exceptions and Python warnings. Without a handler of ours there, Python's
+    The rest is what reaches the root logger: the database drivers' (asyncpg's pool
+    logs tracebacks), asyncio's unhandled exceptions and Python warnings (uvicorn's
+    own lines go through ``log_config``). Without a handler of ours there, Python's
     last-resort handler would print them as plain text into the JSON log.
     """
     for name in ("session_memory", ""):
@@ -151,22 +152,50 @@ def configure_logging(level: str) -> None:
     logging.captureWarnings(True)
 
 
-def uvicorn_log_config(level: str) -> dict[str, Any]:
-    """uvicorn's ``log_config``: its loggers write JSON lines through ``JsonFormatter``."""
+class StartupFailureFilter(logging.Filter):
+    """Shortens uvicorn's report of a failed start-up to the cause, without the traceback.
+
+    uvicorn logs an exception raised by the app's start-up (the store could not be
+    opened) with its whole traceback; below ``debug`` the operator gets one line.
+    """
+
+    _HINT = " (check --database-url or SESSION_MEMORY_DATABASE_URL)"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        if record.exc_info and text.startswith("Exception in 'lifespan'"):
+            exc = record.exc_info[1]
+            cause = f"{type(exc).__name__}: {exc}"
+        elif text.startswith("Traceback (most recent call last)"):
+            # Starlette hands uvicorn the formatted traceback as the failure message;
+            # its last line is the exception itself.
+            cause = text.strip().splitlines()[-1]
+        else:
+            return True
+        record.msg = "cannot start: %s" + self._HINT
+        record.args = (cause,)
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """``logging.config.dictConfig`` for a server: uvicorn's lines and ours, all JSON."""
+    filters = [] if level == "debug" else ["startup_failure"]
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "json",
+        "stream": "ext://sys.stderr",
+        "filters": filters,
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
-        "handlers": {
-            "json": {
-                "class": "logging.StreamHandler",
-                "formatter": "json",
-                "stream": "ext://sys.stderr",
-            }
-        },
+        "formatters": {"json": {"()": JsonFormatter}},
+        "filters": {"startup_failure": {"()": StartupFailureFilter}},
+        "handlers": {"json": handler},
         "loggers": {
-            "uvicorn": {"handlers": ["json"], "level": level.upper(), "propagate": False},
-            "uvicorn.error": {"level": level.upper()},
-            "uvicorn.access": {"handlers": ["json"], "level": level.upper(), "propagate": False},
+            name: {"handlers": ["json"], "level": level.upper(), "propagate": False}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "session_memory")
         },
     }

@@ -125,7 +125,9 @@ class Unauthorized(ProblemError):
 
     def __init__(self) -> None:
         super().__init__(
-            "send a valid API key as 'Authorization: Bearer <key>'",
+            "send a valid API key as 'Authorization: Bearer <key>' (the client: "
+            "RemoteSession(..., api_key=...); the command line: --api-key or "
+            "SESSION_MEMORY_API_KEY; the browser at /ui: the API key box at the top)",
             headers={"WWW-Authenticate": 'Bearer realm="session-memory"'},
         )
 

@@ -20,11 +20,10 @@ what was left out.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
-import httpx2
-from session_memory_client.protocol import session_path
+from session_memory_client import SessionMemoryClient
 
 from .items.payload import parse_item_batch, split_items
 from .storage import SessionStore
@@ -71,41 +70,26 @@ async def export_lines(store: SessionStore) -> AsyncIterator[bytes]:
         after = sessions[-1]
 
 
-def export_from_server(base_url: str, api_key: str | None) -> Iterator[bytes]:
+async def export_from_server(base_url: str, api_key: str | None) -> AsyncIterator[bytes]:
     """The export of the sessions one API key sees, read over HTTP from a running server.
 
     The key's tenant is not known to its holder, so lines carry ``"tenant": null``;
-    ``import --tenant`` says where they go.
+    ``import --tenant`` says where they go. Errors are the client's
+    (``session_memory_client.SessionMemoryError``).
     """
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx2.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=60) as http:
-        cursor: str | None = None
-        while True:
-            params: dict[str, str | int] = {"limit": 1000}
-            if cursor:
-                params["cursor"] = cursor
-            listing = http.get("/v1/sessions", params=params)
-            listing.raise_for_status()
-            page = listing.json()
-            for record in page["sessions"]:
-                head = _head(None, record["id"])
-                after = 0
-                while True:
-                    response = http.get(
-                        session_path(record["id"]) + "/items",
-                        params={"limit": PAGE, "after": after},
-                    )
-                    response.raise_for_status()
-                    # The service returns items byte for byte: keep them so.
-                    for item in split_items(response.content):
-                        yield export_line(head, item)
-                    meta = response.json()
-                    if not meta["has_more"]:
-                        break
-                    after = meta["last_seq"]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                return
+    async with SessionMemoryClient(base_url=base_url, api_key=api_key, timeout=60) as client:
+        async for record in client.iter_sessions(page_size=PAGE):
+            head = _head(None, record["id"])
+            session = client.session(record["id"])
+            after = 0
+            while True:
+                page = await session.read_items(limit=PAGE, after=after)
+                # The service returns items byte for byte: keep them so.
+                for item in split_items(page.content):
+                    yield export_line(head, item)
+                if not page.has_more or page.last_seq is None:
+                    break
+                after = page.last_seq
 
 
 def _parse(line: bytes, number: int) -> tuple[str | None, str, str]:
