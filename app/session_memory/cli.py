@@ -201,31 +201,39 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .transfer import import_lines
+    from .transfer import ImportReport, import_lines
 
     settings = _settings(args, ["database_url"])
 
-    def run(source: BinaryIO) -> tuple[int, int]:
+    def run(source: BinaryIO) -> ImportReport:
         return _with_store(
             settings, lambda store: import_lines(store, source, default_tenant=args.tenant)
         )
 
-    try:
-        if args.input:
-            with open(args.input, "rb") as source:
-                added, skipped = run(source)
-        else:
-            added, skipped = run(sys.stdin.buffer)
-    except ValueError as exc:
-        raise SystemExit(f"session-memory: import stopped: {exc}") from None
-    print(f"session-memory: imported {added} items ({skipped} already present)", file=sys.stderr)
-    return 0
+    if args.input:
+        with open(args.input, "rb") as source:
+            report = run(source)
+    else:
+        report = run(sys.stdin.buffer)
+    for error in report.errors:
+        print(f"session-memory: import: {error}", file=sys.stderr)
+    print(
+        f"session-memory: imported {report.added} items ({report.skipped} already present)"
+        + (f"; {len(report.errors)} problems, see above" if report.errors else ""),
+        file=sys.stderr,
+    )
+    return 1 if report.errors else 0
 
 
 def _sessions(args: argparse.Namespace) -> int:
     import asyncio
 
     from session_memory_client import SessionMemoryClient, SessionMemoryError
+    from session_memory_client.protocol import session_id_error
+
+    if args.action != "list" and (error := session_id_error(args.session_id)) is not None:
+        # Refused here, before any request: "a/items/last" is no session id.
+        raise SystemExit(f"session-memory: {error}")
 
     async def run() -> Any:
         key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")

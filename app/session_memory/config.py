@@ -126,6 +126,13 @@ class Settings(BaseSettings):
         ge=64,
         description="Largest single item (its JSON text, in bytes); a larger one gets 422.",
     )
+    max_read_page_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes of items one read page holds: a read with a limit "
+        "returns fewer items, with has_more true, rather than pass it (a single larger "
+        "item is still returned alone); reads without a limit stream in pages of it.",
+    )
     max_items_per_request: int = Field(
         default=10_000, ge=1, description="Most items one append may carry; more gets 422."
     )

@@ -22,6 +22,7 @@ from .middleware.access import AccessLog
 from .middleware.head import HeadAsGet
 from .middleware.host_guard import HostGuard, allowed_hosts
 from .middleware.hot_path import HotPath
+from .middleware.raw_path import RawPath
 from .middleware.request_id import RequestId
 from .observability import Metrics, configure_logging
 from .problems import PROBLEM_MEDIA_TYPE
@@ -131,7 +132,7 @@ def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
     configure_logging(settings.log_level)
     inner: ASGIApp = HotPath(app) if settings.hot_path else app
     hosts = allowed_hosts(settings.allowed_hosts, open_mode=app.state.api_keys.open)
-    guarded = HostGuard(HeadAsGet(inner), hosts)
+    guarded = HostGuard(HeadAsGet(RawPath(inner)), hosts)
     return RequestId(AccessLog(guarded, app.state.metrics, enabled=settings.access_log))
 
 

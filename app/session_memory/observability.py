@@ -24,6 +24,7 @@ from .storage import (
 )
 
 __all__ = [
+    "CLIENT_CLOSED_REQUEST",
     "JsonFormatter",
     "Metrics",
     "StartupFailureFilter",
@@ -32,6 +33,10 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("session_memory")
+
+# The status a request is counted and logged with when its client went away before
+# the answer was complete (nginx's "client closed request"): not a server error.
+CLIENT_CLOSED_REQUEST = 499
 _REFUSALS = (
     SessionFullError,
     TooManySessionsError,
@@ -123,15 +128,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+def _json_handler() -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    return handler
+
+
 def configure_logging(level: str) -> None:
-    """Send the service's logs to stderr as JSON lines, at ``level``."""
+    """Send every log line to stderr as JSON: the service's at ``level``, and the rest.
+
+    The rest is what reaches the root logger: the database drivers' (asyncpg's pool
+    logs tracebacks), asyncio's unhandled exceptions and Python warnings (uvicorn's
+    own lines go through ``log_config``). Without a handler of ours there, Python's
+    last-resort handler would print them as plain text into the JSON log.
+    """
+    for name in ("session_memory", ""):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+            logger.addHandler(_json_handler())
     logger = logging.getLogger("session_memory")
-    if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonFormatter())
-        logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
+    # Others' lines below a warning are noise at the service's info level.
+    logging.getLogger().setLevel(max(logging.WARNING, logger.level))
+    logging.captureWarnings(True)
 
 
 class StartupFailureFilter(logging.Filter):

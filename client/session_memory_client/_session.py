@@ -189,7 +189,13 @@ class RemoteSession:
             limit = self.session_settings.limit
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be 0 or more, not {limit}")
-        items: list[TResponseInputItem] = (await self.read_items(limit=limit)).items
+        page = await self.read_items(limit=limit)
+        items: list[TResponseInputItem] = page.items
+        # A page holds fewer than `limit` items when they pass the server's byte
+        # bound per page (has_more then says so): fetch the older ones it left out.
+        while limit is not None and page.has_more and len(items) < limit:
+            page = await self.read_items(limit=limit - len(items), before=page.first_seq)
+            items[:0] = page.items
         return items
 
     async def add_items(

@@ -38,6 +38,7 @@ __all__ = [
     "decode_pop",
     "encode_append",
     "encode_pop",
+    "item_bytes",
     "page_from_rows",
     "parse_session_cursor",
     "read_shape",
@@ -263,11 +264,20 @@ def read_shape(limit: int | None, after: int | None) -> tuple[bool, int | None]:
     return forward, None if limit is None else min(limit, MAX_SEQ - 1) + 1
 
 
-def page_from_rows(rows: list[Any], limit: int | None, forward: bool) -> ItemPage:
+def item_bytes(body: str) -> int:
+    """An item's size in UTF-8 bytes (its length, when it is ASCII, without encoding it)."""
+    return len(body) if body.isascii() else len(body.encode())
+
+
+def page_from_rows(
+    rows: list[Any], limit: int | None, forward: bool, max_bytes: int | None = None
+) -> ItemPage:
     """An ``ItemPage`` from (revision, seq, body) rows fetched as ``read_shape`` said.
 
     The rows come from the session joined to its items, so a session with no
     matching items gives one row with a null seq, and an unknown session none.
+    With ``max_bytes``, the page ends before the item that would take it past that
+    many bytes (the first item is kept whatever its size), and ``has_more`` is true.
     """
     revision = rows[0][0] if rows else 0
     if rows and rows[0][1] is None:
@@ -275,6 +285,13 @@ def page_from_rows(rows: list[Any], limit: int | None, forward: bool) -> ItemPag
     has_more = limit is not None and len(rows) > limit
     if has_more:
         rows = rows[:limit]
+    if max_bytes is not None:
+        total = 0
+        for index, row in enumerate(rows):
+            total += item_bytes(row[2])
+            if total > max_bytes and index > 0:
+                rows, has_more = rows[:index], True
+                break
     if not forward:
         rows.reverse()
     if not rows:
@@ -346,6 +363,7 @@ class SessionStore(Protocol):
         limit: int | None = None,
         after: int | None = None,
         before: int | None = None,
+        max_bytes: int | None = None,
     ) -> ItemPage:
         """Read items oldest first.
 
@@ -353,6 +371,11 @@ class SessionStore(Protocol):
         - ``after``: the first ``limit`` items with seq > after;
         - ``before``: the latest ``limit`` items with seq < before.
         ``after`` and ``before`` are not both given. An unknown session reads as empty.
+
+        With ``max_bytes`` the page also stops, in its direction of travel, before
+        the item that would take its items past that many bytes of JSON, with
+        ``has_more`` true; its first item is returned whatever its size. The read
+        holds at most about ``max_bytes`` plus one item in memory.
         """
         ...
 

@@ -197,6 +197,28 @@ _RELEASE_KEPT = """
 """
 
 
+@functools.cache
+def _bounded_read_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
+    """``_read_sql``, keeping rows only until their bodies pass a byte bound (last $).
+
+    ``octet_length`` reads a stored value's size from its header (TOAST keeps it), so
+    the rows past the bound are never fetched or sent; the one that passes it is
+    (the second, when the first alone passes it), and ``page_from_rows`` cuts before
+    it and says there is more.
+    """
+    inner = _read_sql(after, before, forward, limited)
+    bound = f"${2 + after + before + limited + 1}"
+    order = f"ORDER BY r.seq {'ASC' if forward else 'DESC'}"
+    return (
+        "SELECT revision, seq, body FROM ("
+        "SELECT r.revision, r.seq, r.body, row_number() OVER w AS n, "
+        "coalesce(sum(octet_length(r.body)) OVER w, 0) - coalesce(octet_length(r.body), 0)"
+        f" AS before_it FROM ({inner}) r WINDOW w AS ({order} ROWS UNBOUNDED PRECEDING)"
+        f") page WHERE before_it <= {bound} OR n <= 2 "
+        f"ORDER BY seq {'ASC' if forward else 'DESC'}"
+    )
+
+
 async def _deleted(conn: Connection, rows: Sequence[asyncpg.Record], inline: int) -> None:
     """Sessions (``_GONE``) were deleted: delete their items and idempotency records,
     and raise the revision floors.
@@ -489,17 +511,19 @@ class PostgresStore:
         limit: int | None = None,
         after: int | None = None,
         before: int | None = None,
+        max_bytes: int | None = None,
     ) -> ItemPage:
         if limit == 0:
             return EMPTY_PAGE
         forward, fetch = read_shape(limit, after)
-        params = [value for value in (after, before, fetch) if value is not None]
-        sql = _read_sql(after is not None, before is not None, forward, fetch is not None)
+        params = [value for value in (after, before, fetch, max_bytes) if value is not None]
+        shape = (after is not None, before is not None, forward, fetch is not None)
+        sql = _read_sql(*shape) if max_bytes is None else _bounded_read_sql(*shape)
 
         async def work(conn: Connection) -> list[asyncpg.Record]:
             return list(await conn.fetch(sql, tenant, session_id, *params))
 
-        return page_from_rows(await self._run(work), limit, forward)
+        return page_from_rows(await self._run(work), limit, forward, max_bytes)
 
     async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:
         async def work(conn: Connection) -> asyncpg.Record | None:

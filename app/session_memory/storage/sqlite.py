@@ -40,6 +40,7 @@ from .base import (
     decode_pop,
     encode_append,
     encode_pop,
+    item_bytes,
     page_from_rows,
     parse_session_cursor,
     read_shape,
@@ -177,6 +178,31 @@ def sqlite_path_from_url(url: str) -> Path:
     return Path(path)
 
 
+def _bounded_rows(
+    cursor: sqlite3.Cursor, max_bytes: int | None, *, give_up: int | None = None
+) -> list[Any] | None:
+    """Fetch (revision, seq, body) rows until their bodies pass ``max_bytes``.
+
+    The row that passes it is kept (``page_from_rows`` cuts before it and says
+    there is more; when the first row alone passes it, the second is kept), so at
+    most ``max_bytes`` (or the first item) plus one item is held. Past
+    ``give_up`` bytes (before the page is full) it stops and returns None.
+    """
+    rows: list[Any] = []
+    total = 0
+    for row in cursor:
+        rows.append(row)
+        if row[2] is None:
+            continue
+        total += item_bytes(row[2])
+        # Past the bound with a second row in hand: that row tells has_more.
+        if max_bytes is not None and total > max_bytes and len(rows) > 1:
+            break
+        if give_up is not None and total > give_up:
+            return None
+    return rows
+
+
 # Deleting sessions: RETURNING this, for ``_deleted``.
 _GONE = "RETURNING id, tenant, revision, session_id, item_count"
 
@@ -311,9 +337,11 @@ class SQLiteStore:
     Which connection does what (one rule each):
 
     - every write: the ``GroupCommitWriter``'s connection, on its own thread;
-    - small reads (``limit`` up to ``inline_read_limit``): the event loop's own
-      read-only connection (a WAL read of a few rows takes tens of microseconds,
-      less than the hop to a thread; it never waits: when busy, the pool below answers);
+    - small reads (``limit`` up to ``inline_read_limit`` and items up to
+      ``inline_read_bytes``): the event loop's own read-only connection (a WAL read
+      of a few rows takes tens of microseconds, less than the hop to a thread; it
+      never waits: when busy, or once the rows pass the byte bound, the pool below
+      answers; so the loop reads at most that bound plus one item);
     - every other read: a pool of read-only aiosqlite connections, each on its thread;
     - at open only: one aiosqlite connection sets WAL mode and migrates.
     """
@@ -326,6 +354,7 @@ class SQLiteStore:
         max_group_ops: int = 512,
         busy_timeout_ms: int = 5000,
         inline_read_limit: int = 100,
+        inline_read_bytes: int = 256 * 1024,
         session_ttl: float = 0,
         max_sessions_per_tenant: int = 0,
         sweep_batch_rows: int = SWEEP_BATCH_ROWS,
@@ -339,6 +368,7 @@ class SQLiteStore:
         self._readers_wanted = readers
         self._busy_timeout_ms = busy_timeout_ms
         self._inline_read_limit = inline_read_limit
+        self._inline_read_bytes = inline_read_bytes
         self._default_ttl = session_ttl
         self._writer = GroupCommitWriter(
             self.path, busy_timeout_ms=busy_timeout_ms, max_group_ops=max_group_ops
@@ -619,14 +649,7 @@ class SQLiteStore:
         finally:
             self._readers.put_nowait(conn)
 
-    async def _fetchall(
-        self, sql: str, params: Sequence[Any], *, inline: bool = False
-    ) -> list[Any]:
-        if inline and self._inline is not None:
-            try:
-                return self._inline.execute(sql, params).fetchall()
-            except sqlite3.OperationalError:
-                pass  # busy (a checkpoint or recovery): take the threaded path, which waits
+    async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[Any]:
         try:
             async with self._reader() as conn:
                 # One hop to the connection's thread, not one per cursor call.
@@ -642,6 +665,7 @@ class SQLiteStore:
         limit: int | None = None,
         after: int | None = None,
         before: int | None = None,
+        max_bytes: int | None = None,
     ) -> ItemPage:
         if limit == 0:
             return EMPTY_PAGE
@@ -651,8 +675,54 @@ class SQLiteStore:
         if fetch is not None:
             params.append(fetch)
         sql = _read_sql(after is not None, before is not None, forward, fetch is not None)
-        inline = limit is not None and limit <= self._inline_read_limit
-        return page_from_rows(await self._fetchall(sql, params, inline=inline), limit, forward)
+        rows = None
+        if limit is not None and limit <= self._inline_read_limit:
+            rows = self._fetch_inline(sql, params, max_bytes)
+        if rows is None:
+            rows = await self._fetch_bounded(sql, params, max_bytes)
+        return page_from_rows(rows, limit, forward, max_bytes)
+
+    def _fetch_inline(self, sql: str, params: Sequence[Any], max_bytes: int | None) -> Any:
+        """A small read's rows, on the event loop; None when it is busy or not small.
+
+        A read is small by its size, not only its count: past ``inline_read_bytes``
+        it is given up here (having read at most that plus one item) and goes to a
+        threaded reader.
+        """
+        if self._inline is None:
+            return None
+        try:
+            cursor = self._inline.execute(sql, params)
+            try:
+                return _bounded_rows(cursor, max_bytes, give_up=self._inline_read_bytes)
+            finally:
+                cursor.close()
+        except sqlite3.OperationalError:
+            return None  # busy (a checkpoint or recovery): the threaded path waits
+
+    async def _fetch_bounded(
+        self, sql: str, params: Sequence[Any], max_bytes: int | None
+    ) -> list[Any]:
+        """A read's rows on a threaded reader, fetched until the page is full."""
+
+        def run(conn: sqlite3.Connection) -> list[Any]:
+            cursor = conn.execute(sql, params)
+            try:
+                rows = _bounded_rows(cursor, max_bytes)
+            finally:
+                cursor.close()
+            assert rows is not None  # nothing to give up without a budget
+            return rows
+
+        try:
+            async with self._reader() as reader:
+                # The whole read is one call on the connection's thread (aiosqlite's
+                # own way of running work there), so it can stop fetching rows once
+                # the page is full instead of holding every row a LIMIT allows.
+                rows: list[Any] = await reader._execute(run, reader._conn)  # type: ignore[no-untyped-call]
+                return rows
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
 
     async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:
         rows = await self._fetchall(

@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator
 from starlette.responses import Response
 
+from ...items.numbers import ascii_digits
 from ...problems import InvalidInput, SessionNotFound
 from ...storage import InvalidCursorError, SessionInfo
 from ..deps import IfMatch, ItemsDep, SessionId, StoreDep, Tenant
@@ -40,7 +42,9 @@ def _record(info: SessionInfo) -> SessionRecord:
 async def list_sessions(
     tenant: Tenant,
     store: StoreDep,
-    limit: Annotated[int, Query(ge=1, le=1000, description="Sessions per page.")] = 50,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description="Sessions per page."), BeforeValidator(ascii_digits)
+    ] = 50,
     cursor: Annotated[
         str | None,
         Query(
