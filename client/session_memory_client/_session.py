@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,10 +47,15 @@ async def _settle(awaitable: Awaitable[_T]) -> _T:
     write it interrupted could still land afterwards.
     """
     task = asyncio.ensure_future(awaitable)
+    loop = task.get_loop()
     cancelled: asyncio.CancelledError | None = None
     while not task.done():
+        # A waiter of our own, not the task: cancelling the caller cancels the waiter
+        # alone. (asyncio.wait does the same with more bookkeeping, on every write.)
+        waiter = loop.create_future()
+        task.add_done_callback(partial(_wake, waiter))
         try:
-            await asyncio.wait({task})
+            await waiter
         except asyncio.CancelledError as exc:
             cancelled = cancelled or exc
     if cancelled is not None:
@@ -58,6 +64,11 @@ async def _settle(awaitable: Awaitable[_T]) -> _T:
             task.exception()  # retrieved, so asyncio does not log it as lost
         raise cancelled
     return task.result()
+
+
+def _wake(waiter: asyncio.Future[None], _task: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionSettings | None:
