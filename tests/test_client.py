@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
 import session_memory_client
 from agents.memory import Session, SessionSettings
-from session_memory_client import ConnectError, ProblemError, RemoteSession
+from session_memory_client import (
+    ConnectError,
+    ProblemError,
+    RemoteSession,
+    RequestTimeout,
+    TransportError,
+)
 
 from tests.utils.scripted import Answer, Seen, scripted_server
 from tests.utils.server import free_port
@@ -212,6 +221,76 @@ async def test_refused_connection_names_the_url() -> None:
         with pytest.raises(ConnectError, match=url) as caught:
             await remote.get_items()
     assert caught.value.url.startswith(url)
+
+
+@asynccontextmanager
+async def raw_server(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """A TCP server on loopback that misbehaves as ``serve`` says; yields its URL."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_no_answer_within_the_timeout_is_request_timeout() -> None:
+    release = asyncio.Event()
+    connections: list[int] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await reader.readuntil(b"\r\n\r\n")
+        await release.wait()  # holds the request until the test is over
+        writer.close()
+
+    async with raw_server(never_answer) as url:
+        try:
+            async with RemoteSession("s", base_url=url, timeout=0.2, retries=1) as remote:
+                with pytest.raises(RequestTimeout, match=r"did not answer within 0\.2s") as caught:
+                    await remote.get_items()
+        finally:
+            release.set()
+    assert isinstance(caught.value, TransportError)
+    assert caught.value.url == url + "/v1/sessions/s/items"
+    assert len(connections) == 2  # a timeout is transient: retried once, then raised
+
+
+async def test_a_dropped_connection_is_a_transport_error() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()  # no answer at all
+
+    async with (
+        raw_server(hang_up) as url,
+        RemoteSession("s", base_url=url, retries=0) as remote,
+    ):
+        with pytest.raises(TransportError, match=url) as caught:
+            await remote.add_items([{"n": 1}])  # type: ignore[list-item]
+    assert type(caught.value) is TransportError  # neither ConnectError nor RequestTimeout
+
+
+async def test_an_error_without_problem_json_keeps_the_body_as_detail() -> None:
+    async def plain_502(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 11\r\nConnection: close\r\n\r\nupstream \xff!"
+        )
+        await writer.drain()
+        writer.close()
+
+    async with (
+        raw_server(plain_502) as url,
+        RemoteSession("s", base_url=url, retries=0) as remote,
+    ):
+        with pytest.raises(ProblemError) as caught:
+            await remote.get_items()
+    assert (caught.value.status, caught.value.title) == (502, "Bad Gateway")
+    assert caught.value.detail == "upstream \ufffd!"
+    assert caught.value.problem == {}
 
 
 async def test_api_key_is_sent_as_bearer(monkeypatch: pytest.MonkeyPatch) -> None:
