@@ -15,11 +15,11 @@ machine's Redis.
     python -m bench.clients [--calls N] [--only NAME ...]
 
 Candidates whose package is not installed are reported as such and skipped; the
-dev extra installs only what ``make bench`` needs (httpx2 for RemoteSession and
-redis-py), the others come from ``pip install aiohttp httpx-aiohttp pyreqwest
-aiosonic``, and niquests from a virtualenv of its own: it brings urllib3-future,
-which takes over the ``urllib3`` import name and breaks ``requests`` (and so
-schemathesis) in the same environment.
+dev extra installs only what ``make bench`` needs (the client brings aiohttp; httpx2 and
+redis-py), the others come from ``pip install httpx-aiohttp pyreqwest aiosonic``, and
+niquests from a virtualenv of its own: it brings urllib3-future, which takes over the
+``urllib3`` import name and breaks ``requests`` (and so schemathesis) in the same
+environment.
 """
 
 from __future__ import annotations
@@ -199,18 +199,11 @@ async def _aiosonic(base: str, op: str, calls: int) -> tuple[float, float]:
         await client.connector.cleanup()
 
 
-async def _remote_session(
-    base: str, op: str, calls: int, transport: str = "default"
-) -> tuple[float, float]:
-    import httpx2
+async def _remote_session(base: str, op: str, calls: int) -> tuple[float, float]:
     from session_memory_client import RemoteSession
 
-    limits = httpx2.Limits(max_connections=TASKS, max_keepalive_connections=TASKS)
-    kwargs: dict[str, Any] = {"limits": limits, "timeout": 30}
-    if transport == "aiohttp":
-        kwargs["transport"] = _optional("httpx_aiohttp.httpx2").AiohttpTransport(limits=limits)
-    async with httpx2.AsyncClient(**kwargs) as http:
-        session = RemoteSession("s", base_url=base, http_client=http)
+    # As an agent host uses it: its own pool (aiohttp), no http_client of ours.
+    async with RemoteSession("s", base_url=base) as session:
 
         async def get() -> None:
             await session.get_items(limit=20)
@@ -272,11 +265,7 @@ CANDIDATES: dict[str, tuple[str, Runner]] = {
     "niquests": ("niquests", _niquests),
     "pyreqwest": ("pyreqwest", _pyreqwest),
     "aiosonic": ("aiosonic", _aiosonic),
-    "RemoteSession (httpx2), decodes": ("session_memory_client", _remote_session),
-    "RemoteSession (httpx2 + httpx-aiohttp)": (
-        "httpx_aiohttp",
-        lambda b, o, n: _remote_session(b, o, n, "aiohttp"),
-    ),
+    "RemoteSession (aiohttp), decodes": ("session_memory_client", _remote_session),
     "redis-py LRANGE 20 / RPUSH 2": ("redis", _redis),
     "RedisSession (redis-py), decodes": ("agents", _redis_session),
 }

@@ -112,10 +112,12 @@ class _Backend:
 
     async def __aenter__(self) -> _Backend:
         if self.kind == "remote":
-            import httpx2
+            import aiohttp
 
-            limits = httpx2.Limits(max_connections=self.tasks, max_keepalive_connections=self.tasks)
-            self.shared = httpx2.AsyncClient(limits=limits, timeout=60)
+            self.shared = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.tasks),
+                timeout=aiohttp.ClientTimeout(total=60),
+            )
         elif self.kind == "redis":
             import redis.asyncio as redis
 
@@ -149,7 +151,9 @@ class _Backend:
         raise ValueError(f"unknown backend {self.kind!r}")
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.kind in ("remote", "redis"):
+        if self.kind == "remote":
+            await self.shared.close()
+        elif self.kind == "redis":
             await self.shared.aclose()
         elif self.kind == "sqlalchemy":
             await self.shared.dispose()

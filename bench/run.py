@@ -184,7 +184,7 @@ def peer_markdown(table: dict[str, Any]) -> str:
 
 
 CLIENT_COST = {
-    "ours": "RemoteSession (httpx2), decodes",
+    "ours": "RemoteSession (aiohttp), decodes",
     "redis-py": "redis-py LRANGE 20 / RPUSH 2",
     "RedisSession": "RedisSession (redis-py), decodes",
 }

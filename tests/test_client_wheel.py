@@ -82,7 +82,8 @@ def test_wheel_alone_serves_an_agent_project(
     _run(*pip, client_wheel)
     alone = _pip_list(python)
     assert "session-memory-client" in alone
-    assert "httpx2" in alone
+    assert "aiohttp" in alone
+    assert "httpx2" not in alone  # the client speaks HTTP through aiohttp alone
     assert not SERVER_PACKAGES & set(alone), sorted(alone)
 
     # Without the SDK the client still works (scripts, the service's own CLI).

@@ -19,7 +19,7 @@ from ._types import SessionPage, SessionRecord
 from .protocol import API_PREFIX
 
 if TYPE_CHECKING:
-    import httpx2
+    import aiohttp
     from agents.memory import SessionSettings
 
 __all__ = ["SessionMemoryClient"]
@@ -38,7 +38,7 @@ class SessionMemoryClient:
         base_url: str | None = None,
         api_key: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
-        http_client: httpx2.AsyncClient | None = None,
+        http_client: aiohttp.ClientSession | None = None,
         retries: int | None = DEFAULT_RETRIES,
         retry_for: float = DEFAULT_RETRY_FOR,
         backoff: float = DEFAULT_BACKOFF,
@@ -85,9 +85,8 @@ class SessionMemoryClient:
             params["limit"] = limit
         if cursor is not None:
             params["cursor"] = cursor
-        body = (
-            await self._transport.request("GET", API_PREFIX + "/sessions", params=params)
-        ).json()
+        target = self._transport.target(API_PREFIX + "/sessions", params)
+        body = (await self._transport.request("GET", target)).json()
         return SessionPage(sessions=body["sessions"], next_cursor=body.get("next_cursor"))
 
     async def iter_sessions(self, *, page_size: int | None = None) -> AsyncIterator[SessionRecord]:

@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,13 +19,14 @@ from ._transport import (
     DEFAULT_RETRY_FOR,
     DEFAULT_TIMEOUT,
     Reply,
+    Target,
     Transport,
 )
 from ._types import ItemPage, SessionRecord
 from .protocol import ProblemType, session_path, validate_session_id
 
 if TYPE_CHECKING:
-    import httpx2
+    import aiohttp
     from agents.items import TResponseInputItem
     from agents.memory import SessionSettings
     from agents.run_context import RunContextWrapper
@@ -34,6 +36,8 @@ __all__ = ["RemoteSession"]
 logger = logging.getLogger("session_memory_client")
 
 _T = TypeVar("_T")
+# How many distinct page sizes a session keeps a ready URL for (a Runner uses one).
+_KEPT_LIMIT_TARGETS = 8
 
 
 async def _settle(awaitable: Awaitable[_T]) -> _T:
@@ -43,10 +47,15 @@ async def _settle(awaitable: Awaitable[_T]) -> _T:
     write it interrupted could still land afterwards.
     """
     task = asyncio.ensure_future(awaitable)
+    loop = task.get_loop()
     cancelled: asyncio.CancelledError | None = None
     while not task.done():
+        # A waiter of our own, not the task: cancelling the caller cancels the waiter
+        # alone. (asyncio.wait does the same with more bookkeeping, on every write.)
+        waiter = loop.create_future()
+        task.add_done_callback(partial(_wake, waiter))
         try:
-            await asyncio.wait({task})
+            await waiter
         except asyncio.CancelledError as exc:
             cancelled = cancelled or exc
     if cancelled is not None:
@@ -55,6 +64,11 @@ async def _settle(awaitable: Awaitable[_T]) -> _T:
             task.exception()  # retrieved, so asyncio does not log it as lost
         raise cancelled
     return task.result()
+
+
+def _wake(waiter: asyncio.Future[None], _task: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionSettings | None:
@@ -82,13 +96,18 @@ def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionS
     )
 
 
+# Built once: json.dumps with options builds an encoder on every call. Keys keep their
+# order; NaN and Infinity are refused here, as JSON has no such values.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_ENCODE_ASCII = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def _encode(body: dict[str, Any]) -> bytes:
-    # Keys keep their order; NaN and Infinity are refused here, as JSON has no such values.
     try:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        return _ENCODE(body).encode()
     except UnicodeEncodeError:
         # A lone surrogate cannot be UTF-8; as a \uXXXX escape it round-trips.
-        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+        return _ENCODE_ASCII(body).encode()
 
 
 @dataclass(frozen=True)
@@ -121,7 +140,7 @@ class RemoteSession:
     item appends it again (or, if that fails, logs it as a warning).
 
     Safe to use from several event loops and threads: each loop gets its own
-    connection pool. Pass ``http_client`` to use your own ``httpx2.AsyncClient``
+    connection pool. Pass ``http_client`` to use your own ``aiohttp.ClientSession``
     instead (one loop only; it is yours to close). ``close()`` (or ``async with``)
     releases the pools; any call after it raises ``RuntimeError``.
     """
@@ -137,7 +156,7 @@ class RemoteSession:
         api_key: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         session_settings: SessionSettings | dict[str, Any] | None = None,
-        http_client: httpx2.AsyncClient | None = None,
+        http_client: aiohttp.ClientSession | None = None,
         retries: int | None = DEFAULT_RETRIES,
         retry_for: float = DEFAULT_RETRY_FOR,
         backoff: float = DEFAULT_BACKOFF,
@@ -157,7 +176,13 @@ class RemoteSession:
             backoff=backoff,
             max_backoff=max_backoff,
         )
-        self._path = session_path(session_id)
+        # Every URL this session calls, built once; pages by limit are kept as asked for.
+        path = session_path(session_id)
+        self._path = path
+        self._session_target = self._transport.target(path)
+        self._items_target = self._transport.target(path + "/items")
+        self._last_target = self._transport.target(path + "/items/last")
+        self._limit_targets: dict[int, Target] = {}
         self._closed = False
         # None until known: whether the service can replace items atomically (PUT).
         self._replace_supported: bool | None = None
@@ -189,13 +214,16 @@ class RemoteSession:
             limit = self.session_settings.limit
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be 0 or more, not {limit}")
-        page = await self.read_items(limit=limit)
-        items: list[TResponseInputItem] = page.items
+        # The items alone: no ItemPage to build on the path every turn takes.
+        reply = await self._transport.request("GET", self._page_target(limit, None, None))
+        body = reply.json()
+        items: list[TResponseInputItem] = body["items"]
         # A page holds fewer than `limit` items when they pass the server's byte
         # bound per page (has_more then says so): fetch the older ones it left out.
-        while limit is not None and page.has_more and len(items) < limit:
-            page = await self.read_items(limit=limit - len(items), before=page.first_seq)
-            items[:0] = page.items
+        while limit is not None and body["has_more"] and len(items) < limit:
+            target = self._page_target(limit - len(items), None, body["first_seq"])
+            body = (await self._transport.request("GET", target)).json()
+            items[:0] = body["items"]
         return items
 
     async def add_items(
@@ -209,9 +237,7 @@ class RemoteSession:
         if not items:
             return
         body = _encode({"items": list(items)})
-        await _settle(
-            self._transport.request("POST", self._path + "/items", content=body, write=True)
-        )
+        await _settle(self._transport.request("POST", self._items_target, content=body, write=True))
 
     async def pop_item(
         self, *, wrapper: RunContextWrapper[Any] | None = None
@@ -219,7 +245,7 @@ class RemoteSession:
         """Remove and return the newest item, or None when the session is empty."""
         self._check_open()
         task = asyncio.ensure_future(
-            self._transport.request("DELETE", self._path + "/items/last", write=True)
+            self._transport.request("DELETE", self._last_target, write=True)
         )
         try:
             reply = await _settle(task)
@@ -241,7 +267,7 @@ class RemoteSession:
         try:
             await self._transport.request(
                 "POST",
-                self._path + "/items",
+                self._items_target,
                 content=_encode({"items": [item]}),
                 write=True,
                 if_match=reply.etag,
@@ -258,7 +284,7 @@ class RemoteSession:
     async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Delete every item of this session, and its record, on the server."""
         self._check_open()
-        await _settle(self._transport.request("DELETE", self._path))
+        await _settle(self._transport.request("DELETE", self._session_target))
 
     # -- beyond the protocol ---------------------------------------------------------
 
@@ -273,18 +299,31 @@ class RemoteSession:
         can go on (from ``last_seq`` forward, or from ``first_seq`` back).
         """
         self._check_open()
-        params: dict[str, int] = {}
-        for name, value in (("limit", limit), ("after", after), ("before", before)):
-            if value is not None:
-                params[name] = value
-        reply = await self._transport.request("GET", self._path + "/items", params=params)
+        reply = await self._transport.request("GET", self._page_target(limit, after, before))
         return ItemPage.from_reply(reply)
+
+    def _page_target(self, limit: int | None, after: int | None, before: int | None) -> Target:
+        if after is None and before is None:
+            if limit is None:
+                return self._items_target
+            target = self._limit_targets.get(limit)
+            if target is None:
+                target = self._transport.target(self._path + "/items", {"limit": limit})
+                if len(self._limit_targets) < _KEPT_LIMIT_TARGETS:
+                    self._limit_targets[limit] = target
+            return target
+        query = {
+            name: value
+            for name, value in (("limit", limit), ("after", after), ("before", before))
+            if value is not None
+        }
+        return self._transport.target(self._path + "/items", query)
 
     async def get_record(self) -> SessionRecord:
         """This session's record (item count, timestamps, expiry); ``ProblemError`` 404
         when the session does not exist."""
         self._check_open()
-        record: SessionRecord = (await self._transport.request("GET", self._path)).json()
+        record: SessionRecord = (await self._transport.request("GET", self._session_target)).json()
         return record
 
     # -- compaction hooks (OpenAIResponsesCompactionSession, openai-agents >= 0.24) ----
@@ -338,7 +377,7 @@ class RemoteSession:
             # without the route answers 405; one with it refuses the precondition.
             try:
                 await self._transport.request(
-                    "PUT", self._path + "/items", content=b"{}", if_match='"-1"'
+                    "PUT", self._items_target, content=b"{}", if_match='"-1"'
                 )
             except ProblemError as exc:
                 self._replace_supported = exc.status not in (404, 405, 501)
@@ -352,7 +391,7 @@ class RemoteSession:
         body = _encode({"items": list(items), "from_seq": from_seq})
         try:
             await self._transport.request(
-                "PUT", self._path + "/items", content=body, write=True, if_match=etag or "*"
+                "PUT", self._items_target, content=body, write=True, if_match=etag or "*"
             )
         except ProblemError as exc:
             if exc.status in (405, 501) or (
