@@ -15,6 +15,7 @@ from session_memory.storage import (
     SessionFullError,
 )
 from session_memory.storage.sqlite import SQLiteStore
+from session_memory.storage.sqlite_writer import GroupCommitWriter
 
 T = "tenant-a"
 
@@ -97,3 +98,29 @@ async def test_an_append_during_a_long_sweep_waits_for_one_batch_only(tmp_path: 
         assert committed_when_appended == [1]  # done after the first batch, not the last
     finally:
         await store.close()
+
+
+async def test_a_write_queued_just_after_the_first_joins_its_group(tmp_path: Path) -> None:
+    """The writer gives the loop one turn before it takes its group.
+
+    The second write is queued by a callback that runs after the writer has been
+    woken by the first: under load, the next request's handler. It still shares
+    the first write's commit (and fsync) instead of waiting for a commit of its own.
+    """
+    writer = GroupCommitWriter(tmp_path / "w.db", busy_timeout_ms=1000, max_group_ops=512)
+    await writer.open()
+    try:
+        await writer.submit(lambda conn: conn.execute("CREATE TABLE t (n INTEGER)"))
+        before = writer.commits
+        loop = asyncio.get_running_loop()
+        futures = [writer.submit(lambda conn: conn.execute("INSERT INTO t VALUES (1)").rowcount)]
+        loop.call_soon(
+            lambda: futures.append(
+                writer.submit(lambda conn: conn.execute("INSERT INTO t VALUES (2)").rowcount)
+            )
+        )
+        await asyncio.sleep(0)
+        assert await asyncio.gather(*futures) == [1, 1]
+        assert writer.commits == before + 1
+    finally:
+        await writer.close()

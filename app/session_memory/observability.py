@@ -62,6 +62,7 @@ class Metrics:
             ["method", "route", "status"],
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.latency = Histogram(
             "session_memory_request_duration_seconds",
             "Time to answer a request, by method and route.",
@@ -94,8 +95,18 @@ class Metrics:
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        # prometheus_client looks a labelled child up (validating and locking) on
+        # every labels() call; the pair is kept per (method, route, status). It holds
+        # no more keys than the metrics themselves already do.
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def store_error(self, exc: StoreError) -> None:
         """Count and log a failed store call; refusals the caller caused are neither."""

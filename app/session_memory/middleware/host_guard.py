@@ -31,6 +31,10 @@ def allowed_hosts(setting: str | None, *, open_mode: bool) -> list[str]:
     return sorted(LOOPBACK_HOSTS) if open_mode else ["*"]
 
 
+# How many distinct allowed Host values HostGuard remembers.
+_MAX_PASSED = 64
+
+
 def host_name(host: str) -> str:
     """The name in a Host header, without its port: ``[::1]:8000`` -> ``[::1]``."""
     host = host.strip().lower()
@@ -46,13 +50,22 @@ class HostGuard:
     def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
         self.app = app
         self.allowed = frozenset(host_name(name) for name in allowed)
+        # Host header values already let through: nearly every request repeats one,
+        # and a set lookup is cheaper than parsing it again. Bounded, since the
+        # values come from callers (only allowed ones are kept).
+        self._passed: set[bytes] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or "*" in self.allowed:
             await self.app(scope, receive, send)
             return
         host = next((value for name, value in scope["headers"] if name == b"host"), b"")
+        if host in self._passed:
+            await self.app(scope, receive, send)
+            return
         if host_name(host.decode("latin-1")) in self.allowed:
+            if len(self._passed) < _MAX_PASSED:
+                self._passed.add(host)
             await self.app(scope, receive, send)
             return
         problem = MisdirectedRequest(

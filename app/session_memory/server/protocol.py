@@ -15,6 +15,11 @@ This subclass adds, per connection:
   or the new one gets 503;
 - protocol-level errors (400) as problem+json.
 
+It also writes a response whose length is known (a ``content-length`` head, as
+every non-streamed response has) in one ``transport.write``: uvicorn writes the
+head, then the body, and on the hot routes the second send(2) and the second
+loopback delivery were most of the server's cost per request.
+
 httptools keeps the hot routes' speed (h11 costs about half the throughput here).
 """
 
@@ -26,8 +31,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from session_memory_client.protocol import PROBLEM_MEDIA_TYPE
+from uvicorn._types import ASGISendEvent
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
 from ..problems import (
@@ -74,6 +84,97 @@ def problem_response(problem: ProblemError) -> bytes:
             body,
         ]
     )
+
+
+class _HeldHead:
+    """Stands in for the transport while uvicorn writes a response head: keeps its bytes."""
+
+    __slots__ = ("head", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.head = b""
+
+    def write(self, data: bytes) -> None:
+        self.head += data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+class _HeadFirst:
+    """Stands in for the transport while uvicorn sends the message after a held head.
+
+    Its first write carries the head too; a close, or the end of the send with
+    nothing written (a HEAD request's body), writes the head alone first.
+    """
+
+    __slots__ = ("head", "transport")
+
+    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
+        self.transport = transport
+        self.head = head
+
+    def write(self, data: bytes) -> None:
+        if self.head:
+            data = self.head + data
+            self.head = b""
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        if self.head and not self.transport.is_closing():
+            self.transport.write(self.head)
+        self.head = b""
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+class OneWriteCycle(RequestResponseCycle):
+    """uvicorn's request/response cycle, holding a sized response's head for its body.
+
+    uvicorn builds its cycle itself (``RequestResponseCycle`` by name, in
+    ``on_headers_complete``); ``EdgeProtocol`` gives each cycle this class's ``send``
+    before the cycle's task first runs. Only the transport uvicorn writes to is
+    swapped, so every check and header uvicorn makes stays its own. A streamed head
+    (no content-length: chunked) is written at once, as before.
+    """
+
+    _held: bytes | None = None
+
+    async def send(self, message: ASGISendEvent) -> None:
+        held = self._held
+        if held is None:
+            if message["type"] != "http.response.start" or self.response_started:
+                await super().send(message)
+                return
+            transport = self.transport
+            holder = _HeldHead(transport)
+            self.transport = holder  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = transport
+            if not holder.head:
+                return  # disconnected: nothing was written
+            if self.chunked_encoding is False and not self.disconnected:
+                self._held = holder.head
+            elif not transport.is_closing():
+                transport.write(holder.head)
+            return
+        self._held = None
+        transport = self.transport
+        head_first = _HeadFirst(transport, held)
+        self.transport = head_first  # type: ignore[assignment]
+        try:
+            await super().send(message)
+        finally:
+            self.transport = transport
+            head_first.flush()
 
 
 class EdgeProtocol(HttpToolsProtocol):
@@ -149,6 +250,8 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         self._running = cycle
+        # One write per sized response (see OneWriteCycle); the task has not run yet.
+        cycle.__class__ = OneWriteCycle
         super()._start_asgi_task(cycle, app)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -129,6 +129,10 @@ class GroupCommitWriter:
             first = await self._queue.get()
             if first is None:
                 break
+            # One turn of the loop first: requests whose bodies arrived in the same
+            # read as this one's are parsed and queued by then, and share its commit
+            # instead of waiting a whole commit for the next group.
+            await asyncio.sleep(0)
             group = [first]
             while len(group) < self._max_group_ops and not self._queue.empty():
                 op = self._queue.get_nowait()
