@@ -225,6 +225,8 @@ def _deleted(
     writer for long. The floor keeps a recreated session from ever repeating a
     revision (an ETag).
     """
+    if not rows:  # the common case: every write purges an expired session, if any
+        return
     conn.executemany(
         "DELETE FROM items WHERE session = ?", [(row[0],) for row in rows if row[4] <= inline]
     )
