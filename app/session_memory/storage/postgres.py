@@ -45,6 +45,7 @@ from .base import (
     page_from_rows,
     read_shape,
 )
+from .postgres_history import HISTORY_MIGRATION, PostgresHistory, store_labels
 
 __all__ = ["MIGRATIONS", "PostgresStore", "migrate"]
 
@@ -101,6 +102,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX sessions_by_expiry ON sessions (expires_at) WHERE expires_at IS NOT NULL;
         """,
     ),
+    (4, HISTORY_MIGRATION),
 ]
 
 # Any two-int key will do; it only has to be the same in every replica.
@@ -108,7 +110,8 @@ _MIGRATION_LOCK = 0x5E55_1011
 
 _SESSION_COLUMNS = (
     "session_id, item_count, extract(epoch FROM created_at)::float8, "
-    "extract(epoch FROM updated_at)::float8, revision, extract(epoch FROM expires_at)::float8"
+    "extract(epoch FROM updated_at)::float8, revision, extract(epoch FROM expires_at)::float8, "
+    "metadata"
 )
 _LIVE = "(expires_at IS NULL OR expires_at > now())"
 
@@ -167,7 +170,7 @@ async def _locked_revision(conn: Connection, tenant: str, session_id: str) -> in
     return int(revision) if revision is not None else 0
 
 
-class PostgresStore:
+class PostgresStore(PostgresHistory):
     """A ``SessionStore`` on PostgreSQL through an asyncpg connection pool."""
 
     def __init__(
@@ -299,6 +302,7 @@ class PostgresStore:
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
         ttl: float | None = None,
+        metadata: str | None = None,
     ) -> AppendResult:
         count = len(items)
         if count == 0:
@@ -349,6 +353,11 @@ class PostgresStore:
                     limit=max_items, count=row["item_count"] - count, adding=count
                 )
             first_seq = row["last_seq"] - count + 1
+            if metadata is not None and row["created"]:
+                await conn.execute(
+                    "UPDATE sessions SET metadata = $2 WHERE id = $1", row["id"], metadata
+                )
+                await store_labels(conn, tenant, row["id"], metadata)
             await conn.execute(
                 """
                 INSERT INTO items (session, seq, body)

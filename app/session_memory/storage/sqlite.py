@@ -40,6 +40,7 @@ from .base import (
     page_from_rows,
     read_shape,
 )
+from .sqlite_history import HISTORY_MIGRATION, SQLiteHistory, store_labels
 from .sqlite_writer import GroupCommitWriter, connect, translate
 
 __all__ = ["MIGRATIONS", "SQLiteStore", "sqlite_path_from_url"]
@@ -94,11 +95,12 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX sessions_by_expiry ON sessions (expires_at) WHERE expires_at IS NOT NULL;
         """,
     ),
+    (4, HISTORY_MIGRATION),
 ]
 
 _NEXT_REVISION = "(SELECT coalesce(max(revision), 0) + 1 FROM sessions)"
 _SESSION_ROWID = "(SELECT id FROM sessions WHERE tenant = ? AND session_id = ?)"
-_SESSION_COLUMNS = "session_id, item_count, created_at, updated_at, revision, expires_at"
+_SESSION_COLUMNS = "session_id, item_count, created_at, updated_at, revision, expires_at, metadata"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 # The expiry a write gives a session: now + its own TTL, else the default; none if 0.
 _EXPIRY = (
@@ -182,7 +184,7 @@ def _recorded(
     return recorded
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteHistory):
     """A ``SessionStore`` on one SQLite file in WAL mode with ``synchronous=FULL``.
 
     Which connection does what (one rule each):
@@ -317,6 +319,7 @@ class SQLiteStore:
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
         ttl: float | None = None,
+        metadata: str | None = None,
     ) -> AppendResult:
         count = len(items)
         if count == 0:
@@ -362,6 +365,10 @@ class SQLiteStore:
                 },
             ).fetchone()
             first_seq = last_seq - count + 1
+            if metadata is not None and first_seq == 1:
+                # The append made the session: it starts with this metadata.
+                conn.execute("UPDATE sessions SET metadata = ? WHERE id = ?", (metadata, rowid))
+                store_labels(conn, tenant, rowid, metadata)
             conn.executemany(
                 "INSERT INTO items (session, seq, body) VALUES (?, ?, ?)",
                 [(rowid, first_seq + i, body) for i, body in enumerate(items)],
@@ -523,6 +530,19 @@ class SQLiteStore:
         return SessionPage(sessions=sessions, next_cursor=next_cursor)
 
 
+def _statements(sql: str) -> list[str]:
+    """A script's statements; a trigger's body keeps its inner semicolons."""
+    statements: list[str] = []
+    pending = ""
+    for piece in sql.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\n;"):
+                statements.append(pending)
+            pending = ""
+    return statements
+
+
 async def migrate(conn: aiosqlite.Connection, *, target: int | None = None) -> list[int]:
     """Apply pending migrations up to ``target`` (all by default); return the versions applied."""
     await conn.execute(
@@ -538,7 +558,7 @@ async def migrate(conn: aiosqlite.Connection, *, target: int | None = None) -> l
             continue
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in filter(str.strip, sql.split(";")):
+            for statement in _statements(sql):
                 await conn.execute(statement)
             await conn.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",

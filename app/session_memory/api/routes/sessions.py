@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from ...problems import SessionNotFound
 from ...storage import SessionInfo
-from ..deps import IfMatch, ItemsDep, SessionId, StoreDep, Tenant
+from ..deps import HistoryDep, IfMatch, ItemsDep, SessionId, StoreDep, Tenant
 from ..errors import problem_responses
 from ..schemas import SessionListResponse, SessionRecord
 
@@ -28,6 +29,7 @@ def _record(info: SessionInfo) -> SessionRecord:
         expires_at=None
         if info.expires_at is None
         else datetime.fromtimestamp(info.expires_at, UTC),
+        metadata=json.loads(info.metadata) if info.metadata else {},
     )
 
 
@@ -39,7 +41,8 @@ def _record(info: SessionInfo) -> SessionRecord:
 )
 async def list_sessions(
     tenant: Tenant,
-    store: StoreDep,
+    request: Request,
+    history: HistoryDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Sessions per page.")] = 50,
     cursor: Annotated[
         str | None,
@@ -48,10 +51,22 @@ async def list_sessions(
             description="The `next_cursor` of the previous page (opaque).",
         ),
     ] = None,
+    prefix: Annotated[
+        str | None,
+        Query(min_length=1, max_length=256, description="Only ids that start with this."),
+    ] = None,
 ) -> SessionListResponse:
-    """List sessions, most recently updated first, in keyset pages."""
-    page = await store.list_sessions(
-        tenant, limit=limit, cursor=int(cursor) if cursor is not None else None
+    """List sessions, most recently updated first, in keyset pages.
+
+    Filter by metadata with `metadata.<key>=<value>` (exact match on a top-level
+    string, number or boolean; several combine with AND) and by id with `prefix`.
+    """
+    page = await history.list_sessions(
+        tenant,
+        limit=limit,
+        cursor=int(cursor) if cursor is not None else None,
+        query=request.query_params,
+        prefix=prefix,
     )
     return SessionListResponse(
         sessions=[_record(info) for info in page.sessions],

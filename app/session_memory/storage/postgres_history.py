@@ -1,0 +1,413 @@
+"""PostgreSQL's half of ``HistoryStore``: replace, fork, metadata and filtered listing.
+
+A mixin of ``PostgresStore``. Each write locks the session row first, in its own
+statement, so the statements after it see every write committed while it waited
+(the rule ``postgres.py`` states for pop).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .base import (
+    MAX_SEQ,
+    AppendResult,
+    Idempotency,
+    SessionFullError,
+    SessionInfo,
+    SessionPage,
+    check_revision,
+    decode_append,
+    encode_append,
+)
+from .history import (
+    MetadataTooLargeError,
+    SessionExistsError,
+    SessionMissingError,
+    labels_of,
+    merge_patch,
+)
+
+if TYPE_CHECKING:
+    from .postgres import Connection
+
+__all__ = ["HISTORY_MIGRATION", "PostgresHistory", "store_labels"]
+
+T = TypeVar("T")
+
+# Metadata as text on the session (returned as stored); its top-level scalars copied
+# into session_labels, keyed by what a filter names so a filter reads only matching
+# entries. ON DELETE CASCADE: labels go with their session, whoever deletes it.
+# The trigger tells followers on every replica (LISTEN session_memory) that a
+# session changed; NOTIFY is sent on commit, so a rolled-back write says nothing.
+HISTORY_MIGRATION = """
+ALTER TABLE sessions ADD COLUMN metadata TEXT;
+CREATE TABLE session_labels (
+    tenant  TEXT   NOT NULL,
+    key     TEXT   NOT NULL,
+    value   TEXT   NOT NULL,
+    session BIGINT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    PRIMARY KEY (tenant, key, value, session)
+);
+CREATE INDEX session_labels_by_session ON session_labels (session);
+CREATE FUNCTION session_memory_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    kind text;
+    s sessions;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        s := OLD;
+        kind := 'clear';
+    ELSE
+        s := NEW;
+        IF TG_OP = 'INSERT' THEN
+            kind := 'append';
+        ELSIF NEW.last_seq > OLD.last_seq
+              AND NEW.item_count - OLD.item_count = NEW.last_seq - OLD.last_seq THEN
+            kind := 'append';
+        ELSIF NEW.last_seq = OLD.last_seq AND NEW.item_count < OLD.item_count THEN
+            kind := 'pop';
+        ELSIF NEW.last_seq <> OLD.last_seq OR NEW.item_count <> OLD.item_count THEN
+            kind := 'replace';
+        ELSE
+            RETURN NULL;
+        END IF;
+    END IF;
+    PERFORM pg_notify('session_memory', json_build_array(
+        kind, s.tenant, s.session_id,
+        CASE WHEN TG_OP = 'DELETE' THEN 0 ELSE s.revision END, s.last_seq)::text);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER sessions_notify AFTER INSERT OR UPDATE OR DELETE ON sessions
+    FOR EACH ROW EXECUTE FUNCTION session_memory_notify();
+"""
+
+_COLUMNS = (
+    "session_id, item_count, extract(epoch FROM created_at)::float8, "
+    "extract(epoch FROM updated_at)::float8, revision, extract(epoch FROM expires_at)::float8, "
+    "metadata"
+)
+_RENEW = (
+    "ttl_seconds = coalesce($T::float8, ttl_seconds), expires_at = CASE "
+    "WHEN coalesce($T::float8, ttl_seconds, $D::float8) > 0 THEN clock_timestamp() "
+    "+ make_interval(secs => coalesce($T::float8, ttl_seconds, $D::float8)) END"
+)
+
+
+def _renew(ttl: int, default: int) -> str:
+    return _RENEW.replace("$T", f"${ttl}").replace("$D", f"${default}")
+
+
+async def _purge_expired(conn: Connection, tenant: str, session_id: str) -> None:
+    rowid = await conn.fetchval(
+        "DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 AND expires_at <= now() "
+        "RETURNING id",
+        tenant,
+        session_id,
+    )
+    if rowid is not None:
+        await conn.execute("DELETE FROM items WHERE session = $1", rowid)
+
+
+async def store_labels(conn: Connection, tenant: str, rowid: int, metadata: str | None) -> None:
+    """Make session_labels hold exactly the labels of ``metadata`` for session ``rowid``."""
+    await conn.execute("DELETE FROM session_labels WHERE session = $1", rowid)
+    labels = labels_of(metadata)
+    if labels:
+        await conn.execute(
+            "INSERT INTO session_labels SELECT $1, key, value, $2 "
+            "FROM unnest($3::text[], $4::text[]) AS l(key, value)",
+            tenant,
+            rowid,
+            [key for key, _ in labels],
+            [value for _, value in labels],
+        )
+
+
+class PostgresHistory:
+    """Replace, fork, metadata: see ``HistoryStore`` for the contract."""
+
+    if TYPE_CHECKING:
+        _default_ttl: float
+
+        async def _run(self, work: Callable[[Connection], Awaitable[T]]) -> T: ...
+
+        async def _write(
+            self,
+            tenant: str,
+            idempotency: Idempotency | None,
+            work: Callable[[Connection], Awaitable[T]],
+            encode: Callable[[T], str],
+            decode: Callable[[str], T],
+        ) -> T: ...
+
+    async def replace(
+        self,
+        tenant: str,
+        session_id: str,
+        items: Sequence[str],
+        *,
+        from_seq: int | None = None,
+        max_items: int | None = None,
+        idempotency: Idempotency | None = None,
+        expected_revision: int | None = None,
+        ttl: float | None = None,
+    ) -> AppendResult:
+        count = len(items)
+
+        async def work(conn: Connection) -> AppendResult:
+            await _purge_expired(conn, tenant, session_id)
+            row = await conn.fetchrow(
+                "SELECT id, item_count, last_seq, revision FROM sessions "
+                "WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
+                tenant,
+                session_id,
+            )
+            check_revision(expected_revision, row["revision"] if row else 0)
+            if row is None:
+                if count == 0:
+                    return AppendResult(count=0, first_seq=None, last_seq=None, revision=0)
+                # Another writer may create it meanwhile: the upsert then waits for
+                # it, locks its row and answers with what it committed.
+                row = await conn.fetchrow(
+                    """
+                    INSERT INTO sessions (tenant, session_id, created_at, updated_at,
+                                          item_count, last_seq, revision)
+                    VALUES ($1, $2, now(), now(), 0, 0, nextval('session_revisions'))
+                    ON CONFLICT (tenant, session_id) DO UPDATE SET updated_at = now()
+                    RETURNING id, item_count, last_seq, revision, (xmax = 0) AS created
+                    """,
+                    tenant,
+                    session_id,
+                )
+                assert row is not None
+                if not row["created"]:
+                    check_revision(expected_revision, row["revision"])
+            rowid, held, last_seq = row["id"], row["item_count"], row["last_seq"]
+            status = await conn.execute(
+                "DELETE FROM items WHERE session = $1 AND seq >= $2", rowid, from_seq or 0
+            )
+            kept = held - int(status.split()[-1])
+            if max_items is not None and kept + count > max_items:
+                raise SessionFullError(limit=max_items, count=kept, adding=count)
+            await conn.execute(
+                """
+                INSERT INTO items (session, seq, body)
+                SELECT $1, $2 + ordinality, body
+                FROM unnest($3::text[]) WITH ORDINALITY AS batch(body, ordinality)
+                """,
+                rowid,
+                last_seq,
+                list(items),
+            )
+            revision = await conn.fetchval(
+                f"""
+                UPDATE sessions SET item_count = $2, last_seq = $3, updated_at = clock_timestamp(),
+                    revision = nextval('session_revisions'), {_renew(4, 5)}
+                WHERE id = $1 RETURNING revision
+                """,
+                rowid,
+                kept + count,
+                last_seq + count,
+                ttl,
+                self._default_ttl,
+            )
+            return AppendResult(
+                count=count,
+                first_seq=last_seq + 1 if count else None,
+                last_seq=last_seq + count if count else None,
+                revision=revision,
+            )
+
+        return await self._write(tenant, idempotency, work, encode_append, decode_append)
+
+    async def fork(
+        self,
+        tenant: str,
+        session_id: str,
+        target_id: str,
+        *,
+        through_seq: int | None = None,
+        idempotency: Idempotency | None = None,
+        expected_revision: int | None = None,
+    ) -> AppendResult:
+        through = MAX_SEQ if through_seq is None else through_seq
+
+        async def work(conn: Connection) -> AppendResult:
+            await _purge_expired(conn, tenant, target_id)
+            # FOR SHARE: writes to the source wait until the copy has committed.
+            source = await conn.fetchrow(
+                "SELECT id, revision, ttl_seconds, metadata FROM sessions "
+                "WHERE tenant = $1 AND session_id = $2 "
+                "AND (expires_at IS NULL OR expires_at > now()) FOR SHARE",
+                tenant,
+                session_id,
+            )
+            if source is None:
+                raise SessionMissingError(f"no session {session_id!r}")
+            check_revision(expected_revision, source["revision"])
+            rowid = await conn.fetchval(
+                """
+                INSERT INTO sessions (tenant, session_id, created_at, updated_at, item_count,
+                                      last_seq, revision, ttl_seconds, expires_at, metadata)
+                VALUES ($1, $2, now(), now(), 0, 0, nextval('session_revisions'), $3::float8,
+                        CASE WHEN coalesce($3::float8, $4::float8) > 0
+                             THEN now() + make_interval(secs => coalesce($3::float8, $4::float8))
+                        END, $5)
+                ON CONFLICT (tenant, session_id) DO NOTHING
+                RETURNING id
+                """,
+                tenant,
+                target_id,
+                source["ttl_seconds"],
+                self._default_ttl,
+                source["metadata"],
+            )
+            if rowid is None:
+                raise SessionExistsError(f"session {target_id!r} already exists")
+            # One statement, so the copy never leaves the database.
+            status = await conn.execute(
+                "INSERT INTO items (session, seq, body) "
+                "SELECT $1, row_number() OVER (ORDER BY seq), body FROM items "
+                "WHERE session = $2 AND seq <= $3",
+                rowid,
+                source["id"],
+                through,
+            )
+            count = int(status.split()[-1])
+            await conn.execute(
+                "INSERT INTO session_labels SELECT tenant, key, value, $1 FROM session_labels "
+                "WHERE session = $2",
+                rowid,
+                source["id"],
+            )
+            revision = await conn.fetchval(
+                "UPDATE sessions SET item_count = $2, last_seq = $2, "
+                "revision = nextval('session_revisions') WHERE id = $1 RETURNING revision",
+                rowid,
+                count,
+            )
+            return AppendResult(
+                count=count,
+                first_seq=1 if count else None,
+                last_seq=count or None,
+                revision=revision,
+            )
+
+        return await self._write(tenant, idempotency, work, encode_append, decode_append)
+
+    async def patch_metadata(
+        self,
+        tenant: str,
+        session_id: str,
+        patch: str,
+        *,
+        max_bytes: int,
+        expected_revision: int | None = None,
+    ) -> SessionInfo:
+        async def work(conn: Connection) -> SessionInfo:
+            await _purge_expired(conn, tenant, session_id)
+            row = await conn.fetchrow(
+                "SELECT id, revision, metadata FROM sessions "
+                "WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
+                tenant,
+                session_id,
+            )
+            if row is None:
+                raise SessionMissingError(f"no session {session_id!r}")
+            check_revision(expected_revision, row["revision"])
+            merged = merge_patch(json.loads(row["metadata"] or "{}"), json.loads(patch))
+            text = json.dumps(merged, ensure_ascii=False, separators=(",", ":"))
+            if len(text.encode()) > max_bytes:
+                raise MetadataTooLargeError(size=len(text.encode()), limit=max_bytes)
+            stored = None if merged == {} else text
+            info = await conn.fetchrow(
+                f"""
+                UPDATE sessions SET metadata = $2, updated_at = clock_timestamp(),
+                    revision = nextval('session_revisions'), {_renew(3, 4)}
+                WHERE id = $1 RETURNING {_COLUMNS}
+                """,
+                row["id"],
+                stored,
+                None,
+                self._default_ttl,
+            )
+            assert info is not None
+            await store_labels(conn, tenant, row["id"], stored)
+            return SessionInfo(*info)
+
+        return await self._write(tenant, None, work, _never, _never)
+
+    async def read_seqs(
+        self, tenant: str, session_id: str, *, after: int, limit: int
+    ) -> list[tuple[int, str]]:
+        async def work(conn: Connection) -> list[tuple[int, str]]:
+            rows = await conn.fetch(
+                "SELECT i.seq, i.body FROM sessions s JOIN items i ON i.session = s.id "
+                "WHERE s.tenant = $1 AND s.session_id = $2 AND i.seq > $3 "
+                "AND (s.expires_at IS NULL OR s.expires_at > now()) ORDER BY i.seq LIMIT $4",
+                tenant,
+                session_id,
+                after,
+                limit,
+            )
+            return [(row[0], row[1]) for row in rows]
+
+        return await self._run(work)
+
+    async def last_seq(self, tenant: str, session_id: str) -> int:
+        async def work(conn: Connection) -> int:
+            value = await conn.fetchval(
+                "SELECT last_seq FROM sessions WHERE tenant = $1 AND session_id = $2 "
+                "AND (expires_at IS NULL OR expires_at > now())",
+                tenant,
+                session_id,
+            )
+            return int(value or 0)
+
+        return await self._run(work)
+
+    async def find_sessions(
+        self,
+        tenant: str,
+        *,
+        limit: int,
+        cursor: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        prefix: str | None = None,
+    ) -> SessionPage:
+        params: list[Any] = [tenant]
+        where = ["s.tenant = $1", "(s.expires_at IS NULL OR s.expires_at > now())"]
+        for key, value in (metadata or {}).items():
+            params += [key, value]
+            where.append(
+                "EXISTS (SELECT 1 FROM session_labels l WHERE l.tenant = $1 "
+                f"AND l.key = ${len(params) - 1} AND l.value = ${len(params)} "
+                "AND l.session = s.id)"
+            )
+        if prefix:
+            params.append(prefix)
+            where.append(f"starts_with(s.session_id, ${len(params)})")
+        if cursor is not None:
+            params.append(cursor)
+            where.append(f"s.revision < ${len(params)}")
+        params.append(limit + 1)
+        sql = (
+            f"SELECT {_COLUMNS} FROM sessions s WHERE {' AND '.join(where)} "
+            f"ORDER BY s.revision DESC LIMIT ${len(params)}"
+        )
+
+        async def work(conn: Connection) -> list[Any]:
+            return list(await conn.fetch(sql, *params))
+
+        rows = await self._run(work)
+        sessions = [SessionInfo(*row) for row in rows[:limit]]
+        next_cursor = sessions[-1].revision if len(rows) > limit else None
+        return SessionPage(sessions=sessions, next_cursor=next_cursor)
+
+
+def _never(value: Any) -> Any:
+    raise AssertionError("not recorded: this write takes no idempotency key")
