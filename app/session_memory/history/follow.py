@@ -149,6 +149,7 @@ class PostgresListener:
         self.dsn = dsn
         self.hub = hub
         self._conn: Any = None
+        self._schema: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
 
@@ -160,6 +161,12 @@ class PostgresListener:
         import asyncpg
 
         conn = await asyncpg.connect(self.dsn, timeout=5)
+        # The schema the store's tables are in (the DSN's search_path picks it).
+        self._schema = await conn.fetchval(
+            "SELECT table_schema FROM information_schema.tables "
+            "WHERE table_name = 'sessions' AND table_schema = ANY(current_schemas(false)) "
+            "ORDER BY array_position(current_schemas(false), table_schema::name) LIMIT 1"
+        )
         await conn.add_listener(CHANNEL, self._on_notify)
         conn.add_termination_listener(lambda _: self._lost.set())
         self._conn = conn
@@ -180,8 +187,10 @@ class PostgresListener:
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         try:
-            kind, tenant, session_id, revision, _last_seq = json.loads(str(payload))
+            kind, schema, tenant, session_id, revision, _last_seq = json.loads(str(payload))
         except ValueError:
+            return
+        if schema != self._schema:
             return
         self.hub.deliver(tenant, session_id, Change(kind, revision))
 

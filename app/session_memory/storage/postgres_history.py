@@ -42,6 +42,8 @@ T = TypeVar("T")
 # entries. ON DELETE CASCADE: labels go with their session, whoever deletes it.
 # The trigger tells followers on every replica (LISTEN session_memory) that a
 # session changed; NOTIFY is sent on commit, so a rolled-back write says nothing.
+# The channel is the database's: the payload names the schema, for deployments
+# that share a database.
 HISTORY_MIGRATION = """
 ALTER TABLE sessions ADD COLUMN metadata TEXT;
 CREATE TABLE session_labels (
@@ -76,7 +78,7 @@ BEGIN
         END IF;
     END IF;
     PERFORM pg_notify('session_memory', json_build_array(
-        kind, s.tenant, s.session_id,
+        kind, TG_TABLE_SCHEMA, s.tenant, s.session_id,
         CASE WHEN TG_OP = 'DELETE' THEN 0 ELSE s.revision END, s.last_seq)::text);
     RETURN NULL;
 END
