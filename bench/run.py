@@ -31,6 +31,7 @@ from typing import Any
 import httpx2
 from session_memory.storage.sqlite import MIGRATIONS
 
+from bench.history import history_bench
 from bench.loadgen import ITEM, OPS, prefill, run_clients
 from tests.utils.server import ServerProcess
 
@@ -407,6 +408,8 @@ def main() -> int:
 
         section("scaling: get_items(limit=20) latency, one connection", started)
         results["scaling"] = scaling(work, args.quick, 2)
+        section("history: replace, follow (append -> event), fork", started)
+        results["history"] = history_bench(work, args.postgres_url, args.quick)
         section("memory", started)
         results["memory"] = memory(work, args.quick)
         print(f"  {results['memory']}", flush=True)
