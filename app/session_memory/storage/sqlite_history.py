@@ -324,9 +324,11 @@ class SQLiteHistory:
         sql = f"SELECT {', '.join('s.' + c for c in _COLUMNS.split(', '))} FROM "
         if pairs:
             key, value = pairs.pop(0)
+            # CROSS JOIN: SQLite keeps this order, so it never walks the tenant's
+            # sessions looking for labels (it would, to avoid the sort).
             sql += (
-                "session_labels l JOIN sessions s ON s.id = l.session "
-                "WHERE l.tenant = ? AND l.key = ? AND l.value = ? AND "
+                "session_labels l CROSS JOIN sessions s "
+                "WHERE l.tenant = ? AND l.key = ? AND l.value = ? AND s.id = l.session AND "
             )
             params += [tenant, key, value]
         else:
