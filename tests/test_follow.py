@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -89,3 +90,28 @@ async def test_heartbeat_cap_and_prompt_shutdown(tmp_path: Path) -> None:
             assert await asyncio.to_thread(server.stop, timeout=15) == 0
             rest = [event async for event in stream]
             assert all("comment" in event for event in rest)
+
+
+async def test_postgres_notifies_only_followed_sessions() -> None:
+    import asyncpg
+    from session_memory.storage import store_from_url
+
+    with schema_url() as url:
+        store = store_from_url(url)
+        await store.open()
+        listener = await asyncpg.connect(url)
+        received: asyncio.Queue[str] = asyncio.Queue()
+        await listener.add_listener("session_memory", lambda *args: received.put_nowait(args[3]))
+        try:
+            await store.append("t", "unfollowed", ['{"n":1}'])
+            await listener.execute(
+                "INSERT INTO session_followers VALUES ('t', 'followed', pg_backend_pid())"
+            )
+            await store.append("t", "followed", ['{"n":1}'])
+            # Notifications arrive in commit order: the first one is the followed write's.
+            payload = json.loads(await asyncio.wait_for(received.get(), 10))
+            assert payload[0] == "append"
+            assert payload[2:4] == ["t", "followed"]
+        finally:
+            await listener.close()
+            await store.close()

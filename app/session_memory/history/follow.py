@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +67,8 @@ class Hub:
         self._streams: dict[tuple[str, str], set[asyncio.Queue[Change | None]]] = {}
         self._count = 0
         self.stopping = False
+        # Where the database learns which sessions are followed (PostgreSQL only).
+        self.registry: PostgresListener | None = None
         _HUBS.add(self)
 
     @property
@@ -99,13 +101,18 @@ class Hub:
                 headers={"Retry-After": "5"},
             )
 
-    @contextlib.contextmanager
-    def subscribe(self, tenant: str, session_id: str) -> Iterator[asyncio.Queue[Change | None]]:
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, tenant: str, session_id: str
+    ) -> AsyncIterator[asyncio.Queue[Change | None]]:
         queue: asyncio.Queue[Change | None] = asyncio.Queue(QUEUE_SIZE)
         key = (tenant, session_id)
+        first = key not in self._streams
         self._streams.setdefault(key, set()).add(queue)
         self._count += 1
         try:
+            if first and self.registry is not None:
+                await self.registry.add(tenant, session_id)
             yield queue
         finally:
             self._count -= 1
@@ -114,6 +121,12 @@ class Hub:
                 queues.discard(queue)
                 if not queues:
                     del self._streams[key]
+                    if self.registry is not None:
+                        self.registry.remove_soon(tenant, session_id)
+
+    def followed(self) -> list[tuple[str, str]]:
+        """The sessions this process's streams follow."""
+        return list(self._streams)
 
     def stop(self) -> None:
         """End every stream now (the server is shutting down) and refuse new ones."""
@@ -141,8 +154,14 @@ def stop_all_streams() -> None:
 class PostgresListener:
     """LISTEN on one dedicated connection; every notification goes to the hub.
 
-    A lost connection is reopened (every second until it works) and then every
-    stream is woken, so none waits on a notification sent while it was away.
+    NOTIFY serialises commits database-wide, so the trigger sends one only for a
+    session some process follows: this connection registers the sessions its hub
+    follows in ``session_followers`` (rows keyed by its backend pid, so a crashed
+    process's rows are recognised and dropped by the next one to connect).
+
+    A lost connection is reopened (every second until it works), the followed
+    sessions registered again, and every stream woken, so none waits on a
+    notification sent while it was away.
     """
 
     def __init__(self, dsn: str, hub: Hub) -> None:
@@ -152,6 +171,8 @@ class PostgresListener:
         self._schema: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self._connect()
@@ -169,7 +190,13 @@ class PostgresListener:
         )
         await conn.add_listener(CHANNEL, self._on_notify)
         conn.add_termination_listener(lambda _: self._lost.set())
+        await conn.execute(
+            "DELETE FROM session_followers WHERE backend_pid <> ALL "
+            "(SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)"
+        )
         self._conn = conn
+        for tenant, session_id in self.hub.followed():
+            await self.add(tenant, session_id)
 
     async def _keep(self) -> None:
         while True:
@@ -184,6 +211,40 @@ class PostgresListener:
                 else:
                     self.hub.wake_all()
                     break
+
+    async def add(self, tenant: str, session_id: str) -> None:
+        """Ask the database to notify this process of the session's writes."""
+        await self._registered(
+            "INSERT INTO session_followers VALUES ($1, $2, pg_backend_pid()) "
+            "ON CONFLICT DO NOTHING",
+            tenant,
+            session_id,
+        )
+
+    def remove_soon(self, tenant: str, session_id: str) -> None:
+        """Stop the notifications (in the background: a stream's end must not wait)."""
+        if self.hub.stopping:
+            return  # the connection closes soon, and its rows are dropped with it
+        task = asyncio.create_task(
+            self._registered(
+                "DELETE FROM session_followers WHERE tenant = $1 AND session_id = $2 "
+                "AND backend_pid = pg_backend_pid()",
+                tenant,
+                session_id,
+            )
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _registered(self, sql: str, tenant: str, session_id: str) -> None:
+        # Best effort: without the row a stream still catches up at each heartbeat.
+        if self._conn is None:
+            return
+        try:
+            async with self._lock:
+                await self._conn.execute(sql, tenant, session_id)
+        except Exception as exc:
+            logger.warning("follow listener: cannot register %r: %s", session_id, exc)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         try:
@@ -225,7 +286,7 @@ async def event_stream(
 
     Subscribes before the first read, so a write between the two is not missed.
     """
-    with hub.subscribe(tenant, session_id) as queue:
+    async with hub.subscribe(tenant, session_id) as queue:
         cursor = after if after is not None else await store.last_seq(tenant, session_id)
         yield b": following\n\n"
         while True:
@@ -267,5 +328,6 @@ async def start_follow(app: Any, store: object, settings: Settings) -> PostgresL
     if dsn is None:
         return None
     listener = PostgresListener(dsn, hub)
+    hub.registry = listener
     await listener.start()
     return listener

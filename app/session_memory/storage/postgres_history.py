@@ -42,6 +42,8 @@ T = TypeVar("T")
 # entries. ON DELETE CASCADE: labels go with their session, whoever deletes it.
 # The trigger tells followers on every replica (LISTEN session_memory) that a
 # session changed; NOTIFY is sent on commit, so a rolled-back write says nothing.
+# NOTIFY serialises commits, so only followed sessions (session_followers, kept by
+# each process's listener) are notified; other writes pay one index probe.
 # The channel is the database's: the payload names the schema, for deployments
 # that share a database.
 HISTORY_MIGRATION = """
@@ -54,11 +56,26 @@ CREATE TABLE session_labels (
     PRIMARY KEY (tenant, key, value, session)
 );
 CREATE INDEX session_labels_by_session ON session_labels (session);
+CREATE UNLOGGED TABLE session_followers (
+    tenant      TEXT    NOT NULL,
+    session_id  TEXT    NOT NULL,
+    backend_pid INTEGER NOT NULL,
+    PRIMARY KEY (tenant, session_id, backend_pid)
+);
 CREATE FUNCTION session_memory_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     kind text;
     s sessions;
 BEGIN
+    IF TG_OP = 'DELETE' THEN
+        s := OLD;
+    ELSE
+        s := NEW;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM session_followers f
+                   WHERE f.tenant = s.tenant AND f.session_id = s.session_id) THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'DELETE' THEN
         s := OLD;
         kind := 'clear';
