@@ -230,3 +230,45 @@ async def test_find_sessions_by_prefix_pages_by_keyset(history: HistoryStore) ->
             break
         cursor = page.next_cursor
     assert seen == [f"user-{n}" for n in reversed(range(5))]
+
+
+async def test_compaction_with_if_match_racing_appends_loses_nothing(
+    history: HistoryStore,
+) -> None:
+    """The compaction loop: read, summarise, replace if unchanged, else retry."""
+    await history.append(T, "s", [item(0)])
+    appended = list(range(1, 31))
+    summaries: list[list[int]] = []
+
+    async def appender(n: int) -> None:
+        await asyncio.sleep(0)
+        await history.append(T, "s", [item(n)])
+
+    async def compactor() -> None:
+        while True:
+            page = await history.read(T, "s")
+            seen: list[int] = []
+            for text in page.items:
+                body = json.loads(text)
+                seen += body.get("summary", [body.get("n")])
+            summary = json.dumps({"summary": seen})
+            try:
+                await history.replace(T, "s", [summary], expected_revision=page.revision)
+            except PreconditionFailedError:
+                continue
+            summaries.append(seen)
+            return
+
+    await asyncio.gather(
+        *(appender(n) for n in appended[:15]),
+        compactor(),
+        compactor(),
+        *(appender(n) for n in appended[15:]),
+    )
+    final: list[int] = []
+    for text in (await history.read(T, "s")).items:
+        body = json.loads(text)
+        final += body.get("summary", [body.get("n")])
+    # Every item ever appended is in the history exactly once: in a summary or as itself.
+    assert sorted(final) == [0, *appended]
+    assert len(summaries) == 2
