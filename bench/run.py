@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from session_memory.storage.sqlite import MIGRATIONS
+from session_memory.storage.sqlite import MIGRATIONS, split_script
 
 from bench.history import history_bench
 from bench.loadgen import ITEM, OPS, prefill, run_clients
@@ -141,7 +141,7 @@ def build_db(path: Path, sessions: list[tuple[str, int]], item_bytes: int = 200)
     conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
     conn.execute("BEGIN")
     for version, sql in MIGRATIONS:
-        for statement in filter(str.strip, sql.split(";")):
+        for statement in split_script(sql):
             conn.execute(statement)
         conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
     body = json.dumps({"role": "user", "content": "y" * (item_bytes - 32)})

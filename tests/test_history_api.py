@@ -212,3 +212,15 @@ async def test_follow_without_cursor_starts_at_now(
         await append(http, session_id, 3)
         event = await next_event(stream)
         assert (event["id"], event["data"]) == ("3", '{"n":3}')
+
+
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [("?after=-1", {}), ("?after=x", {}), ("", {"Last-Event-ID": "abc"})],
+)
+async def test_follow_refuses_bad_cursors(
+    http: httpx2.AsyncClient, session_id: str, query: str, headers: dict[str, str]
+) -> None:
+    response = await http.get(session_path(session_id) + "/events" + query, headers=headers)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"

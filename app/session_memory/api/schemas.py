@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from session_memory_client.protocol import MAX_SESSION_ID_LENGTH, SESSION_ID_PATTERN
 
 __all__ = [
     "AppendRequest",
@@ -66,6 +67,7 @@ class ReplaceRequest(BaseModel):
     from_seq: int | None = Field(
         default=None,
         ge=0,
+        le=2**63 - 1,
         description="Replace the items with seq >= this; absent: the whole history.",
     )
 
@@ -73,9 +75,17 @@ class ReplaceRequest(BaseModel):
 class ForkRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    session_id: str = Field(description="The new session's id; it must not exist.")
+    session_id: str = Field(
+        min_length=1,
+        max_length=MAX_SESSION_ID_LENGTH,
+        pattern=SESSION_ID_PATTERN,
+        description="The new session's id (the path's rules); it must not exist.",
+    )
     through_seq: int | None = Field(
-        default=None, ge=0, description="Copy the items up to this seq; absent: all of them."
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        description="Copy the items up to this seq; absent: all of them.",
     )
 
 

@@ -31,6 +31,9 @@ def _load(body: bytes, where: str) -> Any:
 def _seq(value: object, name: str) -> int | None:
     if value is None:
         return None
+    # JSON Schema's integer takes 3.0 too: a number with no fraction is one.
+    if isinstance(value, float) and value.is_integer() and 0 <= value <= MAX_SEQ:
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
         raise _invalid(f"{name!r} must be a sequence number (an integer from 0)", "body", name)
     return value

@@ -43,7 +43,7 @@ from .base import (
 from .sqlite_history import HISTORY_MIGRATION, SQLiteHistory, store_labels
 from .sqlite_writer import GroupCommitWriter, connect, translate
 
-__all__ = ["MIGRATIONS", "SQLiteStore", "sqlite_path_from_url"]
+__all__ = ["MIGRATIONS", "SQLiteStore", "split_script", "sqlite_path_from_url"]
 
 T = TypeVar("T")
 
@@ -530,7 +530,7 @@ class SQLiteStore(SQLiteHistory):
         return SessionPage(sessions=sessions, next_cursor=next_cursor)
 
 
-def _statements(sql: str) -> list[str]:
+def split_script(sql: str) -> list[str]:
     """A script's statements; a trigger's body keeps its inner semicolons."""
     statements: list[str] = []
     pending = ""
@@ -558,7 +558,7 @@ async def migrate(conn: aiosqlite.Connection, *, target: int | None = None) -> l
             continue
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(sql):
+            for statement in split_script(sql):
                 await conn.execute(statement)
             await conn.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
