@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SOURCES := app/session_memory client/session_memory_client bench
 
-.PHONY: setup run test test-js lint format openapi clean bench
+.PHONY: setup run test test-js test-fast lint format openapi clean bench
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ test: lint test-js
 test-js: setup
 	cd client-js && npm ci --no-audit --no-fund && npm test
 
+## test-fast: the in-process unit and contract tests (no processes, browser or load): under a minute
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
 lint: setup
 	$(BIN)/ruff check $(SOURCES) tests
 	$(BIN)/ruff format --check $(SOURCES) tests
@@ -48,7 +52,12 @@ openapi: setup
 clean:
 	rm -rf $(VENV) build app/*.egg-info client/*.egg-info client/build .pytest_cache .mypy_cache .ruff_cache
 
-## bench: session-memory vs the SDK's SQLiteSession vs a bare-ASGI ceiling (about 3 minutes)
+## bench: session-memory vs RedisSession, SQLAlchemySession, SQLiteSession and a bare-ASGI ceiling
+## (about 5 minutes; needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432, started if down)
 bench: setup
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes \
+		--bind 127.0.0.1 --port 6379 --save '' --appendonly no || true
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect \
+		"$$(ls /etc/postgresql | head -n 1)" main start || true
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -43,10 +43,11 @@ def run_clients(
     """Run ``tasks`` concurrent loops of ``op`` for ``seconds``; return each call's latency."""
 
     async def main() -> list[float]:
-        import httpx2
+        import aiohttp
 
-        limits = httpx2.Limits(max_connections=tasks, max_keepalive_connections=tasks)
-        async with httpx2.AsyncClient(limits=limits, timeout=60) as http:
+        connector = aiohttp.TCPConnector(limit=tasks)
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
             # One session object per process, shared by its tasks, as an agent process would.
             session = _session(kind, target, session_id, http)
             await _call(session, "get_items(20)")  # warm the connection and the file

@@ -1,11 +1,14 @@
-"""`make bench`: session-memory against the SDK's SQLiteSession and a bare-ASGI ceiling.
+"""`make bench`: session-memory against the SDK's sessions and a bare-ASGI ceiling.
 
 Everything runs side by side in one run, on this machine, with the same load
 generators: wrk for server throughput (it is far faster than any Python client),
-and bench/loadgen.py (RemoteSession or SQLiteSession in 1 or 4 OS processes) for
-what an agent sees end to end. Prints a table and writes the figures as JSON.
+bench/loadgen.py (RemoteSession or SQLiteSession in 1 or 4 OS processes) for what
+an agent sees end to end, bench/peers.py for the turn workload against the peers a
+team would pick instead (RedisSession on the machine's Redis, SQLAlchemySession on
+its PostgreSQL), and bench/clients.py for the client's CPU per call against
+redis-py's. Prints the tables and writes the figures as JSON.
 
-    python -m bench.run [--quick] [--postgres-url URL] [--out FILE]
+    python -m bench.run [--quick] [--postgres-url URL] [--redis-url URL] [--out FILE]
 """
 
 from __future__ import annotations
@@ -31,11 +34,15 @@ from typing import Any
 import httpx2
 from session_memory.storage.sqlite import MIGRATIONS, split_script
 
+from bench import clients, peers
 from bench.history import history_bench
 from bench.loadgen import ITEM, OPS, prefill, run_clients
 from tests.utils.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
+# The databases the bench creates (and drops) on the PostgreSQL server it is given.
+PG_DB = "session_memory_bench"
+SQLALCHEMY_DB = "session_memory_bench_sqlalchemy"
 ITEM_JSON = json.dumps(ITEM)
 
 # -- processes and memory --------------------------------------------------------------
@@ -128,6 +135,78 @@ def e2e_table(
         if pid is not None:
             rows.append({"system": name, "server_peak_rss_mb": mb(proc_status(pid, "VmHWM"))})
     return rows
+
+
+# -- the turn workload against the peers, and the client's cost ------------------------
+
+SM_SQLITE = "RemoteSession -> session-memory on SQLite"
+SM_PG = "RemoteSession -> session-memory on PostgreSQL"
+REDIS = "RedisSession (Redis on loopback)"
+SQLALCHEMY = "SQLAlchemySession on the same PostgreSQL (asyncpg)"
+SQLITE_SESSION = "SQLiteSession, one shared file"
+
+
+def peer_table(
+    pool: ProcessPoolExecutor,
+    systems: dict[str, tuple[str, str]],
+    *,
+    procs: int,
+    tasks: int,
+    seconds: float,
+    lead: float = 3.0,
+) -> dict[str, Any]:
+    """The turn workload on each system in turn; rows plus the ratios the issue asks for."""
+    rows = []
+    for name, (kind, target) in systems.items():
+        row = peers.turns(
+            pool, name, kind, target, procs=procs, tasks=tasks, seconds=seconds, lead=lead
+        )
+        rows.append(row)
+        print(f"  {name:52} {row}", flush=True)
+    by_name = {row["system"]: row for row in rows}
+    ratios = {}
+    for ours, peer in ((SM_SQLITE, REDIS), (SM_PG, SQLALCHEMY), (SM_SQLITE, SQLITE_SESSION)):
+        if ours in by_name and peer in by_name:
+            ratios[f"{ours} / {peer}"] = {
+                "turns": round(by_name[ours]["turns_per_s"] / by_name[peer]["turns_per_s"], 3),
+                "p99": round(by_name[ours]["p99_ms"] / by_name[peer]["p99_ms"], 3),
+            }
+    return {"workload": f"{procs} processes x {tasks} tasks", "rows": rows, "ratios": ratios}
+
+
+def peer_markdown(table: dict[str, Any]) -> str:
+    lines = ["| backend | turns/s | p50 ms | p99 ms |", "|---|---|---|---|"]
+    for row in table["rows"]:
+        lines.append(
+            f"| {row['system']} | {row['turns_per_s']:.0f} | {row['p50_ms']:.0f} "
+            f"| {row['p99_ms']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+CLIENT_COST = {
+    "ours": "RemoteSession (aiohttp), decodes",
+    "redis-py": "redis-py LRANGE 20 / RPUSH 2",
+    "RedisSession": "RedisSession (redis-py), decodes",
+}
+
+
+def client_cost(calls: int, log_dir: Path, redis_url: str = peers.REDIS_URL) -> dict[str, Any]:
+    """Client CPU per call: RemoteSession vs raw redis-py (and the SDK's RedisSession)."""
+    rows = clients.measure(list(CLIENT_COST.values()), calls, log_dir, redis_url=redis_url)
+    cpu = {(row["client"], row["op"]): row["cpu_us_per_call"] for row in rows}
+    out: dict[str, Any] = {"calls": calls, "rows": rows}
+    for key, name in CLIENT_COST.items():
+        out[key] = {
+            "get_us": cpu[name, "get"],
+            "add_us": cpu[name, "post"],
+            "turn_us": round(cpu[name, "get"] + cpu[name, "post"], 1),
+        }
+    out["ours_vs_redis_py_per_call"] = round(out["ours"]["turn_us"] / out["redis-py"]["turn_us"], 3)
+    out["ours_vs_redis_session_per_turn"] = round(
+        out["ours"]["turn_us"] / out["RedisSession"]["turn_us"], 3
+    )
+    return out
 
 
 # -- databases built directly, for the scaling series --------------------------------
@@ -321,6 +400,31 @@ def targets(results: dict[str, Any], big: int) -> list[dict[str, Any]]:
             mem["after_writes_rss_anon_mb"] < 130,
         ),
     ]
+    ratios = results["peers"]["ratios"]
+    vs_redis = ratios[f"{SM_SQLITE} / {REDIS}"]
+    vs_sqlalchemy = ratios[f"{SM_PG} / {SQLALCHEMY}"]
+    cost = results["client_cost"]["ours_vs_redis_py_per_call"]
+    checks += [
+        (
+            "turns/s, ours on SQLite vs RedisSession",
+            vs_redis["turns"],
+            ">= 1.0",
+            vs_redis["turns"] >= 1,
+        ),
+        (
+            "p99 turn, ours on SQLite vs RedisSession",
+            vs_redis["p99"],
+            "<= 1.0",
+            vs_redis["p99"] <= 1,
+        ),
+        (
+            "turns/s, ours on PostgreSQL vs SQLAlchemySession",
+            vs_sqlalchemy["turns"],
+            ">= 2.0",
+            vs_sqlalchemy["turns"] >= 2,
+        ),
+        ("client CPU per call (get + add), RemoteSession vs redis-py", cost, "<= 1.0", cost <= 1),
+    ]
     return [
         {"target": name, "measured": round(value, 3), "goal": goal, "met": met}
         for name, value, goal, met in checks
@@ -334,12 +438,23 @@ def section(title: str, started: float) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller data and shorter runs")
-    parser.add_argument("--postgres-url", help="also measure session-memory on this PostgreSQL")
+    parser.add_argument(
+        "--postgres-url",
+        default=peers.POSTGRES_SERVER,
+        help="the PostgreSQL server the bench creates its own databases on",
+    )
+    parser.add_argument(
+        "--redis-url", default=peers.REDIS_URL, help="Redis database (number) the bench flushes"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench needs wrk: apt-get install wrk")
+    peers.fresh_redis(args.redis_url)
+    pg_url = peers.fresh_database(args.postgres_url, PG_DB)
+    sqlalchemy_url = peers.asyncpg_url(peers.fresh_database(args.postgres_url, SQLALCHEMY_DB))
     secs = 1.0 if args.quick else 1.5  # per end-to-end measurement
+    turn_secs = 2.0 if args.quick else 4.0
     wrk_secs = 2 if args.quick else 3
     work = Path(tempfile.mkdtemp(prefix="session-memory-bench-"))
     results: dict[str, Any] = {
@@ -357,6 +472,8 @@ def main() -> int:
             ),
         },
         "quick": args.quick,
+        # Other jobs on the machine move every figure; the load says how busy it was.
+        "load_average_at_start": os.getloadavg(),
     }
     started = time.perf_counter()
     try:
@@ -396,15 +513,35 @@ def main() -> int:
                 "session-memory (SQLite)": ("remote", sm.base_url, sm.process.pid),
                 "ceiling (bare ASGI)": ("ceiling", ceiling.base_url, ceiling.process.pid),
             }
-            pg: ServerProcess | None = None
-            if args.postgres_url:
-                pg = ServerProcess(args.postgres_url, log_path=work / "pg.log").start()
+            with (
+                ServerProcess(pg_url, log_path=work / "pg.log") as pg,
+                ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool,
+            ):
                 assert pg.process is not None
                 systems["session-memory (PostgreSQL)"] = ("remote", pg.base_url, pg.process.pid)
-            with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
                 results["e2e"] = e2e_table(pool, systems, secs)
-            if pg is not None:
-                pg.stop()
+
+                section(
+                    "turns: get_items(limit=20) + add_items(2 x 1 KB), 4 processes x 8 tasks, "
+                    "a session each",
+                    started,
+                )
+                results["peers"] = peer_table(
+                    pool,
+                    {
+                        SM_SQLITE: ("remote", sm.base_url),
+                        SM_PG: ("remote", pg.base_url),
+                        REDIS: ("redis", args.redis_url),
+                        SQLALCHEMY: ("sqlalchemy", sqlalchemy_url),
+                        SQLITE_SESSION: ("sqlite_session", str(work / "turns-sdk.db")),
+                    },
+                    procs=4,
+                    tasks=8,
+                    seconds=turn_secs,
+                )
+
+        section("client CPU per call, 8 tasks, do-nothing server on the other CPU", started)
+        results["client_cost"] = client_cost(1500 if args.quick else 4000, work, args.redis_url)
 
         section("scaling: get_items(limit=20) latency, one connection", started)
         results["scaling"] = scaling(work, args.quick, 2)
@@ -415,14 +552,31 @@ def main() -> int:
         print(f"  {results['memory']}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        peers.drop_database(args.postgres_url, PG_DB)
+        peers.drop_database(args.postgres_url, SQLALCHEMY_DB)
+        peers.fresh_redis(args.redis_url)
 
     big = 100_000 if args.quick else 1_000_000
     results["targets"] = targets(results, big)
     results["seconds"] = round(time.perf_counter() - started, 1)
-    print(f"\ntargets ({results['seconds']} s in all)")
+    results["load_average_at_end"] = os.getloadavg()
+    loads = (
+        round(results["load_average_at_start"][0], 1),
+        round(results["load_average_at_end"][0], 1),
+    )
+    print(f"\ntargets ({results['seconds']} s in all; load average {loads[0]} -> {loads[1]})")
     for row in results["targets"]:
         mark = "MET " if row["met"] else "MISS"
         print(f"  {mark} {row['target']:58} {row['measured']:>10} (goal {row['goal']})")
+    print("\nturns (" + results["peers"]["workload"] + ")\n" + peer_markdown(results["peers"]))
+    for name, ratio in results["peers"]["ratios"].items():
+        print(f"  {name}: turns/s x{ratio['turns']}, p99 x{ratio['p99']}")
+    cost = results["client_cost"]
+    print(
+        f"client CPU per turn (µs): RemoteSession {cost['ours']['turn_us']}, redis-py "
+        f"{cost['redis-py']['turn_us']} (x{cost['ours_vs_redis_py_per_call']}), RedisSession "
+        f"{cost['RedisSession']['turn_us']} (x{cost['ours_vs_redis_session_per_turn']})"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -12,9 +12,31 @@ from session_memory.storage import SessionStore, store_from_url
 from session_memory_client import RemoteSession
 
 from tests.utils.postgres import schema_url
+from tests.utils.processes import leftovers
 from tests.utils.server import ServerProcess
 
 BACKENDS = ["sqlite", "postgres"]
+
+
+# Tests that use these fixtures talk to a real server process: `slow` (see `make test-fast`).
+_SERVER_FIXTURES = {"server", "base_url", "http", "remote"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a process a test started is still alive once every fixture is done."""
+    left = leftovers()
+    if left:
+        session.config.get_terminal_writer().line(
+            "processes left behind by the tests:\n  " + "\n  ".join(left), red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(params=BACKENDS)

@@ -11,6 +11,8 @@ import pytest
 
 from tests.utils.server import ServerProcess
 
+pytestmark = pytest.mark.slow  # real processes over TCP
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 

@@ -24,6 +24,8 @@ from tests.utils.server import ServerProcess
 
 PROBLEM = "application/problem+json"
 
+pytestmark = pytest.mark.slow  # real server processes over TCP
+
 
 def items_url(session_id: str) -> str:
     return f"/v1/sessions/{quote(session_id, safe='')}/items"

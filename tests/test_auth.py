@@ -14,6 +14,8 @@ from session_memory_client import ProblemError, RemoteSession
 
 from tests.utils.server import ServerProcess
 
+pytestmark = pytest.mark.slow  # real processes over TCP
+
 KEY_A, KEY_B, KEY_C = "key-alpha-0123456789", "key-beta-0123456789", "key-gamma-0123456789"
 
 
@@ -60,7 +62,10 @@ def test_missing_or_wrong_key_is_the_same_401(
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["www-authenticate"].startswith("Bearer")
     body = response.json()
-    assert body["detail"] == "send a valid API key as 'Authorization: Bearer <key>'"
+    # Whoever reads it (a script, the command line, the browser) is told where the key goes.
+    assert body["detail"].startswith("send a valid API key as 'Authorization: Bearer <key>'")
+    for where in ("api_key=", "--api-key", "API key box"):
+        assert where in body["detail"]
 
 
 def test_writes_without_a_key_store_nothing(keyed: ServerProcess) -> None:

@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import shutil
+import uuid
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import asyncpg
 import httpx2
 import pytest
+import redis
 
-from bench.run import build_db, wrk
+from bench import peers
+from bench.run import (
+    REDIS,
+    SM_PG,
+    SM_SQLITE,
+    SQLALCHEMY,
+    SQLITE_SESSION,
+    build_db,
+    client_cost,
+    peer_markdown,
+    peer_table,
+    wrk,
+)
+from tests.utils.postgres import POSTGRES_URL, require_postgres
 from tests.utils.server import ServerProcess
+
+pytestmark = pytest.mark.slow  # real processes over TCP
 
 
 def test_databases_built_for_the_scaling_series_are_served(tmp_path: Path) -> None:
@@ -23,3 +44,93 @@ def test_databases_built_for_the_scaling_series_are_served(tmp_path: Path) -> No
             pytest.skip("wrk is not installed (apt-get install wrk); .ci/run installs it")
         result = wrk(f"{server.base_url}/v1/sessions/s/items?limit=20", connections=2, seconds=1)
         assert set(result) == {"rps", "p50_ms", "p99_ms"}
+
+
+# -- the peers: a short run of the turn workload and of the client-cost line -----------
+
+# Not the bench's own database 13: a test run may overlap a `make bench`.
+REDIS_TEST_URL = "redis://127.0.0.1:6379/12"
+
+
+def test_the_turn_workload_runs_against_us_and_every_peer(tmp_path: Path) -> None:
+    require_postgres()
+    try:
+        peers.fresh_redis(REDIS_TEST_URL)
+    except SystemExit as exc:  # CI starts Redis; missing, it is a failure, not a skip
+        pytest.fail(str(exc))
+    suffix = uuid.uuid4().hex[:12]
+    pg_db, sa_db = f"sm_bench_test_{suffix}", f"sm_bench_test_sa_{suffix}"
+    pg_url = peers.fresh_database(POSTGRES_URL, pg_db)
+    sa_url = peers.fresh_database(POSTGRES_URL, sa_db)
+    try:
+        with (
+            ServerProcess(f"sqlite:///{tmp_path}/sm.db", log_path=tmp_path / "sm.log") as sm,
+            ServerProcess(pg_url, log_path=tmp_path / "pg.log") as pg,
+            ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool,
+        ):
+            table = peer_table(
+                pool,
+                {
+                    SM_SQLITE: ("remote", sm.base_url),
+                    SM_PG: ("remote", pg.base_url),
+                    REDIS: ("redis", REDIS_TEST_URL),
+                    SQLALCHEMY: (
+                        "sqlalchemy",
+                        peers.asyncpg_url(sa_url),
+                    ),
+                    SQLITE_SESSION: ("sqlite_session", str(tmp_path / "sdk.db")),
+                },
+                procs=2,
+                tasks=2,
+                seconds=0.3,
+                lead=0.5,
+            )
+            # Independently of the bench's own read-back: the turns really reached each store.
+            listed = httpx2.get(f"{pg.base_url}/v1/sessions", params={"limit": 100}).json()
+            assert len([s for s in listed["sessions"] if s["item_count"] > 20]) == 4
+        redis_keys = redis.Redis.from_url(REDIS_TEST_URL).keys("agents:session:*:messages")
+        assert len(redis_keys) == 2 * 2  # 2 processes x 2 tasks (the setup session stays empty)
+        assert _scalar(sa_url, "SELECT count(DISTINCT session_id) FROM agent_messages") == 4
+    finally:
+        peers.drop_database(POSTGRES_URL, pg_db)
+        peers.drop_database(POSTGRES_URL, sa_db)
+        peers.fresh_redis(REDIS_TEST_URL)
+
+    rows = {row["system"]: row for row in table["rows"]}
+    assert list(rows) == [SM_SQLITE, SM_PG, REDIS, SQLALCHEMY, SQLITE_SESSION]
+    for row in rows.values():
+        assert (row["sessions"], row["turns"] > 0, row["p50_ms"] <= row["p99_ms"]) == (
+            4,
+            True,
+            True,
+        )
+    assert set(table["ratios"]) == {
+        f"{SM_SQLITE} / {REDIS}",
+        f"{SM_PG} / {SQLALCHEMY}",
+        f"{SM_SQLITE} / {SQLITE_SESSION}",
+    }
+    assert peer_markdown(table).count("\n") == 1 + len(rows)
+
+
+def test_the_client_cost_line_measures_ours_and_redis_py(tmp_path: Path) -> None:
+    try:
+        peers.fresh_redis(REDIS_TEST_URL)
+    except SystemExit as exc:
+        pytest.fail(str(exc))
+    cost = client_cost(200, tmp_path, REDIS_TEST_URL)
+    for key in ("ours", "redis-py", "RedisSession"):
+        assert cost[key]["get_us"] > 0
+        assert cost[key]["add_us"] > 0
+    assert cost["ours_vs_redis_py_per_call"] > 0
+    assert not redis.Redis.from_url(REDIS_TEST_URL).keys("*")  # it cleaned up after itself
+
+
+def _scalar(url: str, sql: str) -> object:
+    async def query() -> object:
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+    return asyncio.run(query())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -12,10 +13,13 @@ import threading
 from pathlib import Path
 
 import httpx2
+import pytest
 from session_memory.main import openapi_spec
 from session_memory.storage.sqlite import MIGRATIONS
 
 from tests.utils.server import ServerProcess
+
+pytestmark = pytest.mark.slow  # real processes over TCP
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -61,22 +65,8 @@ def test_serve_rejects_invalid_settings() -> None:
 
 
 def test_default_database_lives_under_data_in_the_working_directory(tmp_path: Path) -> None:
-    server = ServerProcess("sqlite:///./data/sessions.db")
-    command = [
-        part for part in server.command() if part not in ("--database-url", server.database_url)
-    ]
-    process = subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    server.process = process
+    server = ServerProcess(None, cwd=tmp_path).start()
     try:
-        for _ in range(200):
-            try:
-                if httpx2.get(server.base_url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            threading.Event().wait(0.05)
         assert (tmp_path / "data" / "sessions.db").exists()
     finally:
         assert server.stop(signal.SIGTERM) == 0
@@ -85,29 +75,38 @@ def test_default_database_lives_under_data_in_the_working_directory(tmp_path: Pa
 def test_sigterm_finishes_in_flight_requests(tmp_path: Path) -> None:
     server = ServerProcess(f"sqlite:///{tmp_path}/s.db", log_path=tmp_path / "log").start()
     body = json.dumps({"items": [{"text": "x" * 1000} for _ in range(2000)]}).encode()
-    results: list[int] = []
-
-    def send() -> None:
-        response = httpx2.post(
-            server.base_url + "/v1/sessions/s/items",
-            content=body,
-            headers={"content-type": "application/json"},
-            timeout=30,
-        )
-        results.append(response.status_code)
-
-    sender = threading.Thread(target=send)
-    sender.start()
-    threading.Event().wait(0.05)
-    assert server.stop(signal.SIGTERM) == 0
-    sender.join()
-    if results == [201]:  # the request made it in before the stop: it was completed
-        restarted = ServerProcess(f"sqlite:///{tmp_path}/s.db").start()
-        try:
-            items = httpx2.get(restarted.base_url + "/v1/sessions/s/items").json()["items"]
-            assert len(items) == 2000
-        finally:
-            restarted.stop()
+    head = (
+        "POST /v1/sessions/s/items HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        # Headers and half the body are in: the request is in flight when SIGTERM lands.
+        sock.sendall(head + body[: len(body) // 2])
+        exit_codes: list[int] = []
+        stopper = threading.Thread(target=lambda: exit_codes.append(server.stop(signal.SIGTERM)))
+        stopper.start()
+        # The server has stopped accepting once a new connection is refused.
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+            except OSError:
+                break
+            threading.Event().wait(0.01)
+        sock.sendall(body[len(body) // 2 :])
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    stopper.join()
+    assert answer.split(b" ", 2)[1] == b"201", answer
+    assert exit_codes == [0]
+    restarted = ServerProcess(f"sqlite:///{tmp_path}/s.db").start()
+    try:
+        items = httpx2.get(restarted.base_url + "/v1/sessions/s/items").json()["items"]
+        assert len(items) == 2000
+    finally:
+        restarted.stop()
 
 
 def test_config_prints_effective_settings_with_secrets_masked() -> None:

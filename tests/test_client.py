@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
-import httpx2
+import aiohttp
 import pytest
 import session_memory_client
 from agents.memory import Session, SessionSettings
-from session_memory_client import ConnectError, ProblemError, RemoteSession
+from session_memory_client import (
+    ConnectError,
+    ProblemError,
+    RemoteSession,
+    RequestTimeout,
+    TransportError,
+)
 
+from tests.utils.scripted import Answer, Seen, scripted_server
 from tests.utils.server import free_port
 
 
@@ -74,7 +84,7 @@ async def test_add_empty_list_is_a_noop(remote: RemoteSession) -> None:
 
 
 async def test_sessions_are_isolated(base_url: str, session_id: str) -> None:
-    async with httpx2.AsyncClient() as shared:
+    async with aiohttp.ClientSession() as shared:
         a = RemoteSession(session_id + "-a", base_url=base_url, http_client=shared)
         b = RemoteSession(session_id + "-b", base_url=base_url, http_client=shared)
         await a.add_items([{"who": "a"}])  # type: ignore[list-item]
@@ -82,8 +92,12 @@ async def test_sessions_are_isolated(base_url: str, session_id: str) -> None:
         await b.clear_session()
         assert await a.get_items() == [{"who": "a"}]
         assert await b.get_items() == []
-        await a.close()  # a borrowed client stays open
-        assert await a.get_items() == [{"who": "a"}]
+        await a.close()  # a borrowed client stays open for its other users
+        with pytest.raises(RuntimeError, match="RemoteSession is closed"):
+            await a.get_items()
+        assert await b.get_items() == []
+        async with shared.get(base_url + "/healthz") as health:
+            assert health.status == 200  # the borrowed client still works
 
 
 ODD_IDS = [
@@ -107,7 +121,7 @@ ODD_IDS = [
 
 
 async def test_odd_session_ids_round_trip_and_stay_isolated(base_url: str) -> None:
-    async with httpx2.AsyncClient() as shared:
+    async with aiohttp.ClientSession() as shared:
         sessions = [RemoteSession(sid, base_url=base_url, http_client=shared) for sid in ODD_IDS]
         for remote in sessions:
             await remote.clear_session()
@@ -115,8 +129,8 @@ async def test_odd_session_ids_round_trip_and_stay_isolated(base_url: str) -> No
             await remote.add_items([{"id": remote.session_id}])  # type: ignore[list-item]
         for remote in sessions:
             assert await remote.get_items() == [{"id": remote.session_id}]
-        listed = await shared.get(base_url + "/v1/sessions", params={"limit": 1000})
-        ids = {record["id"] for record in listed.json()["sessions"]}
+        async with shared.get(base_url + "/v1/sessions", params={"limit": 1000}) as listed:
+            ids = {record["id"] for record in (await listed.json())["sessions"]}
         assert set(ODD_IDS) <= ids
 
 
@@ -203,26 +217,108 @@ async def test_nan_is_refused_before_sending(remote: RemoteSession) -> None:
 
 async def test_refused_connection_names_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    async with RemoteSession("s", base_url=url) as remote:
+    async with RemoteSession("s", base_url=url, retries=0) as remote:
         with pytest.raises(ConnectError, match=url) as caught:
             await remote.get_items()
     assert caught.value.url.startswith(url)
 
 
+@asynccontextmanager
+async def raw_server(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """A TCP server on loopback that misbehaves as ``serve`` says; yields its URL."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_no_answer_within_the_timeout_is_request_timeout() -> None:
+    release = asyncio.Event()
+    connections: list[int] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await reader.readuntil(b"\r\n\r\n")
+        await release.wait()  # holds the request until the test is over
+        writer.close()
+
+    async with raw_server(never_answer) as url:
+        try:
+            async with RemoteSession("s", base_url=url, timeout=0.2, retries=1) as remote:
+                with pytest.raises(RequestTimeout, match=r"did not answer within 0\.2s") as caught:
+                    await remote.get_items()
+        finally:
+            release.set()
+    assert isinstance(caught.value, TransportError)
+    assert caught.value.url == url + "/v1/sessions/s/items"
+    assert len(connections) == 2  # a timeout is transient: retried once, then raised
+
+
+async def test_a_dropped_connection_is_a_transport_error() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()  # no answer at all
+
+    async with (
+        raw_server(hang_up) as url,
+        RemoteSession("s", base_url=url, retries=0) as remote,
+    ):
+        with pytest.raises(TransportError, match=url) as caught:
+            await remote.add_items([{"n": 1}])  # type: ignore[list-item]
+    assert type(caught.value) is TransportError  # neither ConnectError nor RequestTimeout
+
+
+async def test_an_error_without_problem_json_keeps_the_body_as_detail() -> None:
+    async def plain_502(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 11\r\nConnection: close\r\n\r\nupstream \xff!"
+        )
+        await writer.drain()
+        writer.close()
+
+    async with (
+        raw_server(plain_502) as url,
+        RemoteSession("s", base_url=url, retries=0) as remote,
+    ):
+        with pytest.raises(ProblemError) as caught:
+            await remote.get_items()
+    assert (caught.value.status, caught.value.title) == (502, "Bad Gateway")
+    assert caught.value.detail == "upstream \ufffd!"
+    assert caught.value.problem == {}
+
+
 async def test_api_key_is_sent_as_bearer(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[str | None] = []
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        seen.append(request.headers.get("authorization"))
-        return httpx2.Response(200, json={"items": []})
-
-    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
-        await RemoteSession("s", api_key="k1", http_client=http).get_items()
-        monkeypatch.setenv("SESSION_MEMORY_API_KEY", "k2")
-        await RemoteSession("s", http_client=http).get_items()
-        monkeypatch.delenv("SESSION_MEMORY_API_KEY")
-        await RemoteSession("s", http_client=http).get_items()
-    assert seen == ["Bearer k1", "Bearer k2", None]
+    seen: list[Seen] = []
+    empty = Answer(200, {"items": []})
+    # Both paths: the session's own pool (the key a default header) and a borrowed
+    # client (the key on each request); reads and writes alike.
+    async with scripted_server(lambda _request: empty, seen) as url:
+        monkeypatch.setenv("SESSION_MEMORY_BASE_URL", url)
+        async with RemoteSession("s", api_key="k1") as own:
+            await own.get_items()
+            await own.clear_session()
+        async with aiohttp.ClientSession() as http:
+            await RemoteSession("s", api_key="k1", http_client=http).get_items()
+            monkeypatch.setenv("SESSION_MEMORY_API_KEY", "k2")
+            await RemoteSession("s", http_client=http).clear_session()
+            async with RemoteSession("s") as own:
+                await own.get_items()
+            monkeypatch.delenv("SESSION_MEMORY_API_KEY")
+            await RemoteSession("s", http_client=http).get_items()
+            async with RemoteSession("s") as own:
+                await own.get_items()
+    assert [request.headers.get("authorization") for request in seen] == [
+        *["Bearer k1"] * 3,
+        *["Bearer k2"] * 2,
+        None,
+        None,
+    ]
 
 
 def test_public_surface_is_complete() -> None:

@@ -6,17 +6,16 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from session_memory_client import ProblemError
-from session_memory_client._history import FollowEvent, HistorySession
+from session_memory_client import FollowEvent, ProblemError, RemoteSession
 
 
 @pytest.fixture
-async def history(base_url: str, session_id: str) -> AsyncIterator[HistorySession]:
-    async with HistorySession(session_id, base_url=base_url) as session:
+async def history(base_url: str, session_id: str) -> AsyncIterator[RemoteSession]:
+    async with RemoteSession(session_id, base_url=base_url) as session:
         yield session
 
 
-async def test_replace_items_with_and_without_revision(history: HistorySession) -> None:
+async def test_replace_items_with_and_without_revision(history: RemoteSession) -> None:
     await history.add_items([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
     result = await history.replace_items([{"role": "assistant", "content": "sum"}])
     assert (result.count, result.first_seq, result.last_seq) == (1, 3, 3)
@@ -32,7 +31,7 @@ async def test_replace_items_with_and_without_revision(history: HistorySession) 
     ]
 
 
-async def test_follow_yields_appends_and_pops(history: HistorySession) -> None:
+async def test_follow_yields_appends_and_pops(history: RemoteSession) -> None:
     await history.add_items([{"n": 1}])
     events = history.follow(after=0)
     first = await asyncio.wait_for(anext(events), 10)
@@ -47,7 +46,7 @@ async def test_follow_yields_appends_and_pops(history: HistorySession) -> None:
 
 
 async def test_compaction_snapshot_replaces_a_suffix_only_if_unchanged(
-    history: HistorySession,
+    history: RemoteSession,
 ) -> None:
     await history.add_items([{"n": n} for n in range(5)])
     snapshot = await history._get_compaction_snapshot(3)

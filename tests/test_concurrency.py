@@ -7,10 +7,13 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import pytest
 from session_memory_client import RemoteSession
 
 from tests.utils.server import ServerProcess
 from tests.utils.workers import add_items_worker, canonical, pop_worker
+
+pytestmark = pytest.mark.slow  # real processes over TCP
 
 SPAWN = multiprocessing.get_context("spawn")
 

@@ -13,7 +13,10 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from tests.utils.processes import end_group, spawn
 from tests.utils.server import free_port
+
+pytestmark = pytest.mark.slow  # real processes over TCP
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -89,7 +92,7 @@ def test_image_command_serves_with_keys_and_passes_its_healthcheck(tmp_path: Pat
         "SESSION_MEMORY_DATABASE_URL": f"sqlite:///{tmp_path}/data/sessions.db",
         "SESSION_MEMORY_API_KEYS": "ops:container-test-key-0123",
     }
-    process = subprocess.Popen(
+    process = spawn(
         _image_command(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
@@ -111,4 +114,7 @@ def test_image_command_serves_with_keys_and_passes_its_healthcheck(tmp_path: Pat
         assert response.status_code == 200
     finally:
         process.terminate()
-        assert process.wait(20) == 0
+        try:
+            assert process.wait(20) == 0
+        finally:
+            end_group(process)

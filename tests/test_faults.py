@@ -16,6 +16,8 @@ import pytest
 from tests.utils.server import ServerProcess
 from tests.utils.workers import replica_writer
 
+pytestmark = pytest.mark.slow  # real processes over TCP
+
 SPAWN = multiprocessing.get_context("spawn")
 JSON = {"content-type": "application/json"}
 

@@ -39,7 +39,7 @@ def history(store: SessionStore) -> HistoryStore:
 
 
 async def all_seqs(history: HistoryStore, session_id: str) -> list[tuple[int, int]]:
-    rows = await history.read_seqs(T, session_id, after=0, limit=1000)
+    rows, _ = await history.read_seqs(T, session_id, after=0, limit=1000)
     return [(seq, json.loads(body)["n"]) for seq, body in rows]
 
 

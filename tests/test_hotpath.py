@@ -37,7 +37,11 @@ class Pair:
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    stores = [SQLiteStore(tmp_path / "plain.db"), SQLiteStore(tmp_path / "hot.db")]
+    # One still clock for both: revisions (ETags) follow the clock, and must agree.
+    stores = [
+        SQLiteStore(tmp_path / "plain.db", clock=lambda: 1_800_000_000.0),
+        SQLiteStore(tmp_path / "hot.db", clock=lambda: 1_800_000_000.0),
+    ]
     plain_app, hot_app = create_app(Settings()), create_app(Settings())
     for app, store in zip((plain_app, hot_app), stores, strict=True):
         await store.open()

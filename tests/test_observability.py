@@ -12,6 +12,8 @@ import pytest
 
 from tests.utils.server import ServerProcess
 
+pytestmark = pytest.mark.slow  # real processes over TCP
+
 KEY = "observer-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from session_memory.items.payload import parse_item_batch
+from session_memory.items.payload import BatchLimits, parse_item_batch
 from session_memory.problems import InvalidInput, MalformedBody
 
 
@@ -83,3 +83,44 @@ def test_moderate_nesting_is_accepted() -> None:
         value = {"k": value}
     text = json.dumps({"items": [value]})
     assert [json.loads(span) for span in parse_item_batch(text.encode())] == [value]
+
+
+def test_integers_of_any_length_are_kept_as_sent() -> None:
+    # Python's int() refuses more than 4,300 digits; the grammar alone decides here.
+    digits = "9" * 50_000
+    item = f'{{"n":{digits},"m":-{digits}.5e-{digits},"list":[{digits}]}}'
+    assert parse_item_batch(f'{{"items":[{item}]}}'.encode()) == [item]
+
+
+def test_limits_hold_with_a_deep_or_long_item() -> None:
+    limits = BatchLimits(max_items=10, max_item_bytes=64 * 1024)
+    body = b'{"items":[' + b",".join([b"{}"] * 11) + b"]}"
+    with pytest.raises(InvalidInput, match="at most 10 items"):
+        parse_item_batch(body, limits)
+    # Items that end anywhere around the first decoding windows keep their text.
+    items = [f'{{"s":"{"x" * size}"}}' for size in (4080, 4090, 4100, 8190, 40_000)]
+    body = ('{"items":[' + ",".join(items) + "]}").encode()
+    assert parse_item_batch(body, limits) == items
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        b"{}," * 1_000_000 + b"{}",  # many small objects
+        b'"' + b"a" * 1_000_000 + b'"',  # one long string
+        b"1" * 1_000_000,  # one long number
+    ],
+)
+def test_an_oversized_item_is_refused_without_reading_it_whole(inner: bytes) -> None:
+    limits = BatchLimits(max_items=10, max_item_bytes=64 * 1024)
+    body = b'{"items":[{"a":[' + inner + b"]}]}"
+    with pytest.raises(InvalidInput) as caught:
+        parse_item_batch(body, limits)
+    assert caught.value.extra["limit"] == "max_item_bytes"
+
+
+def test_a_syntax_error_inside_a_long_item_is_malformed() -> None:
+    limits = BatchLimits(max_item_bytes=64 * 1024)
+    body = b'{"items":[{"a":[' + b"1," * 10_000 + b"x" + b"1," * 40_000 + b"1]}]}"
+    with pytest.raises(MalformedBody, match="column"):
+        parse_item_batch(body, limits)

@@ -7,11 +7,14 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
+import pytest
 from session_memory_client import RemoteSession
 
 from tests.utils.postgres import schema_url
 from tests.utils.server import ServerProcess
 from tests.utils.tcpproxy import TCPProxy
+
+pytestmark = pytest.mark.slow  # real processes over TCP
 
 
 def _wait_for_status(url: str, status: int, timeout: float = 30.0) -> None:

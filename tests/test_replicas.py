@@ -17,6 +17,8 @@ from tests.utils.postgres import schema_url
 from tests.utils.server import ServerProcess
 from tests.utils.workers import canonical, replica_popper, replica_writer
 
+pytestmark = pytest.mark.slow  # real processes over TCP
+
 SPAWN = multiprocessing.get_context("spawn")
 BATCH = 3
 

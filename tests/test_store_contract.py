@@ -8,14 +8,17 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from session_memory.config import Settings
 from session_memory.storage import (
     ANY_REVISION,
     Idempotency,
     IdempotencyInFlightError,
     IdempotencyMismatchError,
+    InvalidCursorError,
     PreconditionFailedError,
     SessionFullError,
     SessionStore,
+    TooManySessionsError,
     store_from_url,
 )
 from session_memory.storage.sqlite import SQLiteStore, sqlite_path_from_url
@@ -41,14 +44,20 @@ class Clock:
             await asyncio.sleep(seconds)
 
 
+# Rows per sweep transaction in the ``timed`` stores: small, to see the batches.
+SWEEP_BATCH = 50
+
+
 @pytest.fixture
 async def timed(database_url: str) -> AsyncIterator[tuple[SessionStore, Clock]]:
     """A store of each backend with the clock that moves its time."""
     clock = Clock(manual=database_url.startswith("sqlite"))
     backend: SessionStore = (
-        SQLiteStore(sqlite_path_from_url(database_url), clock=clock)
+        SQLiteStore(sqlite_path_from_url(database_url), clock=clock, sweep_batch_rows=SWEEP_BATCH)
         if clock.manual
-        else store_from_url(database_url)
+        else store_from_url(
+            database_url, Settings(database_url=database_url, sweep_batch_rows=SWEEP_BATCH)
+        )
     )
     await backend.open()
     try:
@@ -270,10 +279,10 @@ async def test_expired_idempotency_records_are_forgotten_and_swept(
     await store.append(T, "s", [item(1)], idempotency=key("short", ttl=0.05))
     await store.append(T, "s", [item(2)], idempotency=key("long", ttl=60))
     await clock.advance(0.2)
-    assert await store.sweep() == 1
+    assert (await store.sweep()).records == 1
     again = await store.append(T, "s", [item(1)], idempotency=key("short", ttl=60))
     assert again.first_seq == 3  # ran again: the record had expired
-    assert await store.sweep() == 0
+    assert (await store.sweep()).records == 0
 
 
 async def test_concurrent_retries_of_one_write_land_once(store: SessionStore) -> None:
@@ -357,6 +366,161 @@ async def test_sweep_deletes_expired_sessions(timed: tuple[SessionStore, Clock])
     await store.append(T, "gone", [item(1), item(2)], ttl=0.1)
     await store.append(T, "stays", [item(1)])
     await clock.advance(0.3)
-    assert await store.sweep() == 1
-    assert await store.sweep() == 0
+    swept = await store.sweep()
+    assert (swept.sessions, swept.items, swept.records) == (1, 2, 0)
+    assert (await store.sweep()).sessions == 0
     assert (await store.read(T, "stays")).items == [item(1)]
+
+
+async def test_recreated_session_never_repeats_a_revision(
+    timed: tuple[SessionStore, Clock],
+) -> None:
+    store, clock = timed
+    seen = [(await store.append(T, "s", [item(1)])).revision]
+    seen.append((await store.append(T, "s", [item(2)])).revision)
+    await store.pop(T, "s")
+    seen.append((await store.read(T, "s", limit=1)).revision)
+    await store.clear(T, "s")
+    if clock.manual:
+        clock.now -= 3600  # the clock steps back: revisions still never repeat
+    recreated = await store.append(T, "s", [item(3)])
+    assert recreated.revision not in seen
+    assert recreated.revision is not None
+    assert recreated.revision > max(r for r in seen if r is not None)
+    for stale in seen:
+        with pytest.raises(PreconditionFailedError):
+            await store.append(T, "s", [item(4)], expected_revision=stale)
+    assert (await store.read(T, "s")).items == [item(3)]
+
+
+async def test_revisions_follow_the_clock_not_other_writes(
+    timed: tuple[SessionStore, Clock],
+) -> None:
+    store, clock = timed
+    mine = await store.append(T, "mine", [item(0)])
+    for n in range(20):  # another tenant's writes, and another session's
+        await store.append("tenant-b", f"other-{n % 3}", [item(n)])
+        await store.append(T, "also-mine", [item(n)])
+    again = await store.append(T, "mine", [item(1)])
+    fresh = await store.append(T, "fresh", [item(0)])
+    assert mine.revision is not None
+    assert again.revision is not None
+    assert fresh.revision is not None
+    if clock.manual:  # time stood still: only this session's own write moved it
+        assert again.revision == mine.revision + 1
+        assert fresh.revision == mine.revision
+    else:  # microseconds of the database's clock, not a count of writes
+        now = time.time()
+        for revision in (mine.revision, again.revision, fresh.revision):
+            assert abs(revision - now * 1_000_000) < 60 * 1_000_000
+
+
+async def test_list_cursor_walks_sessions_written_at_one_instant(
+    timed: tuple[SessionStore, Clock],
+) -> None:
+    store, _ = timed
+    names = [f"same-{n}" for n in range(5)]
+    await asyncio.gather(*(store.append(T, name, [item(0)]) for name in names))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list_sessions(T, limit=2, cursor=cursor)
+        seen += [info.session_id for info in page.sessions]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+        assert cursor.isascii()
+    assert sorted(seen) == names
+    with pytest.raises(InvalidCursorError):
+        await store.list_sessions(T, limit=2, cursor="not-a-cursor")
+
+
+async def test_clear_deletes_the_sessions_idempotency_records(store: SessionStore) -> None:
+    await store.append(T, "s", [item(1), item(2)], idempotency=key("a"))
+    assert await store.pop(T, "s", idempotency=key("p")) == item(2)
+    await store.pop("tenant-b", "s", idempotency=key("p"))  # another tenant's, kept
+    await store.clear(T, "s")
+    assert await store.pop(T, "s", idempotency=key("p")) is None  # not the popped item
+    again = await store.append(T, "s", [item(1), item(2)], idempotency=key("a"))
+    assert again.first_seq == 1  # ran again, in the new session
+    assert await store.pop(T, "s", idempotency=key("p2")) == item(2)
+    with pytest.raises(IdempotencyMismatchError):
+        await store.pop("tenant-b", "s", idempotency=key("p", "other"))
+
+
+async def test_popped_items_kept_for_replay_count_against_the_item_limit(
+    timed: tuple[SessionStore, Clock],
+) -> None:
+    store, clock = timed
+    for n in range(3):
+        await store.append(T, "s", [item(n)], max_items=3, idempotency=key(f"a{n}", ttl=0.2))
+        assert await store.pop(T, "s", idempotency=key(f"p{n}", ttl=0.2)) == item(n)
+    await store.pop(T, "s", idempotency=key("empty", ttl=0.2))  # kept nothing
+    with pytest.raises(SessionFullError) as caught:
+        await store.append(T, "s", [item(9)], max_items=3)
+    assert (caught.value.count, caught.value.kept) == (3, 3)
+    assert (await store.read(T, "s")).items == []
+    await store.pop(T, "s", idempotency=key("p0", ttl=0.2))  # a replay keeps no more
+    await clock.advance(0.5)
+    await store.sweep()  # the records expire and release what they kept
+    for n in range(3):
+        await store.append(T, "s", [item(n)], max_items=3)
+    with pytest.raises(SessionFullError):
+        await store.append(T, "s", [item(3)], max_items=3)
+
+
+async def test_tenant_session_limit(database_url: str) -> None:
+    limited = store_from_url(
+        database_url, Settings(database_url=database_url, max_sessions_per_tenant=2)
+    )
+    await limited.open()
+    try:
+        await limited.append(T, "one", [item(1)])
+        await limited.append(T, "two", [item(1)])
+        with pytest.raises(TooManySessionsError) as caught:
+            await limited.append(T, "three", [item(1)])
+        assert caught.value.limit == 2
+        assert await limited.get_session(T, "three") is None
+        await limited.append(T, "one", [item(2)])  # existing sessions still grow
+        await limited.append("tenant-b", "three", [item(1)])  # per tenant
+        await limited.clear(T, "one")
+        await limited.append(T, "three", [item(1)])
+        listed = await limited.list_sessions(T, limit=10)
+        assert sorted(info.session_id for info in listed.sessions) == ["three", "two"]
+    finally:
+        await limited.close()
+
+
+async def test_sweep_deletes_a_big_session_in_small_transactions(
+    timed: tuple[SessionStore, Clock],
+) -> None:
+    store, clock = timed
+    big = [item(n) for n in range(SWEEP_BATCH * 6 + 7)]
+    await store.append(T, "big", big, ttl=0.1)
+    for n in range(SWEEP_BATCH + 3):  # more expired records than one batch holds
+        await store.append(T, "keys", [item(n)], idempotency=key(f"k{n}", ttl=0.1))
+    await store.append(T, "stays", [item(1)], ttl=0)
+    await clock.advance(0.3)
+    swept = await store.sweep()
+    assert (swept.sessions, swept.items, swept.records) == (1, len(big), SWEEP_BATCH + 3)
+    assert swept.batches >= len(big) // SWEEP_BATCH + 1
+    assert (await store.sweep()).items == 0
+    assert (await store.read(T, "stays")).items == [item(1)]
+    restarted = await store.append(T, "big", [item(0)])  # a new session, none of the old items
+    assert (restarted.first_seq, (await store.read(T, "big")).items) == (1, [item(0)])
+
+
+async def test_clearing_a_big_session_leaves_its_items_to_the_sweep(
+    timed: tuple[SessionStore, Clock],
+) -> None:
+    store, _ = timed
+    await store.append(T, "big", [item(n) for n in range(SWEEP_BATCH * 3)])
+    await store.clear(T, "big")
+    assert (await store.read(T, "big")).items == []
+    again = await store.append(T, "big", [item(-1)])
+    assert (await store.read(T, "big")).items == [item(-1)]
+    assert again.first_seq == 1
+    swept = await store.sweep()
+    assert (swept.sessions, swept.items) == (0, SWEEP_BATCH * 3)
+    assert swept.batches >= 3
+    assert (await store.read(T, "big")).items == [item(-1)]

@@ -36,23 +36,103 @@ async def test_export_import_round_trip_is_identical(store: SessionStore, tmp_pa
     target = store_from_url(f"sqlite:///{tmp_path}/target.db")
     await target.open()
     try:
-        assert await import_lines(target, first.splitlines(keepends=True)) == (1206, 0)
+        report = await import_lines(target, first.splitlines(keepends=True))
+        assert (report.added, report.skipped, report.errors) == (1206, 0, [])
         assert await export_bytes(target) == first
         assert (await target.read("team-a", "s1")).items == RAW
         # Idempotent: again adds nothing; a longer file adds only what is new.
-        assert await import_lines(target, first.splitlines()) == (0, 1206)
+        report = await import_lines(target, first.splitlines())
+        assert (report.added, report.skipped) == (0, 1206)
         more = first + b'{"tenant":"team-z","session_id":"new","item":{"new":true}}\n'
-        assert await import_lines(target, more.splitlines()) == (1, 1206)
+        report = await import_lines(target, more.splitlines())
+        assert (report.added, report.skipped) == (1, 1206)
     finally:
         await target.close()
 
 
-async def test_import_refuses_a_bad_line(store: SessionStore) -> None:
-    with pytest.raises(ValueError, match="line 2"):
-        await import_lines(
-            store,
-            [b'{"tenant":"t","session_id":"s","item":{"ok":1}}', b'{"tenant":"t","item":[1]}'],
-        )
+async def test_import_reports_a_bad_line(store: SessionStore) -> None:
+    report = await import_lines(
+        store,
+        [b'{"tenant":"t","session_id":"s","item":{"ok":1}}', b'{"tenant":"t","item":[1]}'],
+    )
+    assert report.added == 1
+    assert len(report.errors) == 1
+    assert report.errors[0].startswith("line 2:")
+
+
+# Items with line breaks and other whitespace between their tokens, kept byte for byte.
+SPREAD = [
+    '{\n  "role": "user",\n  "content": "two\\nlines"\n}',
+    '{"a":\r\n[1,\t2]\r}',
+    '{ "tab":\t"x" ,"sep": "\u2028 \u2029" }',
+    '{"quote": "\\"item\\":", "back": "\\\\"}',
+]
+
+
+async def test_items_with_line_breaks_export_on_one_line_each(
+    store: SessionStore, tmp_path: Path
+) -> None:
+    await store.append("t", "spread", SPREAD)
+    await store.append("t", "after", ['{"n":1}'])
+    first = await export_bytes(store)
+    lines = first.split(b"\n")
+    assert lines[-1] == b""
+    assert len(lines[:-1]) == len(SPREAD) + 1
+    for line in lines[:-1]:
+        assert b"\r" not in line
+        json.loads(line)
+
+    target = store_from_url(f"sqlite:///{tmp_path}/target.db")
+    await target.open()
+    try:
+        # As a file reads: split on line ends only.
+        report = await import_lines(target, first.splitlines(keepends=True))
+        assert (report.added, report.errors) == (len(SPREAD) + 1, [])
+        assert (await target.read("t", "spread")).items == SPREAD
+        assert await export_bytes(target) == first
+    finally:
+        await target.close()
+
+
+async def test_a_bad_line_loses_nothing_silently(store: SessionStore) -> None:
+    def line(session: str, n: int) -> bytes:
+        return b'{"tenant":"t","session_id":"%b","item":{"n":%d}}' % (session.encode(), n)
+
+    lines = [
+        line("a", 1),
+        line("b", 1),
+        line("b", 2),
+        b'{"tenant":"t","session_id":"b","item":{"n":3',  # cut short
+        line("b", 4),
+        line("b", 5),
+        line("c", 1),
+        line("c", 2),
+    ]
+    report = await import_lines(store, lines)
+    assert report.added == 5  # a1, b1, b2, c1, c2
+    assert report.errors[0].startswith("line 4:")
+    assert "2 lines after line 4 not imported" in report.errors[1]
+    assert [json.loads(i)["n"] for i in (await store.read("t", "b")).items] == [1, 2]
+    assert len((await store.read("t", "c")).items) == 2
+    # Fixed and imported again: what landed is skipped, the rest follows in order.
+    lines[3] = line("b", 3)
+    again = await import_lines(store, lines)
+    assert (again.added, again.skipped, again.errors) == (3, 5, [])
+    assert [json.loads(i)["n"] for i in (await store.read("t", "b")).items] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.slow
+def test_cli_import_names_a_bad_line_and_fails(tmp_path: Path) -> None:
+    target = f"sqlite:///{tmp_path}/target.db"
+    source = (
+        b'{"tenant":"t","session_id":"s","item":{"n":1}}\n'
+        b"not json\n"
+        b'{"tenant":"t","session_id":"u","item":{"n":1}}\n'
+    )
+    done = run("import", "--database-url", target, stdin=source)
+    assert done.returncode == 1
+    assert b"line 2:" in done.stderr
+    assert b"imported 2 items" in done.stderr
 
 
 def run(
@@ -67,6 +147,7 @@ def run(
     )
 
 
+@pytest.mark.slow
 def test_cli_export_import_and_sessions(tmp_path: Path) -> None:
     key = "admin-key-0123456789"
     source = f"sqlite:///{tmp_path}/source.db"
@@ -81,10 +162,18 @@ def test_cli_export_import_and_sessions(tmp_path: Path) -> None:
             f"{server.base_url}/v1/sessions/c/items", json={"items": [{"n": 2}]}, headers=auth
         )
         admin = ["sessions", "--base-url", server.base_url, "--api-key", key]
-        listed = json.loads(run(*admin, "list").stdout)
+        listed = json.loads(run(*admin, "list", "--json").stdout)
         assert {record["id"] for record in listed["sessions"]} == {"a b", "c"}
-        shown = json.loads(run(*admin, "show", "a b", "--items").stdout)
+        shown = json.loads(run(*admin, "show", "a b", "--items", "--json").stdout)
         assert (shown["item_count"], shown["items"]) == (1, [{"n": 1}])
+        # For people, by default: a table, and a record with its items one a line.
+        table = run(*admin, "list").stdout.decode().splitlines()
+        assert table[0].split() == ["ID", "ITEMS", "UPDATED", "EXPIRES"]
+        assert sorted(line.split("  ")[0] for line in table[1:]) == ["a b", "c"]
+        assert all(line.endswith("never") and " UTC" in line for line in table[1:])
+        text = run(*admin, "show", "a b", "--items").stdout.decode().splitlines()
+        assert text[:2] == ["id:       a b", "items:    1"]
+        assert text[-1] == '   1  {"n": 1}'
         assert run(*admin, "delete", "c").returncode == 0
         missing = run(*admin, "show", "c")
         assert missing.returncode != 0
@@ -103,6 +192,7 @@ def test_cli_export_import_and_sessions(tmp_path: Path) -> None:
     assert b"imported 0 items (1 already present)" in again.stderr
 
 
+@pytest.mark.slow
 def test_export_from_a_running_server_imports_into_a_tenant(tmp_path: Path) -> None:
     key = "exporter-key-0123456789"
     with ServerProcess(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
@@ -27,6 +28,13 @@ T = TypeVar("T")
 __all__ = ["main"]
 
 
+def _flag_hint(field: str, names: Sequence[str]) -> str:
+    variable = f"SESSION_MEMORY_{field.upper()}"
+    if field in names:
+        return f"--{field.replace('_', '-')} or {variable}"
+    return variable
+
+
 def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:
     overrides: dict[str, Any] = {
         name: getattr(args, name) for name in names if getattr(args, name, None) is not None
@@ -34,7 +42,13 @@ def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise SystemExit(f"session-memory: invalid settings:\n{exc}") from None
+        # One line per bad setting, naming the flag or variable that sets it.
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"session-memory: {field}: {message} (set {_flag_hint(field, names)})")
+        raise SystemExit("\n".join(lines)) from None
 
 
 def _with_store(settings: Settings, work: Callable[[SessionStore], Awaitable[T]]) -> T:
@@ -54,13 +68,30 @@ def _with_store(settings: Settings, work: Callable[[SessionStore], Awaitable[T]]
     return asyncio.run(run())
 
 
-LIMIT_FLAGS = ["max_body_bytes", "max_item_bytes", "max_items_per_request", "max_items_per_session"]
+LIMIT_FLAGS = [
+    "max_body_bytes",
+    "max_item_bytes",
+    "max_items_per_request",
+    "max_items_per_session",
+    "max_sessions_per_tenant",
+]
 SERVE_FLAGS = ["host", "port", "database_url", "log_level", *LIMIT_FLAGS, *EDGE_FLAGS]
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .auth import ApiKeys
     from .server import serve
+    from .server.startup import (
+        StartupError,
+        bind_listener,
+        claim_sqlite_file,
+        prepare_sqlite_folder,
+        sqlite_file,
+        summary,
+    )
 
+    # Everything that can be checked is checked before anything is opened:
+    # settings, keys, the data folder, the port, then the claim on a SQLite file.
     settings = _settings(args, SERVE_FLAGS)
     if (
         settings.api_keys is None
@@ -73,17 +104,49 @@ def _serve(args: argparse.Namespace) -> int:
             "on the network could read every session. Set SESSION_MEMORY_API_KEYS (or "
             "SESSION_MEMORY_API_KEYS_FILE), or SESSION_MEMORY_ALLOW_OPEN=true to accept that."
         )
-    if args.workers > 1:
-        if settings.database_url.startswith("sqlite"):
-            raise SystemExit(
-                "session-memory: --workers needs PostgreSQL; one process owns a SQLite "
-                "database (run one process per SQLite file)"
-            )
-        # Worker processes build their own app from the environment.
-        for name in SERVE_FLAGS:
-            if getattr(args, name, None) is not None:
-                os.environ[f"SESSION_MEMORY_{name.upper()}"] = str(getattr(settings, name))
-    return serve(settings, workers=args.workers)
+    try:
+        keys = ApiKeys.load(
+            settings.api_keys.get_secret_value() if settings.api_keys else None,
+            settings.api_keys_file,
+        )
+    except OSError as exc:
+        raise SystemExit(
+            f"session-memory: cannot read the keys file {settings.api_keys_file}: "
+            f"{exc.strerror} (set SESSION_MEMORY_API_KEYS_FILE)"
+        ) from None
+    except ValueError as exc:
+        raise SystemExit(f"session-memory: {exc}") from None
+    database = sqlite_file(settings)
+    if args.workers > 1 and database is not None:
+        raise SystemExit(
+            "session-memory: --workers needs PostgreSQL; one process owns a SQLite "
+            "database (run one process per SQLite file)"
+        )
+    try:
+        if database is not None:
+            prepare_sqlite_folder(database)
+        listener = bind_listener(settings.host, settings.port)
+        claim = claim_sqlite_file(database) if database is not None else None
+    except StartupError as exc:
+        raise SystemExit(f"session-memory: {exc}") from None
+    port = int(listener.getsockname()[1])
+    line = summary(
+        settings,
+        version=_version(),
+        port=port,
+        tenants=len({tenant for tenant, _ in keys.entries}),
+        keys=len(keys.entries),
+    )
+    try:
+        if args.workers > 1:
+            # Worker processes build their own app from the environment.
+            for name in SERVE_FLAGS:
+                if getattr(args, name, None) is not None:
+                    os.environ[f"SESSION_MEMORY_{name.upper()}"] = str(getattr(settings, name))
+        return serve(settings, workers=args.workers, listener=listener, summary=line)
+    finally:
+        if claim is not None:
+            claim.close()
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -98,7 +161,9 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    import httpx2
+    import asyncio
+
+    from session_memory_client import SessionMemoryError
 
     from .transfer import export_from_server, export_lines
 
@@ -111,12 +176,16 @@ def _export(args: argparse.Namespace) -> int:
 
         _with_store(settings, work)
 
+    async def fetch(out: BinaryIO) -> None:
+        key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
+        async for line in export_from_server(args.base_url, key):
+            out.write(line)
+
     def write(out: BinaryIO) -> None:
         if args.base_url:
-            key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
             try:
-                out.writelines(export_from_server(args.base_url, key))
-            except httpx2.HTTPError as exc:
+                asyncio.run(fetch(out))
+            except SessionMemoryError as exc:
                 raise SystemExit(
                     f"session-memory: export from {args.base_url} failed: {exc}"
                 ) from None
@@ -133,57 +202,119 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .transfer import import_lines
+    from .transfer import ImportReport, import_lines
 
     settings = _settings(args, ["database_url"])
 
-    def run(source: BinaryIO) -> tuple[int, int]:
+    def run(source: BinaryIO) -> ImportReport:
         return _with_store(
             settings, lambda store: import_lines(store, source, default_tenant=args.tenant)
         )
 
-    try:
-        if args.input:
-            with open(args.input, "rb") as source:
-                added, skipped = run(source)
-        else:
-            added, skipped = run(sys.stdin.buffer)
-    except ValueError as exc:
-        raise SystemExit(f"session-memory: import stopped: {exc}") from None
-    print(f"session-memory: imported {added} items ({skipped} already present)", file=sys.stderr)
-    return 0
+    if args.input:
+        with open(args.input, "rb") as source:
+            report = run(source)
+    else:
+        report = run(sys.stdin.buffer)
+    for error in report.errors:
+        print(f"session-memory: import: {error}", file=sys.stderr)
+    print(
+        f"session-memory: imported {report.added} items ({report.skipped} already present)"
+        + (f"; {len(report.errors)} problems, see above" if report.errors else ""),
+        file=sys.stderr,
+    )
+    return 1 if report.errors else 0
 
 
 def _sessions(args: argparse.Namespace) -> int:
-    import httpx2
-    from session_memory_client.protocol import session_path
+    import asyncio
 
-    base = args.base_url.rstrip("/")
-    key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    if args.action == "list":
-        method, url, params = "GET", base + "/v1/sessions", {"limit": args.limit}
-    elif args.action == "show":
-        method, url, params = "GET", base + session_path(args.session_id), {}
-    else:
-        method, url, params = "DELETE", base + session_path(args.session_id), {}
+    from session_memory_client import SessionMemoryClient, SessionMemoryError
+    from session_memory_client.protocol import session_id_error
+
+    if args.action != "list" and (error := session_id_error(args.session_id)) is not None:
+        # Refused here, before any request: "a/items/last" is no session id.
+        raise SystemExit(f"session-memory: {error}")
+
+    async def run() -> Any:
+        key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
+        # The CLI answers promptly: a few retries, not the agents' long restart budget.
+        async with SessionMemoryClient(
+            base_url=args.base_url, api_key=key, retries=2, retry_for=5
+        ) as client:
+            if args.action == "list":
+                page = await client.list_sessions(limit=args.limit)
+                return {"sessions": page.sessions, "next_cursor": page.next_cursor}
+            session = client.session(args.session_id)
+            if args.action == "delete":
+                await session.clear_session()
+                return None
+            record: dict[str, Any] = dict(await session.get_record())
+            if args.items:
+                record["items"] = await session.get_items()
+            return record
+
     try:
-        response = httpx2.request(method, url, params=params, headers=headers, timeout=30)
-    except httpx2.TransportError as exc:
-        raise SystemExit(f"session-memory: cannot reach {base}: {exc}") from None
-    if response.status_code >= 400:
-        detail = response.json().get("detail", response.text) if response.content else ""
-        raise SystemExit(f"session-memory: {response.status_code}: {detail}")
-    if args.action == "show" and args.items:
-        items = httpx2.get(url + "/items", headers=headers, timeout=60)
-        items.raise_for_status()
-        record = {**response.json(), "items": items.json()["items"]}
-        sys.stdout.write(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-    elif response.content:
-        sys.stdout.write(json.dumps(response.json(), indent=2, ensure_ascii=False) + "\n")
-    else:
+        result = asyncio.run(run())
+    except SessionMemoryError as exc:
+        raise SystemExit(f"session-memory: {exc}") from None
+    if result is None:
         print(f"session-memory: deleted {args.session_id!r}", file=sys.stderr)
+    elif args.json:
+        sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    elif args.action == "list":
+        sys.stdout.write(_session_table(result["sessions"]))
+        if result["next_cursor"]:
+            print(f"(more: the first {args.limit} shown; see --limit)", file=sys.stderr)
+    else:
+        sys.stdout.write(_record_text(result))
     return 0
+
+
+def _session_table(records: list[dict[str, Any]]) -> str:
+    """Sessions as aligned columns, for people; ``--json`` is for programs."""
+    header = ("ID", "ITEMS", "UPDATED", "EXPIRES")
+    rows = [
+        (
+            json.dumps(record["id"], ensure_ascii=False)[1:-1],  # control-free, one line
+            str(record["item_count"]),
+            _when(record["updated_at"]),
+            _when(record["expires_at"]) if record["expires_at"] else "never",
+        )
+        for record in records
+    ]
+    if not rows:
+        return "no sessions\n"
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        + "\n"
+        for row in [header, *rows]
+    )
+
+
+def _record_text(record: dict[str, Any]) -> str:
+    lines = [
+        f"id:       {json.dumps(record['id'], ensure_ascii=False)[1:-1]}",
+        f"items:    {record['item_count']}",
+        f"created:  {_when(record['created_at'])}",
+        f"updated:  {_when(record['updated_at'])}",
+        f"expires:  {_when(record['expires_at']) if record['expires_at'] else 'never'}",
+    ]
+    for n, item in enumerate(record.get("items", []), start=1):
+        lines.append(f"{n:>4}  {json.dumps(item, ensure_ascii=False)}")
+    return "\n".join(lines) + "\n"
+
+
+def _when(timestamp: str) -> str:
+    # ISO 8601 from the service, shown to the second in UTC.
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return timestamp
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -206,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="session-memory", description="Networked session memory for AI agents."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_serve(commands)
     _add_data_commands(commands)
@@ -284,9 +416,11 @@ def _add_sessions(commands: Commands) -> None:
     actions = sessions.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="sessions, most recently updated first")
     listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     show = actions.add_parser("show", help="one session's record")
     show.add_argument("session_id")
     show.add_argument("--items", action="store_true", help="include its items")
+    show.add_argument("--json", action="store_true", help="JSON instead of text")
     delete = actions.add_parser("delete", help="clear a session")
     delete.add_argument("session_id")
     sessions.set_defaults(handler=_sessions)
@@ -303,10 +437,53 @@ def _add_info_commands(commands: Commands) -> None:
     openapi.set_defaults(handler=_openapi)
 
 
+def _stop_now(signum: int, frame: object) -> None:
+    """End a command at once on Ctrl-C or SIGTERM, with status 0 and no traceback.
+
+    Unwinding through an event loop and a store's threads from a signal is what
+    printed tracebacks; ending the process is safe instead, because every write is
+    a transaction of its own (an import can be run again: it skips what is present).
+    """
+    name = signal.Signals(signum).name
+    os.write(2, f"session-memory: stopped by {name}\n".encode())
+    os._exit(0)
+
+
+def _version() -> str:
+    from .main import app_version
+
+    return app_version()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Ctrl-C and SIGTERM end it with status 0 and no traceback.
+
+    An unexpected error is one line on stderr; ``--log-level debug`` (or
+    SESSION_MEMORY_LOG_LEVEL=debug) shows its traceback instead.
+    """
     args = build_parser().parse_args(argv)
     handler: Any = args.handler
-    return int(handler(args))
+    debug = (getattr(args, "log_level", None) or os.environ.get("SESSION_MEMORY_LOG_LEVEL")) == (
+        "debug"
+    )
+    # `serve` replaces these once it has what it needs to drain gracefully.
+    previous = {sig: signal.signal(sig, _stop_now) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return int(handler(args))
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"session-memory: {args.command} failed: {type(exc).__name__}: {exc} "
+            "(--log-level debug or SESSION_MEMORY_LOG_LEVEL=debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
 
 
 if __name__ == "__main__":  # pragma: no cover

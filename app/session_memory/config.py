@@ -7,10 +7,48 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "redact_url"]
+__all__ = ["Settings", "check_database_url", "redact_url"]
+
+
+# Schemes store_from_url knows (a "+driver" suffix is allowed), and the forms to name.
+_URL_FORMS = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db or "
+    "postgresql://user:password@host:5432/database"
+)
+
+
+def check_database_url(url: str) -> str:
+    """``url`` if it is a form the stores accept; else ``ValueError`` naming the right form.
+
+    Checked before anything is opened, so ``sqlite:/x.db`` (one slash) is refused
+    instead of being read as ``./x.db``.
+    """
+    scheme, sep, rest = url.partition(":")
+    base = scheme.split("+", 1)[0].lower()
+    if not sep or base not in ("sqlite", "postgresql", "postgres"):
+        raise ValueError(
+            f"unsupported database URL scheme {scheme!r} in {redact_url(url)!r}; use {_URL_FORMS}"
+        )
+    if base == "sqlite":
+        if not rest.startswith("///") or not rest[3:] or "?" in rest:
+            raise ValueError(
+                f"malformed SQLite URL {url!r}: write sqlite:///relative/path.db "
+                "(three slashes) or sqlite:////absolute/path.db (four)"
+            )
+        if rest[3:] == ":memory:":
+            raise ValueError(
+                "in-memory SQLite is not supported (each connection would see its own); "
+                "name a file: sqlite:///data/sessions.db"
+            )
+    elif not rest.startswith("//"):
+        raise ValueError(
+            f"malformed PostgreSQL URL {redact_url(url)!r}: write "
+            "postgresql://user:password@host:5432/database"
+        )
+    return url
 
 
 def redact_url(url: str) -> str:
@@ -88,6 +126,13 @@ class Settings(BaseSettings):
         ge=64,
         description="Largest single item (its JSON text, in bytes); a larger one gets 422.",
     )
+    max_read_page_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes of items one read page holds: a read with a limit "
+        "returns fewer items, with has_more true, rather than pass it (a single larger "
+        "item is still returned alone); reads without a limit stream in pages of it.",
+    )
     max_items_per_request: int = Field(
         default=10_000, ge=1, description="Most items one append may carry; more gets 422."
     )
@@ -112,6 +157,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Live follow streams one process serves at once; more get 503.",
     )
+    max_sessions_per_tenant: int = Field(
+        default=0,
+        ge=0,
+        description="Most sessions one tenant may hold; a write that would create one more "
+        "gets 422. 0: no limit.",
+    )
     api_keys: SecretStr | None = Field(
         default=None,
         description="Comma-separated tenant:key pairs (a key may be sha256:<hex digest>).",
@@ -133,6 +184,13 @@ class Settings(BaseSettings):
         default=86_400,
         gt=0,
         description="How long a write's outcome is kept for replay under its Idempotency-Key.",
+    )
+    sweep_batch_rows: int = Field(
+        default=1000,
+        ge=1,
+        description="Rows of each kind (expired sessions, their items, idempotency records) "
+        "one expiry-sweep transaction deletes at most; a session holding more is deleted "
+        "over several.",
     )
     sqlite_readers: int = Field(
         default=2, ge=1, le=64, description="Read connections kept open to the SQLite file."
@@ -156,6 +214,11 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Server log level."
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_form(cls, url: str) -> str:
+        return check_database_url(url)
 
     def binds_loopback_only(self) -> bool:
         """Whether ``host`` is a loopback address (or localhost)."""

@@ -23,12 +23,13 @@ from .middleware.access import AccessLog
 from .middleware.head import HeadAsGet
 from .middleware.host_guard import HostGuard, allowed_hosts
 from .middleware.hot_path import HotPath
+from .middleware.raw_path import RawPath
 from .middleware.request_id import RequestId
 from .observability import Metrics, configure_logging
 from .problems import PROBLEM_MEDIA_TYPE
 from .storage import SessionStore, StoreError, store_from_url
 
-__all__ = ["create_app", "create_asgi_app"]
+__all__ = ["app_version", "create_app", "create_asgi_app"]
 
 logger = logging.getLogger("session_memory")
 
@@ -39,7 +40,8 @@ returned byte for byte. Errors are RFC 9457 `application/problem+json`.
 """
 
 
-def _version() -> str:
+def app_version() -> str:
+    """The installed distribution's version."""
     try:
         return version("session-memory")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -82,7 +84,7 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
 
     app = FastAPI(
         title="session-memory",
-        version=_version(),
+        version=app_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
         # /docs is served from the package's own copy of Swagger UI (api/routes/docs.py);
@@ -113,8 +115,15 @@ async def _sweep_forever(store: SessionStore, metrics: Metrics) -> None:
         except StoreError as exc:
             logger.warning("sweep failed: %s", exc)
         else:
-            if swept:
-                logger.info("swept %d expired rows", swept)
+            if swept.sessions or swept.items or swept.records:
+                logger.info(
+                    "swept %d expired sessions, %d items and %d idempotency records "
+                    "in %d transactions",
+                    swept.sessions,
+                    swept.items,
+                    swept.records,
+                    swept.batches,
+                )
         await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
 
 
@@ -130,7 +139,7 @@ def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
     configure_logging(settings.log_level)
     inner: ASGIApp = HotPath(app) if settings.hot_path else app
     hosts = allowed_hosts(settings.allowed_hosts, open_mode=app.state.api_keys.open)
-    guarded = HostGuard(HeadAsGet(inner), hosts)
+    guarded = HostGuard(HeadAsGet(RawPath(inner)), hosts)
     return RequestId(AccessLog(guarded, app.state.metrics, enabled=settings.access_log))
 
 

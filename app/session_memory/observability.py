@@ -20,13 +20,26 @@ from .storage import (
     SessionFullError,
     StoreError,
     StoreUnavailableError,
+    TooManySessionsError,
 )
 
-__all__ = ["JsonFormatter", "Metrics", "configure_logging"]
+__all__ = [
+    "CLIENT_CLOSED_REQUEST",
+    "JsonFormatter",
+    "Metrics",
+    "StartupFailureFilter",
+    "configure_logging",
+    "log_config",
+]
 
 _logger = logging.getLogger("session_memory")
+
+# The status a request is counted and logged with when its client went away before
+# the answer was complete (nginx's "client closed request"): not a server error.
+CLIENT_CLOSED_REQUEST = 499
 _REFUSALS = (
     SessionFullError,
+    TooManySessionsError,
     IdempotencyMismatchError,
     IdempotencyInFlightError,
     PreconditionFailedError,
@@ -115,12 +128,76 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+def _json_handler() -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    return handler
+
+
 def configure_logging(level: str) -> None:
-    """Send the service's logs to stderr as JSON lines, at ``level``."""
+    """Send every log line to stderr as JSON: the service's at ``level``, and the rest.
+
+    The rest is what reaches the root logger: the database drivers' (asyncpg's pool
+    logs tracebacks), asyncio's unhandled exceptions and Python warnings (uvicorn's
+    own lines go through ``log_config``). Without a handler of ours there, Python's
+    last-resort handler would print them as plain text into the JSON log.
+    """
+    for name in ("session_memory", ""):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+            logger.addHandler(_json_handler())
     logger = logging.getLogger("session_memory")
-    if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonFormatter())
-        logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
+    # Others' lines below a warning are noise at the service's info level.
+    logging.getLogger().setLevel(max(logging.WARNING, logger.level))
+    logging.captureWarnings(True)
+
+
+class StartupFailureFilter(logging.Filter):
+    """Shortens uvicorn's report of a failed start-up to the cause, without the traceback.
+
+    uvicorn logs an exception raised by the app's start-up (the store could not be
+    opened) with its whole traceback; below ``debug`` the operator gets one line.
+    """
+
+    _HINT = " (check --database-url or SESSION_MEMORY_DATABASE_URL)"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        if record.exc_info and text.startswith("Exception in 'lifespan'"):
+            exc = record.exc_info[1]
+            cause = f"{type(exc).__name__}: {exc}"
+        elif text.startswith("Traceback (most recent call last)"):
+            # Starlette hands uvicorn the formatted traceback as the failure message;
+            # its last line is the exception itself.
+            cause = text.strip().splitlines()[-1]
+        else:
+            return True
+        record.msg = "cannot start: %s" + self._HINT
+        record.args = (cause,)
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """``logging.config.dictConfig`` for a server: uvicorn's lines and ours, all JSON."""
+    filters = [] if level == "debug" else ["startup_failure"]
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "json",
+        "stream": "ext://sys.stderr",
+        "filters": filters,
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "filters": {"startup_failure": {"()": StartupFailureFilter}},
+        "handlers": {"json": handler},
+        "loggers": {
+            name: {"handlers": ["json"], "level": level.upper(), "propagate": False}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "session_memory")
+        },
+    }

@@ -41,6 +41,7 @@ from .storage import (
     SessionFullError,
     StoreError,
     StoreUnavailableError,
+    TooManySessionsError,
 )
 
 __all__ = [
@@ -129,7 +130,9 @@ class Unauthorized(ProblemError):
 
     def __init__(self) -> None:
         super().__init__(
-            "send a valid API key as 'Authorization: Bearer <key>'",
+            "send a valid API key as 'Authorization: Bearer <key>' (the client: "
+            "RemoteSession(..., api_key=...); the command line: --api-key or "
+            "SESSION_MEMORY_API_KEY; the browser at /ui: the API key box at the top)",
             headers={"WWW-Authenticate": 'Bearer realm="session-memory"'},
         )
 
@@ -242,10 +245,21 @@ def _store_problem(exc: StoreError) -> ProblemError:
     A failed If-Match is the items service's to answer: its 412 carries the ETag.
     """
     if isinstance(exc, SessionFullError):
+        kept = (
+            f" ({exc.kept} of them popped items kept until their Idempotency-Key expires)"
+            if exc.kept
+            else ""
+        )
         return InvalidInput(
-            f"the session holds {exc.count} items and may hold at most {exc.limit}; "
+            f"the session holds {exc.count} items{kept} and may hold at most {exc.limit}; "
             f"adding {exc.adding} would pass that. Nothing was stored.",
             extra={"limit": "max_items_per_session", "max": exc.limit},
+        )
+    if isinstance(exc, TooManySessionsError):
+        return InvalidInput(
+            f"this tenant holds {exc.limit} sessions, the most it may hold; clear one "
+            "before starting another. Nothing was stored.",
+            extra={"limit": "max_sessions_per_tenant", "max": exc.limit},
         )
     if isinstance(exc, IdempotencyMismatchError):
         return IdempotencyKeyReused(

@@ -149,13 +149,33 @@ export class RemoteSession implements Session {
       }
       query = `?limit=${effective}`;
     }
+    type Page = { items: StoredItem[]; first_seq: number | null; has_more: boolean };
     const response = await this.request({
       method: 'GET',
       path: '/items',
       query,
       signal: options.signal,
     });
-    return (JSON.parse(response.text) as { items: StoredItem[] }).items;
+    let page = JSON.parse(response.text) as Page;
+    const items = page.items;
+    // A page holds fewer than `limit` items when they pass the server's byte bound
+    // per page (has_more then says so): fetch the older ones it left out.
+    while (
+      effective !== undefined &&
+      effective !== null &&
+      page.has_more &&
+      items.length < effective
+    ) {
+      const more = await this.request({
+        method: 'GET',
+        path: '/items',
+        query: `?limit=${effective - items.length}&before=${page.first_seq}`,
+        signal: options.signal,
+      });
+      page = JSON.parse(more.text) as Page;
+      items.unshift(...page.items);
+    }
+    return items;
   }
 
   /** Append `items` atomically and contiguously; an empty list sends nothing. */

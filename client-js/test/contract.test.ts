@@ -260,3 +260,26 @@ for (const backend of ['sqlite', 'postgres'] as Backend[]) {
     });
   });
 }
+
+describe('RemoteSession with pages cut short by bytes', () => {
+  let server: ServerProcess;
+  before(async () => {
+    // 1 KiB pages and items of about 600 bytes: every page holds one item.
+    server = await ServerProcess.fresh('sqlite', { SESSION_MEMORY_MAX_READ_PAGE_BYTES: '1024' });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  test('getItems(limit) follows has_more to return limit items', async () => {
+    const session = new RemoteSession(`js-paged-${process.pid}`, {
+      baseUrl: server.baseUrl,
+      apiKey: API_KEY,
+    });
+    const words = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'].map((w) => w.repeat(560));
+    await session.addItems(words.map(user));
+    assert.deepEqual(texts(await session.getItems(5)), words.slice(-5));
+    assert.deepEqual(texts(await session.getItems(20)), words);
+    assert.deepEqual(texts(await session.getItems()), words);
+  });
+});

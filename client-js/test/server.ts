@@ -67,6 +67,8 @@ export class ServerProcess {
   readonly databaseUrl: string;
   private child: ChildProcess | undefined;
   private readonly cleanup: () => void;
+  /** Extra settings for the server process, as SESSION_MEMORY_* variables. */
+  env: Record<string, string> = {};
 
   private constructor(port: number, databaseUrl: string, cleanup: () => void) {
     this.port = port;
@@ -79,13 +81,14 @@ export class ServerProcess {
   }
 
   /** A server on a fresh, empty store of the given backend. */
-  static async fresh(backend: Backend): Promise<ServerProcess> {
+  static async fresh(backend: Backend, env: Record<string, string> = {}): Promise<ServerProcess> {
     const port = await freePort();
     if (backend === 'sqlite') {
       const dir = mkdtempSync(join(tmpdir(), 'sm-js-'));
       const server = new ServerProcess(port, `sqlite:///${join(dir, 'sessions.db')}`, () =>
         rmSync(dir, { recursive: true, force: true }),
       );
+      server.env = env;
       return server.start();
     }
     const schema = `sm_js_${crypto.randomUUID().replaceAll('-', '').slice(0, 16)}`;
@@ -95,6 +98,7 @@ export class ServerProcess {
     const server = new ServerProcess(port, `${POSTGRES_URL}${separator}search_path=${schema}`, () => {
       postgresExecute(`DROP SCHEMA ${schema} CASCADE`);
     });
+    server.env = env;
     return server.start();
   }
 
@@ -106,7 +110,7 @@ export class ServerProcess {
       {
         detached: true, // its own process group, ended whole by stop()
         stdio: ['ignore', 'ignore', 'inherit'],
-        env: { ...process.env, SESSION_MEMORY_API_KEYS: `js:${API_KEY}` },
+        env: { ...process.env, SESSION_MEMORY_API_KEYS: `js:${API_KEY}`, ...this.env },
       },
     );
     this.child = child;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import protocol
+from ._client import SessionMemoryClient
 from ._exceptions import (
     ConnectError,
     ProblemError,
@@ -10,19 +11,42 @@ from ._exceptions import (
     SessionMemoryError,
     TransportError,
 )
-from ._session import DEFAULT_BASE_URL, DEFAULT_RETRIES, DEFAULT_TIMEOUT, RemoteSession
+from ._history import FollowEvent, ReplaceResult
+from ._session import RemoteSession
+from ._transport import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    DEFAULT_BACKOFF,
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_BACKOFF,
+    DEFAULT_RETRIES,
+    DEFAULT_RETRY_FOR,
+    DEFAULT_TIMEOUT,
+)
+from ._types import ItemPage, SessionPage, SessionRecord
 from .protocol import MAX_SESSION_ID_LENGTH, validate_session_id
 
 __all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "DEFAULT_BACKOFF",
     "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_BACKOFF",
     "DEFAULT_RETRIES",
+    "DEFAULT_RETRY_FOR",
     "DEFAULT_TIMEOUT",
     "MAX_SESSION_ID_LENGTH",
     "ConnectError",
+    "FollowEvent",
+    "ItemPage",
     "ProblemError",
     "RemoteSession",
+    "ReplaceResult",
     "RequestTimeout",
+    "SessionMemoryClient",
     "SessionMemoryError",
+    "SessionPage",
+    "SessionRecord",
     "TransportError",
     "protocol",
     "validate_session_id",

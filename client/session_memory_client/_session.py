@@ -4,57 +4,89 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import random
-import uuid
-from http import HTTPStatus
+import logging
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx2
-
-from ._exceptions import ConnectError, ProblemError, RequestTimeout, TransportError
-from .protocol import IDEMPOTENCY_KEY, session_path, validate_session_id
+from ._history import HistoryMethods
+from ._transport import (
+    DEFAULT_BACKOFF,
+    DEFAULT_MAX_BACKOFF,
+    DEFAULT_RETRIES,
+    DEFAULT_RETRY_FOR,
+    DEFAULT_TIMEOUT,
+    Reply,
+    Target,
+    Transport,
+)
+from ._types import ItemPage, SessionRecord
+from ._writes import _encode, _settle
+from .protocol import session_path, validate_session_id
 
 if TYPE_CHECKING:
+    import aiohttp
     from agents.items import TResponseInputItem
     from agents.memory import SessionSettings
+    from agents.run_context import RunContextWrapper
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_RETRIES", "DEFAULT_TIMEOUT", "RemoteSession"]
+__all__ = ["RemoteSession"]
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_RETRIES = 4
-MAX_BACKOFF = 5.0
-API_KEY_ENV = "SESSION_MEMORY_API_KEY"
+logger = logging.getLogger("session_memory_client")
+
+_T = TypeVar("_T")
+# How many distinct page sizes a session keeps a ready URL for (a Runner uses one).
+_KEPT_LIMIT_TARGETS = 8
 
 
-def _encode_items(items: list[Any]) -> bytes:
-    # Keys keep their order; NaN and Infinity are refused here, as JSON has no such values.
-    body = {"items": items}
+def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionSettings | None:
     try:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-    except UnicodeEncodeError:
-        # A lone surrogate cannot be UTF-8; as a \uXXXX escape it round-trips.
-        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+        from agents.memory import SessionSettings
+    except ImportError:
+        # Without the SDK (the CLI, scripts that page through a session) there are
+        # no settings to hold; with it, None becomes the SDK's empty settings.
+        if value is None:
+            return None
+        raise
+    if value is None:
+        return SessionSettings()
+    if isinstance(value, SessionSettings):
+        return value
+    if isinstance(value, dict):
+        # As the SDK's own stores do: known keys only, so a typo is not silently ignored.
+        known = set(SessionSettings.__dataclass_fields__)
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise TypeError(f"Unknown session settings: {', '.join(unknown)}")
+        return SessionSettings(**value)
+    raise TypeError(
+        f"session_settings must be SessionSettings, a dict or None, not {type(value).__name__}"
+    )
 
 
-class RemoteSession:
+class RemoteSession(HistoryMethods):
     """A conversation history kept by a session-memory service.
 
     Implements the OpenAI Agents SDK's ``Session`` protocol, so
     ``Runner.run(agent, input, session=RemoteSession("user-42"))`` keeps its history
     on the server, shared by every process and host that uses the same id.
 
-    Transient failures (no connection, a timeout, 502, 503, 504) are retried up to
-    ``retries`` times with exponential backoff and full jitter, starting at
-    ``backoff`` seconds. Every ``add_items`` and ``pop_item`` carries a fresh
-    Idempotency-Key reused by its retries, so a retry never duplicates an append
-    nor pops twice.
+    ``base_url`` and ``api_key`` default to ``$SESSION_MEMORY_BASE_URL`` (else
+    ``http://127.0.0.1:8000``) and ``$SESSION_MEMORY_API_KEY``. ``session_settings``
+    takes ``SessionSettings`` or a dict of its fields.
 
-    Calls go through one pooled ``httpx2.AsyncClient``: pass ``http_client`` to share
-    a pool between many sessions (it is then yours to close), or let the session own
-    one and release it with ``await session.close()`` or ``async with``.
+    Transient failures (no connection, a timeout, 502, 503, 504) are retried with
+    capped exponential backoff for up to ``retry_for`` seconds (and at most ``retries``
+    times when that is set). Every write carries one Idempotency-Key for all its
+    attempts, so a retry never duplicates an append nor pops twice.
+
+    A cancelled ``add_items``, ``pop_item`` or ``clear_session`` waits for the write's
+    outcome before the ``CancelledError`` propagates; a cancelled pop that removed an
+    item appends it again (or, if that fails, logs it as a warning).
+
+    Safe to use from several event loops and threads: each loop gets its own
+    connection pool. Pass ``http_client`` to use your own ``aiohttp.ClientSession``
+    instead (one loop only; it is yours to close). ``close()`` (or ``async with``)
+    releases the pools; any call after it raises ``RuntimeError``.
     """
 
     session_id: str
@@ -64,76 +96,185 @@ class RemoteSession:
         self,
         session_id: str,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         api_key: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
-        session_settings: SessionSettings | None = None,
-        http_client: httpx2.AsyncClient | None = None,
-        retries: int = DEFAULT_RETRIES,
-        backoff: float = 0.1,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+        http_client: aiohttp.ClientSession | None = None,
+        retries: int | None = DEFAULT_RETRIES,
+        retry_for: float = DEFAULT_RETRY_FOR,
+        backoff: float = DEFAULT_BACKOFF,
+        max_backoff: float = DEFAULT_MAX_BACKOFF,
+        _transport: Transport | None = None,
     ) -> None:
-        from agents.memory import SessionSettings
-
         self.session_id = validate_session_id(session_id)
-        self.session_settings = session_settings or SessionSettings()
-        self.base_url = base_url.rstrip("/")
-        self._url = self.base_url + session_path(session_id)
-        api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._owns_client = http_client is None
-        self._client = http_client or httpx2.AsyncClient(timeout=timeout)
-        self._timeout = timeout
-        if retries < 0 or backoff < 0:
-            raise ValueError("retries and backoff must be 0 or more")
-        self.retries = retries
-        self.backoff = backoff
+        self.session_settings = _coerce_settings(session_settings)
+        self._owns_transport = _transport is None
+        self._transport = _transport or Transport(
+            base_url,
+            api_key=api_key,
+            timeout=timeout,
+            http_client=http_client,
+            retries=retries,
+            retry_for=retry_for,
+            backoff=backoff,
+            max_backoff=max_backoff,
+        )
+        # Every URL this session calls, built once; pages by limit are kept as asked for.
+        path = session_path(session_id)
+        self._path = path
+        self._session_target = self._transport.target(path)
+        self._items_target = self._transport.target(path + "/items")
+        self._last_target = self._transport.target(path + "/items/last")
+        self._limit_targets: dict[int, Target] = {}
+        self._closed = False
+
+    @property
+    def base_url(self) -> str:
+        return self._transport.base_url
 
     def __repr__(self) -> str:
         return f"RemoteSession({self.session_id!r}, base_url={self.base_url!r})"
 
+    def _check_open(self) -> None:
+        if self._closed or self._transport.closed:
+            raise RuntimeError("RemoteSession is closed")
+
     # -- the Session protocol --------------------------------------------------------
 
-    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+    async def get_items(
+        self, limit: int | None = None, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> list[TResponseInputItem]:
         """The latest ``limit`` items, oldest first; all of them when no limit applies.
 
         When ``limit`` is None, ``session_settings.limit`` applies, as in the SDK's
         own sessions. ``limit=0`` gives ``[]``; a negative limit is a ``ValueError``.
+        ``wrapper`` (the run context, passed by the Runner) is accepted and unused.
         """
+        self._check_open()
         if limit is None and self.session_settings is not None:
             limit = self.session_settings.limit
-        params: dict[str, int] = {}
-        if limit is not None:
-            if limit < 0:
-                raise ValueError(f"limit must be 0 or more, not {limit}")
-            params["limit"] = limit
-        response = await self._request("GET", self._url + "/items", params=params)
-        items: list[TResponseInputItem] = json.loads(response.content)["items"]
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be 0 or more, not {limit}")
+        # The items alone: no ItemPage to build on the path every turn takes.
+        reply = await self._transport.request("GET", self._page_target(limit, None, None))
+        body = reply.json()
+        items: list[TResponseInputItem] = body["items"]
+        # A page holds fewer than `limit` items when they pass the server's byte
+        # bound per page (has_more then says so): fetch the older ones it left out.
+        while limit is not None and body["has_more"] and len(items) < limit:
+            target = self._page_target(limit - len(items), None, body["first_seq"])
+            body = (await self._transport.request("GET", target)).json()
+            items[:0] = body["items"]
         return items
 
-    async def add_items(self, items: list[TResponseInputItem]) -> None:
+    async def add_items(
+        self,
+        items: list[TResponseInputItem],
+        *,
+        wrapper: RunContextWrapper[Any] | None = None,
+    ) -> None:
         """Append ``items`` atomically and contiguously; an empty list sends nothing."""
+        self._check_open()
         if not items:
             return
-        await self._request(
-            "POST", self._url + "/items", content=_encode_items(list(items)), idempotent_write=True
-        )
+        body = _encode({"items": list(items)})
+        await _settle(self._transport.request("POST", self._items_target, content=body, write=True))
 
-    async def pop_item(self) -> TResponseInputItem | None:
+    async def pop_item(
+        self, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> TResponseInputItem | None:
         """Remove and return the newest item, or None when the session is empty."""
-        response = await self._request("DELETE", self._url + "/items/last", idempotent_write=True)
-        item: TResponseInputItem | None = json.loads(response.content)["item"]
+        self._check_open()
+        task = asyncio.ensure_future(
+            self._transport.request("DELETE", self._last_target, write=True)
+        )
+        try:
+            reply = await _settle(task)
+        except asyncio.CancelledError:
+            if not task.cancelled() and task.exception() is None:
+                await _settle(self._put_back(task.result()))
+            raise
+        item: TResponseInputItem | None = reply.json()["item"]
         return item
 
-    async def clear_session(self) -> None:
+    async def _put_back(self, reply: Reply) -> None:
+        # The caller was cancelled, so nobody receives this item: append it again. When
+        # the service tells the pop's revision (ETag), only if the session is still as
+        # the pop left it, so no later write is reordered; today's service does not, and
+        # the item goes back unconditionally. If that fails, say so: never silently.
+        item = reply.json()["item"]
+        if item is None:
+            return
+        try:
+            await self._transport.request(
+                "POST",
+                self._items_target,
+                content=_encode({"items": [item]}),
+                write=True,
+                if_match=reply.etag,
+            )
+        except Exception as exc:  # any failure means the item is gone
+            logger.warning(
+                "cancelled pop_item on session %r removed an item that could not be put "
+                "back (%s); the item was: %s",
+                self.session_id,
+                exc,
+                json.dumps(item, ensure_ascii=False),
+            )
+
+    async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Delete every item of this session, and its record, on the server."""
-        await self._request("DELETE", self._url)
+        self._check_open()
+        await _settle(self._transport.request("DELETE", self._session_target))
+
+    # -- beyond the protocol ---------------------------------------------------------
+
+    async def read_items(
+        self, *, limit: int | None = None, after: int | None = None, before: int | None = None
+    ) -> ItemPage:
+        """One page of items with its sequence numbers and ETag.
+
+        No cursor: the latest ``limit`` items (all when None). ``after=seq``: the oldest
+        ``limit`` items after ``seq``, for walking forward; ``before=seq``: the latest
+        ``limit`` items before it, for walking back. ``has_more`` says whether the walk
+        can go on (from ``last_seq`` forward, or from ``first_seq`` back).
+        """
+        self._check_open()
+        reply = await self._transport.request("GET", self._page_target(limit, after, before))
+        return ItemPage.from_reply(reply)
+
+    def _page_target(self, limit: int | None, after: int | None, before: int | None) -> Target:
+        if after is None and before is None:
+            if limit is None:
+                return self._items_target
+            target = self._limit_targets.get(limit)
+            if target is None:
+                target = self._transport.target(self._path + "/items", {"limit": limit})
+                if len(self._limit_targets) < _KEPT_LIMIT_TARGETS:
+                    self._limit_targets[limit] = target
+            return target
+        query = {
+            name: value
+            for name, value in (("limit", limit), ("after", after), ("before", before))
+            if value is not None
+        }
+        return self._transport.target(self._path + "/items", query)
+
+    async def get_record(self) -> SessionRecord:
+        """This session's record (item count, timestamps, expiry); ``ProblemError`` 404
+        when the session does not exist."""
+        self._check_open()
+        record: SessionRecord = (await self._transport.request("GET", self._session_target)).json()
+        return record
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close the HTTP client if this session created it."""
-        if self._owns_client:
-            await self._client.aclose()
+        """Release this session's connection pools; every call after it raises."""
+        self._closed = True
+        if self._owns_transport:
+            await self._transport.aclose()
 
     async def __aenter__(self) -> RemoteSession:
         return self
@@ -145,96 +286,3 @@ class RemoteSession:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
-
-    # -- transport -------------------------------------------------------------------
-
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: dict[str, int] | None = None,
-        content: bytes | None = None,
-        idempotent_write: bool = False,
-    ) -> httpx2.Response:
-        """Send one logical request, retrying transient failures; map errors to ours.
-
-        Reads and clears are idempotent by nature. Writes carry one fresh
-        Idempotency-Key for all their attempts, so a retried append lands once and a
-        retried pop removes one item, even when an earlier attempt reached the server.
-        """
-        headers = dict(self._headers)
-        if content is not None:
-            headers["Content-Type"] = "application/json"
-        if idempotent_write:
-            headers[IDEMPOTENCY_KEY] = str(uuid.uuid4())
-        attempt = 0
-        while True:
-            try:
-                response = await self._send(method, url, params, content, headers)
-            except TransportError:
-                if attempt >= self.retries:
-                    raise
-            else:
-                if response.status_code < 400:
-                    return response
-                error = _problem_error(response)
-                if attempt >= self.retries or not _retryable(error):
-                    raise error
-            # Full jitter: spread retries of many clients over the whole interval.
-            await asyncio.sleep(random.uniform(0, min(MAX_BACKOFF, self.backoff * 2**attempt)))
-            attempt += 1
-
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        params: dict[str, int] | None,
-        content: bytes | None,
-        headers: dict[str, str],
-    ) -> httpx2.Response:
-        try:
-            return await self._client.request(
-                method, url, params=params, content=content, headers=headers, timeout=self._timeout
-            )
-        except httpx2.ConnectError as exc:
-            raise ConnectError(
-                f"could not connect to session-memory at {self.base_url}: {exc}", url=url
-            ) from exc
-        except httpx2.TimeoutException as exc:
-            raise RequestTimeout(
-                f"session-memory at {self.base_url} did not answer within {self._timeout}s",
-                url=url,
-            ) from exc
-        except httpx2.TransportError as exc:
-            raise TransportError(
-                f"request to session-memory at {self.base_url} failed: {exc}", url=url
-            ) from exc
-
-
-def _retryable(error: ProblemError) -> bool:
-    # 502-504: a proxy or the store is briefly away. 409: an earlier attempt of this
-    # same write is still running (it answers with the outcome once it is done).
-    return error.status in (502, 503, 504) or error.type.endswith("idempotency-key-in-flight")
-
-
-def _problem_error(response: httpx2.Response) -> ProblemError:
-    status = response.status_code
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    problem: dict[str, Any] = {}
-    try:
-        parsed = json.loads(response.content)
-        if isinstance(parsed, dict):
-            problem = parsed
-    except ValueError:
-        pass
-    return ProblemError(
-        status,
-        title=str(problem.get("title") or phrase),
-        detail=str(problem.get("detail") or response.text[:500] or phrase),
-        type=str(problem.get("type") or "about:blank"),
-        problem=problem,
-    )

@@ -1,4 +1,8 @@
-"""Run ``session-memory serve`` as a real OS process on a free TCP port."""
+"""Run ``session-memory serve`` as a real OS process on a free TCP port.
+
+The server runs in its own process group; stopping it ends the whole group, so
+``--workers`` children and their resource tracker never outlive a test.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import time
 from pathlib import Path
 
 import httpx2
+
+from tests.utils.processes import end_group, spawn
 
 __all__ = ["ServerProcess", "free_port"]
 
@@ -27,18 +33,20 @@ class ServerProcess:
 
     def __init__(
         self,
-        database_url: str,
+        database_url: str | None,
         *,
         port: int | None = None,
         log_path: Path | None = None,
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.database_url = database_url
         self.port = port or free_port()
         self.log_path = log_path
         self.extra_args = extra_args or []
         self.env = env or {}
+        self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,8 +61,7 @@ class ServerProcess:
             "serve",
             "--port",
             str(self.port),
-            "--database-url",
-            self.database_url,
+            *(["--database-url", self.database_url] if self.database_url else []),
             "--log-level",
             "warning",
             *self.extra_args,
@@ -63,15 +70,17 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> ServerProcess:
         with open(self.log_path or os.devnull, "ab") as log:
             # The child keeps its own copy of the descriptor.
-            self.process = subprocess.Popen(
+            self.process = spawn(
                 self.command(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **self.env},
+                cwd=self.cwd,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                end_group(self.process)
                 raise RuntimeError(
                     f"server exited with {self.process.returncode}; see {self.log_path}"
                 )
@@ -85,17 +94,24 @@ class ServerProcess:
         raise RuntimeError(f"server did not become ready within {timeout}s")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Send ``sig`` to the server, wait for it, then end anything left in its group."""
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            end_group(self.process)
 
     def kill(self) -> int:
-        return self.stop(signal.SIGKILL)
+        """SIGKILL the whole group at once (a crash of every process)."""
+        assert self.process is not None
+        end_group(self.process)
+        return self.process.wait()
 
     def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.kill()
+        if self.process is not None:
+            end_group(self.process)

@@ -12,7 +12,11 @@ __all__ = ["TCPProxy"]
 
 
 class TCPProxy:
-    """Forwards 127.0.0.1:``port`` to ``target``; ``cut()`` drops every connection."""
+    """Forwards 127.0.0.1:``port`` to ``target``; ``cut()`` drops every connection.
+
+    ``hold()`` keeps what clients send from reaching the target (a slow network, a
+    request in flight) until ``release()``; ``request_held`` is set once bytes are held.
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -21,21 +25,36 @@ class TCPProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._holding = False
+        self._held: list[tuple[asyncio.StreamWriter, bytes]] = []
+        self._close_on_release: list[asyncio.StreamWriter] = []
+        self.request_held = threading.Event()
         self._thread.start()
 
     def _call(self, coro: object) -> None:
         future: Future[None] = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
         future.result(10)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if upstream and self._holding:
+                    self._held.append((writer, data))
+                    self.request_held.set()
+                    continue
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
         finally:
-            writer.close()
+            # A client that hung up still gets its held bytes delivered, as a slow
+            # network would deliver them.
+            if any(held is writer for held, _ in self._held):
+                self._close_on_release.append(writer)
+            else:
+                writer.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -44,7 +63,10 @@ class TCPProxy:
             writer.close()
             return
         self._writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        await asyncio.gather(
+            self._pipe(reader, up_writer, upstream=True),
+            self._pipe(up_reader, writer, upstream=False),
+        )
         self._writers -= {writer, up_writer}
 
     async def _start(self) -> None:
@@ -59,6 +81,24 @@ class TCPProxy:
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
+
+    async def _hold(self, holding: bool) -> None:
+        self._holding = holding
+        if not holding:
+            held, self._held = self._held, []
+            for writer, data in held:
+                if not writer.is_closing():
+                    writer.write(data)
+            closing, self._close_on_release = self._close_on_release, []
+            for writer in closing:
+                writer.close()
+            self.request_held.clear()
+
+    def hold(self) -> None:
+        self._call(self._hold(True))
+
+    def release(self) -> None:
+        self._call(self._hold(False))
 
     def start(self) -> TCPProxy:
         self._call(self._start())

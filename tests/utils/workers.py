@@ -47,13 +47,13 @@ def replica_writer(
     not retried (it may or may not have committed). Returns (acknowledged, failed)
     batch numbers.
     """
-    import httpx2
+    import aiohttp
     from session_memory_client import SessionMemoryError
 
     async def run() -> tuple[list[int], list[int]]:
         acked: list[int] = []
         failed: list[int] = []
-        async with httpx2.AsyncClient() as shared:
+        async with aiohttp.ClientSession() as shared:
             live = [
                 RemoteSession(session_id, base_url=url, http_client=shared, timeout=10)
                 for url in base_urls
@@ -79,10 +79,10 @@ def replica_popper(base_urls: list[str], session_id: str, offset: int) -> list[s
     """Pop until empty, moving to the next replica on every call."""
 
     async def run() -> list[str]:
-        import httpx2
+        import aiohttp
 
         popped: list[str] = []
-        async with httpx2.AsyncClient() as shared:
+        async with aiohttp.ClientSession() as shared:
             remotes = [RemoteSession(session_id, base_url=u, http_client=shared) for u in base_urls]
             call = offset
             while (item := await remotes[call % len(remotes)].pop_item()) is not None:

@@ -12,9 +12,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Match
 
+from ..observability import CLIENT_CLOSED_REQUEST
 from ..problems import (
     PROBLEM_MEDIA_TYPE,
     HttpProblem,
@@ -98,6 +100,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         where = f"{request.method} {request.url.path}"
         return problem_response(as_problem(exc, request.app.state.metrics, where), request.url.path)
 
+    async def on_disconnect(request: Request, exc: Exception) -> Response:
+        # The client went away mid-request: not an error, and nobody reads this
+        # answer; the access log counts it as 499.
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     # Registered one by one: the handler for Exception itself also re-raises (for the

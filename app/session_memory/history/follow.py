@@ -281,6 +281,7 @@ async def event_stream(
     *,
     after: int | None,
     heartbeat: float,
+    max_bytes: int | None = None,
 ) -> AsyncIterator[bytes]:
     """The events of one session after ``after`` (None: from now on), until stopped.
 
@@ -292,11 +293,15 @@ async def event_stream(
         while True:
             # Catch up from the store: every item above the cursor, in order, once.
             while True:
-                rows = await store.read_seqs(tenant, session_id, after=cursor, limit=CATCH_UP_PAGE)
+                # Pages bounded by bytes as well as count, as reads are
+                # (max_read_page_bytes): one such page is held at a time.
+                rows, has_more = await store.read_seqs(
+                    tenant, session_id, after=cursor, limit=CATCH_UP_PAGE, max_bytes=max_bytes
+                )
                 for seq, body in rows:
                     yield _event("append", body, seq)
                     cursor = seq
-                if len(rows) < CATCH_UP_PAGE:
+                if not has_more:
                     break
             try:
                 change = await asyncio.wait_for(queue.get(), heartbeat)

@@ -180,7 +180,7 @@ class HistoryService:
         tenant: str,
         *,
         limit: int,
-        cursor: int | None,
+        cursor: str | None,
         query: Mapping[str, str],
         prefix: str | None,
     ) -> SessionPage:

@@ -17,6 +17,7 @@ from session_memory_client.protocol import IDEMPOTENCY_KEY, IF_MATCH, SESSION_TT
 
 from ..problems import InvalidInput
 from ..storage import ANY_REVISION, Idempotency
+from .numbers import is_ascii_digits
 
 __all__ = [
     "IDEMPOTENCY_KEY_PATTERN",
@@ -70,8 +71,9 @@ def session_ttl(header: str | None) -> float | None:
     """A Session-TTL header: whole seconds (0: never expire); None without one; else 422."""
     if header is None:
         return None
-    value = header.strip()
-    if not value.isdigit() or int(value) > MAX_SESSION_TTL:
+    value = header.strip(" \t")
+    # ASCII digits only: str.isdigit() also takes "²", which int() then refuses.
+    if not is_ascii_digits(value) or len(value) > 9:
         raise _invalid(
             SESSION_TTL,
             f"Session-TTL takes whole seconds from 0 (never expire) to {MAX_SESSION_TTL}",

@@ -2,21 +2,46 @@
 
 Each item is validated once (it must be a JSON object) and kept as the exact text the
 client sent, so reads can return it byte for byte.
+
+Validation builds as little as it can: objects and numbers inside an item decode to
+one shared placeholder (so a body of millions of ``{}`` builds no dicts, and an
+integer of any length is checked by the grammar, never by ``int()``, whose
+4,300-digit limit would refuse it). The item count is checked before each item is
+decoded, and an item is decoded within a window of ``max_item_bytes`` characters, so
+an oversized item is refused after at most that much work. ``parse_item_batch_async``
+runs large bodies on one worker thread, off the event loop, one at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive
 
 from ..problems import InvalidInput, MalformedBody, PayloadTooLarge, UnsupportedMediaType
+from .numbers import is_ascii_digits
 
-__all__ = ["NO_LIMITS", "BatchLimits", "parse_item_batch", "read_json_body", "split_items"]
+__all__ = [
+    "INLINE_PARSE_BYTES",
+    "NO_LIMITS",
+    "BatchLimits",
+    "parse_item_batch",
+    "parse_item_batch_async",
+    "read_json_body",
+    "run_off_loop",
+    "split_items",
+]
+
+T = TypeVar("T")
 
 _WS = re.compile(r"[ \t\n\r]*")
 
@@ -31,7 +56,39 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+class _Placeholder:
+    """What every object and number inside an item decodes to: validated, never built."""
+
+    __slots__ = ()
+
+
+_OBJECT = _Placeholder()
+_NUMBER = _Placeholder()
+
+
+def _object(_pairs: object) -> _Placeholder:
+    return _OBJECT
+
+
+def _number(_text: str) -> _Placeholder:
+    return _NUMBER
+
+
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant,
+    object_pairs_hook=_object,
+    parse_int=_number,
+    parse_float=_number,
+)
+# Smallest decoding window for one item; it doubles up to max_item_bytes as needed.
+_FIRST_WINDOW = 4096
+# A decoding error this close to a window's end may come from the cut, not the item.
+_CUT_MARGIN = 16
+# Bodies up to this size are split on the event loop: less work than a thread hop.
+INLINE_PARSE_BYTES = 64 * 1024
+# One thread: large bodies are validated one at a time, which bounds the memory
+# validation can hold to one item's worth whatever the number of uploads.
+_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="payload")
 
 
 async def read_json_body(headers: Headers, receive: Receive, max_bytes: int) -> bytes:
@@ -52,7 +109,7 @@ async def read_json_body(headers: Headers, receive: Receive, max_bytes: int) -> 
         extra={"limit": "max_body_bytes", "max": max_bytes},
     )
     declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if declared is not None and is_ascii_digits(declared) and int(declared) > max_bytes:
         raise too_large
     chunks: list[bytes] = []
     size = 0
@@ -70,6 +127,10 @@ async def read_json_body(headers: Headers, receive: Receive, max_bytes: int) -> 
 
 
 def _type_name(value: object) -> str:
+    if value is _OBJECT:
+        return "object"
+    if value is _NUMBER:
+        return "number"
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -112,6 +173,20 @@ class BatchLimits:
 
 
 NO_LIMITS = BatchLimits()
+
+
+async def run_off_loop(size: int, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``work(*args, **kwargs)`` for a body of ``size`` bytes: inline when it is small
+    (``INLINE_PARSE_BYTES``), else on the payload thread, off the event loop."""
+    if size <= INLINE_PARSE_BYTES:
+        return work(*args, **kwargs)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_WORKER, functools.partial(work, *args, **kwargs))
+
+
+async def parse_item_batch_async(body: bytes, limits: BatchLimits = NO_LIMITS) -> list[str]:
+    """``parse_item_batch``, on the payload thread for a body over ``INLINE_PARSE_BYTES``."""
+    return await run_off_loop(len(body), parse_item_batch, body, limits)
 
 
 def parse_item_batch(body: bytes, limits: BatchLimits = NO_LIMITS) -> list[str]:
@@ -195,8 +270,8 @@ def _split_array(text: str, pos: int, limits: BatchLimits) -> tuple[list[str], i
                 loc=["items", index],
                 limit=("max_items_per_request", limits.max_items),
             )
-        value, end = _decode_value(text, pos, f"items.{index}")
-        if not isinstance(value, dict):
+        value, end = _decode_item(text, pos, index, limits.max_item_bytes)
+        if value is not _OBJECT:
             raise _shape_error(
                 f"items[{index}] must be a JSON object, not {_type_name(value)}",
                 loc=["items", index],
@@ -208,12 +283,7 @@ def _split_array(text: str, pos: int, limits: BatchLimits) -> tuple[list[str], i
             and len(span) * 4 > limits.max_item_bytes
             and len(span.encode()) > limits.max_item_bytes
         ):
-            raise _shape_error(
-                f"items[{index}] is {len(span.encode())} bytes of JSON; the limit is "
-                f"{limits.max_item_bytes}",
-                loc=["items", index],
-                limit=("max_item_bytes", limits.max_item_bytes),
-            )
+            raise _too_large(index, limits.max_item_bytes, f"is {len(span.encode())} bytes")
         spans.append(span)
         pos = _skip_ws(text, end)
         if text.startswith("]", pos):
@@ -221,6 +291,45 @@ def _split_array(text: str, pos: int, limits: BatchLimits) -> tuple[list[str], i
         if not text.startswith(",", pos):
             raise _malformed(text, pos, "expected ',' or ']'")
         pos = _skip_ws(text, pos + 1)
+
+
+def _decode_item(text: str, pos: int, index: int, max_bytes: int | None) -> tuple[object, int]:
+    """Decode the item at ``pos``, reading at most ``max_bytes`` characters past it.
+
+    The window starts small and doubles: an item is decoded in a few tries costing
+    twice its length at most, and one that does not end within ``max_bytes``
+    characters (so is over ``max_bytes`` bytes) is refused without reading further.
+    """
+    where = f"items.{index}"
+    if max_bytes is None:
+        return _decode_value(text, pos, where)
+    window = _FIRST_WINDOW
+    while True:
+        window = min(window, max_bytes + 1)
+        if pos + window >= len(text):
+            return _decode_value(text, pos, where)
+        piece = text[pos : pos + window]
+        try:
+            value, end = _DECODER.raw_decode(piece)
+        except json.JSONDecodeError as exc:
+            cut = exc.pos >= window - _CUT_MARGIN or exc.msg.startswith("Unterminated string")
+            if not cut:
+                raise _malformed(text, pos + exc.pos, exc.msg) from None
+            if window > max_bytes:
+                raise _too_large(index, max_bytes, f"is over {max_bytes} bytes") from None
+            window *= 2
+            continue
+        except (ValueError, RecursionError):
+            return _decode_value(text, pos, where)  # the same error, with its position
+        return value, pos + end
+
+
+def _too_large(index: int, max_bytes: int, size: str) -> InvalidInput:
+    return _shape_error(
+        f"items[{index}] {size} of JSON; the limit is {max_bytes}",
+        loc=["items", index],
+        limit=("max_item_bytes", max_bytes),
+    )
 
 
 def _shape_error(

@@ -23,7 +23,7 @@ from ..observability import Metrics
 from ..problems import PreconditionFailed
 from ..storage import ItemPage, PreconditionFailedError, SessionStore
 from .headers import etag, expected_revision, idempotency_for, session_ttl
-from .payload import BatchLimits, parse_item_batch, read_json_body
+from .payload import BatchLimits, parse_item_batch_async, read_json_body, run_off_loop
 from .wire import append_body, page_body, page_tail, pop_body
 
 __all__ = ["STREAM_PAGE_ITEMS", "ItemsService", "Reply"]
@@ -86,17 +86,28 @@ class ItemsService:
         after: int | None,
         before: int | None,
     ) -> Reply:
-        """The latest ``limit`` items or a keyset page; without a limit, all of them, streamed."""
+        """The latest ``limit`` items or a keyset page; without a limit, all of them, streamed.
+
+        Every store read is bounded by ``max_read_page_bytes`` as well as by count: a
+        page with a limit then holds fewer items and says ``has_more`` (its first
+        item is returned whatever its size), and a stream holds one such page at a time.
+        """
+        max_bytes = self.settings.max_read_page_bytes
         if limit is not None:
             page = await self.store.read(
-                tenant, session_id, limit=limit, after=after, before=before
+                tenant, session_id, limit=limit, after=after, before=before, max_bytes=max_bytes
             )
             self.metrics.items_read.inc(len(page.items))
             return Reply(200, page_body(page), page.revision)
         # No limit: walk forward page by page so a long history streams instead of
         # being held in memory whole. The ETag is the revision when the walk began.
         page = await self.store.read(
-            tenant, session_id, limit=STREAM_PAGE_ITEMS, after=after or 0, before=before
+            tenant,
+            session_id,
+            limit=STREAM_PAGE_ITEMS,
+            after=after or 0,
+            before=before,
+            max_bytes=max_bytes,
         )
         self.metrics.items_read.inc(len(page.items))
         if not page.has_more:
@@ -112,7 +123,12 @@ class ItemsService:
         yield b'{"items":[' + ",".join(page.items).encode()
         while page.has_more and last_seq is not None:
             page = await self.store.read(
-                tenant, session_id, limit=STREAM_PAGE_ITEMS, after=last_seq, before=before
+                tenant,
+                session_id,
+                limit=STREAM_PAGE_ITEMS,
+                after=last_seq,
+                before=before,
+                max_bytes=self.settings.max_read_page_bytes,
             )
             if page.items:
                 self.metrics.items_read.inc(len(page.items))
@@ -147,8 +163,10 @@ class ItemsService:
             max_items=self.settings.max_items_per_request,
             max_item_bytes=self.settings.max_item_bytes,
         )
-        items = parse_item_batch(body, limits)
-        idempotency = idempotency_for(
+        items = await parse_item_batch_async(body, limits)
+        idempotency = await run_off_loop(
+            len(body),
+            idempotency_for,
             idempotency_key,
             method="POST",
             session_id=session_id,

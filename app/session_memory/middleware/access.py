@@ -3,6 +3,10 @@
 Probes (/healthz, /readyz, /metrics) and the session browser's own requests (their
 Referer is /ui; it refreshes every second) are logged at debug, so they never flood
 the log at info.
+
+A request whose client went away before its answer was complete is counted and
+logged with status 499 (nginx's "client closed request"), at info and without a
+traceback: it is the client's doing, not a server error.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..observability import Metrics
+from ..observability import CLIENT_CLOSED_REQUEST, Metrics
 
 __all__ = ["QUIET_PATHS", "AccessLog"]
 
@@ -67,6 +72,16 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, send_with_status)
+        except ClientDisconnect:
+            # Nobody is left to answer; uvicorn would log it as an error.
+            status = CLIENT_CLOSED_REQUEST
+        except BaseException:
+            status = 500
+            raise
+        else:
+            # Returning without a complete answer only happens when the client left
+            # (the hot path and the streams stop on a disconnect).
+            status = status if recorded else CLIENT_CLOSED_REQUEST
         finally:
             if not recorded:
                 self._record(scope, status, time.perf_counter() - started)

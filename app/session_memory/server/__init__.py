@@ -14,7 +14,8 @@ import argparse
 import logging
 import resource
 import signal
-from typing import TYPE_CHECKING
+import socket
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp
 
@@ -104,13 +105,26 @@ def _connection_cap(wanted: int) -> int:
     return wanted
 
 
-def serve(settings: Settings, *, workers: int = 1) -> int:
-    """Run the service until SIGTERM or SIGINT; then drain for at most the shutdown timeout."""
+def serve(
+    settings: Settings,
+    *,
+    workers: int,
+    listener: socket.socket,
+    summary: tuple[str, dict[str, Any]],
+) -> int:
+    """Serve on ``listener`` until SIGTERM or SIGINT; then drain for at most the shutdown timeout.
+
+    ``summary`` is the start-up line, logged once the server listens. Returns the
+    exit status: 0 after a clean stop, 3 when the app failed to start (uvicorn has
+    said why).
+    """
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     from ..main import create_asgi_app
+    from ..observability import log_config
     from .protocol import EdgeProtocol
+    from .startup import SummaryServer
 
     app: ASGIApp | str = (
         "session_memory.server:create_served_app" if workers > 1 else create_asgi_app(settings)
@@ -120,8 +134,9 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
         factory=workers > 1,
         workers=workers,
         host=settings.host,
-        port=settings.port,
+        port=int(listener.getsockname()[1]),
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
         lifespan="on",
         http=EdgeProtocol,
         timeout_keep_alive=settings.idle_timeout_seconds,  # type: ignore[arg-type]
@@ -133,15 +148,18 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     # The protocol reads its bounds here; the attribute travels to worker processes
     # with the pickled config.
     config.edge_limits = edge_limits(settings)  # type: ignore[attr-defined]
-    server = uvicorn.Server(config)
-    # uvicorn stops accepting on SIGTERM/SIGINT, finishes in-flight requests (for
-    # at most the shutdown timeout), then runs the lifespan shutdown, which flushes
-    # the writer and closes the store. Afterwards it re-raises the signal; for
-    # SIGTERM that lands here, so a clean drain exits 0 instead of looking like a
-    # crash to supervisors.
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    # uvicorn stops accepting on SIGTERM/SIGINT, finishes in-flight requests (for at
+    # most the shutdown timeout), then runs the lifespan shutdown, which flushes the
+    # writer and closes the store. Afterwards it re-raises the signal; these handlers
+    # take it, so a clean drain exits 0 instead of a KeyboardInterrupt traceback or a
+    # kill by signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
     if workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
-    else:
-        server.run()
-    return 0
+        message, fields = summary
+        logger.info(message, extra={"fields": fields})
+        Multiprocess(config, sockets=[listener]).run()
+        return 0
+    server = SummaryServer(config, summary)
+    server.run(sockets=[listener])
+    return 0 if server.started else 3

@@ -99,6 +99,8 @@ class EdgeProtocol(HttpToolsProtocol):
         # After a refusal: input is dropped until the connection closes.
         self._discarding = False
         self._linger: asyncio.TimerHandle | None = None
+        # The request whose application task runs (pipelined ones wait their turn).
+        self._running: Any = None
 
     # -- connections -------------------------------------------------------------
 
@@ -153,11 +155,23 @@ class EdgeProtocol(HttpToolsProtocol):
                 return True
         return False
 
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._linger is not None:
             self._linger.cancel()
         self._cancel_head_timer()
         self._cancel_body_timer()
+        # uvicorn marks only the newest request's cycle as disconnected; with
+        # pipelining the one still answering is older, and its next write would hit
+        # the closed transport (a RuntimeError and a traceback). Mark it too, and
+        # the queued ones, which will never start.
+        for cycle in (self._running, *(queued for queued, _ in self.pipeline)):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
         super().connection_lost(exc)
 
     def _reject(self, response: bytes) -> None:

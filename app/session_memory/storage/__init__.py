@@ -20,6 +20,7 @@ from .base import (
     Idempotency,
     IdempotencyInFlightError,
     IdempotencyMismatchError,
+    InvalidCursorError,
     ItemPage,
     PreconditionFailedError,
     SessionFullError,
@@ -28,6 +29,8 @@ from .base import (
     SessionStore,
     StoreError,
     StoreUnavailableError,
+    Swept,
+    TooManySessionsError,
 )
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "Idempotency",
     "IdempotencyInFlightError",
     "IdempotencyMismatchError",
+    "InvalidCursorError",
     "ItemPage",
     "PreconditionFailedError",
     "SessionFullError",
@@ -46,6 +50,8 @@ __all__ = [
     "SessionStore",
     "StoreError",
     "StoreUnavailableError",
+    "Swept",
+    "TooManySessionsError",
     "store_from_url",
 ]
 

@@ -6,6 +6,8 @@ stores and returns that text unchanged and never parses it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,10 +17,12 @@ __all__ = [
     "ANY_REVISION",
     "EMPTY_PAGE",
     "MAX_SEQ",
+    "SWEEP_BATCH_ROWS",
     "AppendResult",
     "Idempotency",
     "IdempotencyInFlightError",
     "IdempotencyMismatchError",
+    "InvalidCursorError",
     "ItemPage",
     "PreconditionFailedError",
     "SessionFullError",
@@ -27,13 +31,19 @@ __all__ = [
     "SessionStore",
     "StoreError",
     "StoreUnavailableError",
+    "Swept",
+    "TooManySessionsError",
     "check_revision",
     "decode_append",
     "decode_pop",
     "encode_append",
     "encode_pop",
+    "item_bytes",
     "page_from_rows",
+    "parse_session_cursor",
     "read_shape",
+    "revision_at",
+    "session_cursor",
 ]
 
 # Sequence numbers and cursors are signed 64-bit integers in both backends.
@@ -56,6 +66,10 @@ class IdempotencyInFlightError(StoreError):
     """A request with this idempotency key is still running; nothing was done."""
 
 
+class InvalidCursorError(StoreError, ValueError):
+    """A session-listing cursor that no listing gave out."""
+
+
 class PreconditionFailedError(StoreError):
     """The session's revision is not the one the write expected; nothing was done."""
 
@@ -68,6 +82,38 @@ class PreconditionFailedError(StoreError):
 ANY_REVISION = -1
 
 
+def revision_at(now: float) -> int:
+    """The clock's part of a revision: microseconds since the epoch.
+
+    A session's revision (its ETag) is its own: every write sets it to
+    ``max(revision + 1, revision_at(now))``, and a new session starts at
+    ``max(revision_at(now), floor + 1)``, where the floor is the highest revision of
+    any deleted session of the tenant. So revisions only grow, a cleared and recreated
+    session never repeats an ETag it had before (even if the clock steps back), and
+    they say nothing about other sessions' or other tenants' writes: between
+    sessions they only follow the clock.
+    """
+    return int(now * 1_000_000)
+
+
+def session_cursor(revision: int, session_id: str) -> str:
+    """The opaque cursor after a listed session (sessions are listed by revision, id)."""
+    text = json.dumps([revision, session_id], ensure_ascii=False, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def parse_session_cursor(cursor: str) -> tuple[int, str]:
+    """(revision, session id) from ``session_cursor``; ``InvalidCursorError`` otherwise."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        revision, session_id = json.loads(text)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise InvalidCursorError("not a cursor a session listing gave out") from exc
+    if type(revision) is not int or not 0 <= revision <= MAX_SEQ or not isinstance(session_id, str):
+        raise InvalidCursorError("not a cursor a session listing gave out")
+    return revision, session_id
+
+
 def check_revision(expected: int | None, current: int) -> None:
     """Raise ``PreconditionFailedError`` unless ``current`` (0: no session) is as expected."""
     if expected is None:
@@ -78,13 +124,26 @@ def check_revision(expected: int | None, current: int) -> None:
 
 
 class SessionFullError(StoreError):
-    """An append would take a session past its item limit; nothing was stored."""
+    """An append would take a session past its item limit; nothing was stored.
 
-    def __init__(self, *, limit: int, count: int, adding: int) -> None:
+    ``count`` counts the items the session holds and the popped items it keeps for
+    replay (``kept``: see ``Idempotency``).
+    """
+
+    def __init__(self, *, limit: int, count: int, adding: int, kept: int = 0) -> None:
         super().__init__(f"session holds {count} items; adding {adding} would pass {limit}")
         self.limit = limit
         self.count = count
         self.adding = adding
+        self.kept = kept
+
+
+class TooManySessionsError(StoreError):
+    """A write would create a session past the tenant's session limit; nothing was done."""
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(f"the tenant already holds {limit} sessions")
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +180,10 @@ class Idempotency:
     changes nothing, provided its ``fingerprint`` (a digest of the request) matches;
     otherwise it raises ``IdempotencyMismatchError``. The record is written in the
     same transaction as the write, so a crash cannot separate them.
+
+    A record belongs to its session: clearing the session (or its expiry) deletes
+    it, and a pop's record, which keeps the popped item, counts as an item of the
+    session against ``max_items`` until it expires.
     """
 
     key: str
@@ -146,6 +209,27 @@ def decode_pop(text: str) -> str | None:
     return found[0] if found else None
 
 
+@dataclass(frozen=True, slots=True)
+class Swept:
+    """What one ``sweep`` deleted, and in how many transactions (``batches``)."""
+
+    sessions: int = 0
+    items: int = 0
+    records: int = 0
+    batches: int = 0
+
+    def __add__(self, other: Swept) -> Swept:
+        return Swept(
+            self.sessions + other.sessions,
+            self.items + other.items,
+            self.records + other.records,
+            self.batches + other.batches,
+        )
+
+
+# Rows one sweep transaction deletes at most, of each kind (sessions, items, records).
+SWEEP_BATCH_ROWS = 1000
+
 EMPTY_PAGE = ItemPage(items=[], first_seq=None, last_seq=None, has_more=False)
 
 
@@ -164,10 +248,10 @@ class SessionInfo:
 
 @dataclass(frozen=True, slots=True)
 class SessionPage:
-    """Sessions, most recently updated first; ``next_cursor`` continues the walk."""
+    """Sessions, most recently updated first; ``next_cursor`` (opaque) continues the walk."""
 
     sessions: list[SessionInfo]
-    next_cursor: int | None
+    next_cursor: str | None
 
 
 def read_shape(limit: int | None, after: int | None) -> tuple[bool, int | None]:
@@ -181,11 +265,20 @@ def read_shape(limit: int | None, after: int | None) -> tuple[bool, int | None]:
     return forward, None if limit is None else min(limit, MAX_SEQ - 1) + 1
 
 
-def page_from_rows(rows: list[Any], limit: int | None, forward: bool) -> ItemPage:
+def item_bytes(body: str) -> int:
+    """An item's size in UTF-8 bytes (its length, when it is ASCII, without encoding it)."""
+    return len(body) if body.isascii() else len(body.encode())
+
+
+def page_from_rows(
+    rows: list[Any], limit: int | None, forward: bool, max_bytes: int | None = None
+) -> ItemPage:
     """An ``ItemPage`` from (revision, seq, body) rows fetched as ``read_shape`` said.
 
     The rows come from the session joined to its items, so a session with no
     matching items gives one row with a null seq, and an unknown session none.
+    With ``max_bytes``, the page ends before the item that would take it past that
+    many bytes (the first item is kept whatever its size), and ``has_more`` is true.
     """
     revision = rows[0][0] if rows else 0
     if rows and rows[0][1] is None:
@@ -193,6 +286,13 @@ def page_from_rows(rows: list[Any], limit: int | None, forward: bool) -> ItemPag
     has_more = limit is not None and len(rows) > limit
     if has_more:
         rows = rows[:limit]
+    if max_bytes is not None:
+        total = 0
+        for index, row in enumerate(rows):
+            total += item_bytes(row[2])
+            if total > max_bytes and index > 0:
+                rows, has_more = rows[:index], True
+                break
     if not forward:
         rows.reverse()
     if not rows:
@@ -242,7 +342,9 @@ class SessionStore(Protocol):
         writer's item between them, or none does. Creates the session on first
         write. An empty sequence is a no-op that returns ``count=0`` and no seqs.
         With ``max_items``, an append that would leave the session holding more
-        raises ``SessionFullError`` and stores nothing. With ``idempotency``, see
+        (popped items kept for replay count) raises ``SessionFullError`` and stores
+        nothing. A store made with a session limit per tenant raises
+        ``TooManySessionsError`` instead of creating a session past it. With ``idempotency``, see
         ``Idempotency``; a second call with the key while the first still runs
         raises ``IdempotencyInFlightError``. With ``expected_revision`` (0: the
         session must not exist; ``ANY_REVISION``: it must), a session at another
@@ -266,6 +368,7 @@ class SessionStore(Protocol):
         limit: int | None = None,
         after: int | None = None,
         before: int | None = None,
+        max_bytes: int | None = None,
     ) -> ItemPage:
         """Read items oldest first.
 
@@ -273,6 +376,11 @@ class SessionStore(Protocol):
         - ``after``: the first ``limit`` items with seq > after;
         - ``before``: the latest ``limit`` items with seq < before.
         ``after`` and ``before`` are not both given. An unknown session reads as empty.
+
+        With ``max_bytes`` the page also stops, in its direction of travel, before
+        the item that would take its items past that many bytes of JSON, with
+        ``has_more`` true; its first item is returned whatever its size. The read
+        holds at most about ``max_bytes`` plus one item in memory.
         """
         ...
 
@@ -295,7 +403,9 @@ class SessionStore(Protocol):
     async def clear(
         self, tenant: str, session_id: str, *, expected_revision: int | None = None
     ) -> None:
-        """Delete the session's items and its record. Clearing an unknown session is a no-op.
+        """Delete the session's items, its record and its idempotency records.
+
+        Clearing an unknown session is a no-op.
 
         ``expected_revision`` works as for ``append``.
         """
@@ -305,11 +415,12 @@ class SessionStore(Protocol):
         ...
 
     async def list_sessions(
-        self, tenant: str, *, limit: int, cursor: int | None = None
+        self, tenant: str, *, limit: int, cursor: str | None = None
     ) -> SessionPage:
         """List a tenant's sessions, most recently updated first.
 
-        ``cursor`` is a previous page's ``next_cursor``: the walk goes on after it.
+        ``cursor`` is a previous page's ``next_cursor``: the walk goes on after it. A
+        cursor no listing gave out raises ``InvalidCursorError``.
         """
         ...
 
@@ -326,9 +437,11 @@ class SessionStore(Protocol):
         """How many live (unexpired) sessions the store holds, all tenants together."""
         ...
 
-    async def sweep(self) -> int:
+    async def sweep(self) -> Swept:
         """Delete expired sessions (with their items) and idempotency records.
 
-        Returns how many rows went.
+        Works in small transactions (a batch of rows of each kind at a time), so a
+        huge session never holds other writers back for long; the items of a cleared
+        session too big to delete at once are deleted here as well.
         """
         ...

@@ -11,7 +11,15 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from .base import AppendResult, Idempotency, SessionInfo, SessionPage, SessionStore, StoreError
+from .base import (
+    AppendResult,
+    Idempotency,
+    SessionInfo,
+    SessionPage,
+    SessionStore,
+    StoreError,
+    item_bytes,
+)
 
 __all__ = [
     "HistoryStore",
@@ -19,6 +27,7 @@ __all__ = [
     "SessionMissingError",
     "labels_of",
     "merge_patch",
+    "seq_page",
 ]
 
 
@@ -58,6 +67,22 @@ def labels_of(metadata: str | None) -> list[tuple[str, str]]:
         elif isinstance(value, (bool, int, float)):
             labels.append((key, json.dumps(value)))
     return labels
+
+
+def seq_page(
+    rows: list[tuple[int, str]], limit: int, max_bytes: int | None
+) -> tuple[list[tuple[int, str]], bool]:
+    """(seq, body) rows fetched past a page (up to ``limit`` + 1, cut by bytes) as a
+    page and whether more follow: at most ``limit`` items, and past ``max_bytes`` of
+    bodies only the first item (whatever its size) stays."""
+    page: list[tuple[int, str]] = []
+    total = 0
+    for seq, body in rows[:limit]:
+        total += item_bytes(body)
+        if page and max_bytes is not None and total > max_bytes:
+            break
+        page.append((seq, body))
+    return page, len(page) < len(rows)
 
 
 @runtime_checkable
@@ -124,9 +149,17 @@ class HistoryStore(SessionStore, Protocol):
         ...
 
     async def read_seqs(
-        self, tenant: str, session_id: str, *, after: int, limit: int
-    ) -> list[tuple[int, str]]:
-        """The first ``limit`` items above ``after``, oldest first, each with its seq."""
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        after: int,
+        limit: int,
+        max_bytes: int | None = None,
+    ) -> tuple[list[tuple[int, str]], bool]:
+        """The first items above ``after``, oldest first, each with its seq, and whether
+        more follow: at most ``limit`` of them and, past ``max_bytes`` of bodies, fewer
+        (the first comes whatever its size), as ``SessionStore.read`` bounds a page."""
         ...
 
     async def last_seq(self, tenant: str, session_id: str) -> int:
@@ -138,7 +171,7 @@ class HistoryStore(SessionStore, Protocol):
         tenant: str,
         *,
         limit: int,
-        cursor: int | None = None,
+        cursor: str | None = None,
         metadata: Mapping[str, str] | None = None,
         prefix: str | None = None,
     ) -> SessionPage:

@@ -1,9 +1,12 @@
 """PostgreSQL store: several server replicas share one database.
 
-Concurrency rests on the session row's lock: an append's upsert and a pop's
-``SELECT ... FOR UPDATE`` both take it, so appends to one session get contiguous,
+Each write (append, pop, clear) is one call of a PL/pgSQL function
+(``postgres_functions``): one round trip, in the statement's own transaction. Reads
+are one statement. Concurrency rests on the session row's lock: appends and pops
+take it with ``SELECT ... FOR UPDATE``, so appends to one session get contiguous,
 increasing sequence numbers and each pop removes a different item, whichever
 replica runs them. Items are ``text``, not ``jsonb``: they come back byte for byte.
+The expiry sweep is the one write of several statements, in small transactions.
 
 asyncpg is imported here only, so SQLite deployments never need it.
 """
@@ -26,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from ..config import Settings
 from .base import (
     EMPTY_PAGE,
+    SWEEP_BATCH_ROWS,
     AppendResult,
     Idempotency,
     IdempotencyInFlightError,
@@ -37,14 +41,16 @@ from .base import (
     SessionPage,
     StoreError,
     StoreUnavailableError,
-    check_revision,
+    Swept,
+    TooManySessionsError,
     decode_append,
     decode_pop,
-    encode_append,
-    encode_pop,
     page_from_rows,
+    parse_session_cursor,
     read_shape,
+    session_cursor,
 )
+from .postgres_functions import WRITE_FUNCTIONS
 from .postgres_history import HISTORY_MIGRATION, PostgresHistory, store_labels
 
 __all__ = ["MIGRATIONS", "PostgresStore", "migrate"]
@@ -102,7 +108,42 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX sessions_by_expiry ON sessions (expires_at) WHERE expires_at IS NOT NULL;
         """,
     ),
-    (4, HISTORY_MIGRATION),
+    (
+        4,
+        # Revisions per session (see ``base.revision_at``) instead of one sequence for
+        # all, and listings walk (revision, session id).
+        """
+        CREATE TABLE revision_floors (
+            tenant   TEXT   PRIMARY KEY,
+            revision BIGINT NOT NULL
+        );
+        DROP INDEX sessions_by_tenant_revision;
+        CREATE INDEX sessions_by_tenant_recency ON sessions (tenant, revision, session_id);
+        DROP SEQUENCE session_revisions;
+        """,
+    ),
+    (
+        5,
+        # Idempotency records belong to their session: a clear deletes them, and a
+        # pop's record, which keeps the popped item, counts as one of its items.
+        """
+        ALTER TABLE idempotency_keys ADD COLUMN session_id TEXT;
+        ALTER TABLE idempotency_keys ADD COLUMN kept BOOLEAN NOT NULL DEFAULT false;
+        CREATE INDEX idempotency_keys_by_session ON idempotency_keys (tenant, session_id);
+        ALTER TABLE sessions ADD COLUMN kept_items BIGINT NOT NULL DEFAULT 0;
+        """,
+    ),
+    (
+        6,
+        # Sessions deleted whose items the sweep still has to delete, a batch at a time.
+        """
+        CREATE TABLE retired_sessions (id BIGINT PRIMARY KEY);
+        """,
+    ),
+    # Appends, pops and clears as functions: one round trip each.
+    (7, WRITE_FUNCTIONS),
+    # Session metadata, its labels and the follow trigger (the history operations).
+    (8, HISTORY_MIGRATION),
 ]
 
 # Any two-int key will do; it only has to be the same in every replica.
@@ -148,26 +189,103 @@ def _read_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
     return sql + (f" LIMIT ${len(join) + 2}" if limited else "")
 
 
-async def _purge_expired(conn: Connection, tenant: str, session_id: str) -> None:
-    """Delete the session if it has expired, so a write starts it afresh."""
-    rowid = await conn.fetchval(
-        "DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 AND expires_at <= now() "
-        "RETURNING id",
-        tenant,
-        session_id,
-    )
-    if rowid is not None:
-        await conn.execute("DELETE FROM items WHERE session = $1", rowid)
+# Deleting sessions: RETURNING this, for ``_deleted``.
+_GONE = "RETURNING id, tenant, revision, session_id, item_count"
+
+# Deleting idempotency records: release the items they kept (the CTE ``forgot``).
+_RELEASE_KEPT = """
+    UPDATE sessions AS s SET kept_items = s.kept_items - d.n
+    FROM (SELECT tenant, session_id, count(*) AS n FROM forgot WHERE kept
+          GROUP BY tenant, session_id) AS d
+    WHERE s.tenant = d.tenant AND s.session_id = d.session_id
+"""
 
 
-async def _locked_revision(conn: Connection, tenant: str, session_id: str) -> int:
-    """The session's revision (0: none), its row locked until the transaction ends."""
-    revision = await conn.fetchval(
-        "SELECT revision FROM sessions WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
-        tenant,
-        session_id,
+@functools.cache
+def _bounded_read_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
+    """``_read_sql``, keeping rows only until their bodies pass a byte bound (last $).
+
+    ``octet_length`` reads a stored value's size from its header (TOAST keeps it), so
+    the rows past the bound are never fetched or sent; the one that passes it is
+    (the second, when the first alone passes it), and ``page_from_rows`` cuts before
+    it and says there is more.
+    """
+    inner = _read_sql(after, before, forward, limited)
+    bound = f"${2 + after + before + limited + 1}"
+    order = f"ORDER BY r.seq {'ASC' if forward else 'DESC'}"
+    return (
+        "SELECT revision, seq, body FROM ("
+        "SELECT r.revision, r.seq, r.body, row_number() OVER w AS n, "
+        "coalesce(sum(octet_length(r.body)) OVER w, 0) - coalesce(octet_length(r.body), 0)"
+        f" AS before_it FROM ({inner}) r WINDOW w AS ({order} ROWS UNBOUNDED PRECEDING)"
+        f") page WHERE before_it <= {bound} OR n <= 2 "
+        f"ORDER BY seq {'ASC' if forward else 'DESC'}"
     )
-    return int(revision) if revision is not None else 0
+
+
+async def _deleted(conn: Connection, rows: Sequence[asyncpg.Record], inline: int) -> None:
+    """Sessions (``_GONE``) were deleted: delete their items and idempotency records,
+    and raise the revision floors.
+
+    Items of a session holding up to ``inline`` go now; a bigger session is retired
+    and the sweep deletes its items a batch at a time, so no transaction grows huge.
+    The floor keeps a recreated session from ever repeating a revision (an ETag).
+    """
+    if not rows:
+        return
+    await conn.execute(
+        "DELETE FROM items WHERE session = ANY($1::bigint[])",
+        [row["id"] for row in rows if row["item_count"] <= inline],
+    )
+    await conn.execute(
+        "INSERT INTO retired_sessions (id) SELECT unnest($1::bigint[])",
+        [row["id"] for row in rows if row["item_count"] > inline],
+    )
+    await conn.execute(
+        "DELETE FROM idempotency_keys AS k USING unnest($1::text[], $2::text[]) AS d(t, s) "
+        "WHERE k.tenant = d.t AND k.session_id = d.s",
+        [row["tenant"] for row in rows],
+        [row["session_id"] for row in rows],
+    )
+    await conn.execute(
+        """
+        INSERT INTO revision_floors AS f (tenant, revision)
+        SELECT tenant, max(revision) FROM unnest($1::text[], $2::bigint[]) AS d(tenant, revision)
+        GROUP BY tenant
+        ON CONFLICT (tenant) DO UPDATE SET revision = greatest(f.revision, excluded.revision)
+        """,
+        [row["tenant"] for row in rows],
+        [row["revision"] for row in rows],
+    )
+
+
+async def _keep_session(conn: Connection) -> None:
+    """Release a connection to the pool without asyncpg's reset query.
+
+    That query (unlock advisory locks, close cursors, UNLISTEN, RESET ALL) would be a
+    second round trip on every operation. The store leaves no session state behind:
+    its locks are transaction-scoped, it declares no cursors outside a transaction,
+    listens to nothing and sets nothing; asyncpg still rolls back an open transaction.
+    """
+
+
+# What the write functions get for "no Idempotency-Key".
+_NO_KEY = Idempotency(key="", fingerprint="", ttl=0)
+
+
+def _refused(row: asyncpg.Record | None, key: Idempotency) -> asyncpg.Record:
+    """A write function's row; its refusals (see ``postgres_functions``) raised."""
+    assert row is not None
+    status = row["r_status"]
+    if status == "inflight":
+        raise IdempotencyInFlightError(f"request {key.key!r} is still running")
+    if status == "mismatch":
+        raise IdempotencyMismatchError(
+            f"idempotency key {key.key!r} was used for a different request"
+        )
+    if status == "precondition":
+        raise PreconditionFailedError(current=row["r_revision"])
+    return row
 
 
 class PostgresStore(PostgresHistory):
@@ -181,8 +299,12 @@ class PostgresStore(PostgresHistory):
         connect_timeout: float = 5.0,
         statement_timeout: float = 30.0,
         session_ttl: float = 0,
+        max_sessions_per_tenant: int = 0,
+        sweep_batch_rows: int = SWEEP_BATCH_ROWS,
     ) -> None:
         self.dsn = dsn
+        self._sweep_batch_rows = sweep_batch_rows
+        self._max_sessions = max_sessions_per_tenant
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
         self._statement_timeout = statement_timeout
@@ -197,6 +319,8 @@ class PostgresStore(PostgresHistory):
             connect_timeout=settings.pg_connect_timeout,
             statement_timeout=settings.pg_statement_timeout,
             session_ttl=settings.session_ttl_seconds,
+            max_sessions_per_tenant=settings.max_sessions_per_tenant,
+            sweep_batch_rows=settings.sweep_batch_rows,
         )
 
     async def open(self) -> None:
@@ -211,6 +335,7 @@ class PostgresStore(PostgresHistory):
                     "statement_timeout": str(int(self._statement_timeout * 1000)),
                     "application_name": "session-memory",
                 },
+                reset=_keep_session,
             )
         except _UNAVAILABLE as exc:
             raise StoreUnavailableError(f"PostgreSQL: cannot connect: {exc}") from exc
@@ -240,58 +365,6 @@ class PostgresStore(PostgresHistory):
 
         await self._run(work)
 
-    async def _write(
-        self,
-        tenant: str,
-        idempotency: Idempotency | None,
-        work: Callable[[Connection], Awaitable[T]],
-        encode: Callable[[T], str],
-        decode: Callable[[str], T],
-    ) -> T:
-        """Run ``work`` in a transaction, made idempotent when a key is given."""
-
-        async def transaction(conn: Connection) -> T:
-            async with conn.transaction():
-                if idempotency is None:
-                    return await work(conn)
-                # Held until commit: a retry arriving meanwhile, on any replica,
-                # finds the lock taken and is told the first is still running.
-                if not await conn.fetchval(
-                    "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 0))",
-                    tenant,
-                    idempotency.key,
-                ):
-                    raise IdempotencyInFlightError(f"request {idempotency.key!r} is still running")
-                row = await conn.fetchrow(
-                    "SELECT fingerprint, result FROM idempotency_keys "
-                    "WHERE tenant = $1 AND key = $2 AND expires_at > now()",
-                    tenant,
-                    idempotency.key,
-                )
-                if row is not None:
-                    if row["fingerprint"] != idempotency.fingerprint:
-                        raise IdempotencyMismatchError(
-                            f"idempotency key {idempotency.key!r} was used for a different request"
-                        )
-                    return decode(row["result"])
-                result = await work(conn)
-                await conn.execute(
-                    """
-                    INSERT INTO idempotency_keys (tenant, key, fingerprint, result, expires_at)
-                    VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
-                    ON CONFLICT (tenant, key) DO UPDATE SET fingerprint = excluded.fingerprint,
-                        result = excluded.result, expires_at = excluded.expires_at
-                    """,
-                    tenant,
-                    idempotency.key,
-                    idempotency.fingerprint,
-                    encode(result),
-                    idempotency.ttl,
-                )
-                return result
-
-        return await self._run(transaction)
-
     async def append(
         self,
         tenant: str,
@@ -307,75 +380,59 @@ class PostgresStore(PostgresHistory):
         count = len(items)
         if count == 0:
             return AppendResult(count=0, first_seq=None, last_seq=None)
+        key = idempotency or _NO_KEY
 
-        async def work(conn: Connection) -> AppendResult:
-            await _purge_expired(conn, tenant, session_id)
-            if expected_revision is not None:
-                current = await _locked_revision(conn, tenant, session_id)
-                check_revision(expected_revision, current)
-            # The upsert locks the session row until commit: concurrent appends
-            # to this session queue here, so each gets a contiguous range.
-            row = await conn.fetchrow(
-                """
-                INSERT INTO sessions AS s (tenant, session_id, created_at, updated_at,
-                                           item_count, last_seq, revision, ttl_seconds,
-                                           expires_at)
-                VALUES ($1, $2, now(), now(), $3, $3, nextval('session_revisions'), $4::float8,
-                        CASE WHEN coalesce($4::float8, $5::float8) > 0
-                             THEN now() + make_interval(secs => coalesce($4::float8, $5::float8))
-                        END)
-                ON CONFLICT (tenant, session_id) DO UPDATE SET
-                    item_count = s.item_count + excluded.item_count,
-                    last_seq = s.last_seq + excluded.item_count,
-                    updated_at = clock_timestamp(),
-                    revision = excluded.revision,
-                    ttl_seconds = coalesce(excluded.ttl_seconds, s.ttl_seconds),
-                    expires_at = CASE
-                        WHEN coalesce(excluded.ttl_seconds, s.ttl_seconds, $5::float8) > 0
-                        THEN clock_timestamp() + make_interval(
-                            secs => coalesce(excluded.ttl_seconds, s.ttl_seconds, $5::float8))
-                    END
-                RETURNING id, last_seq, item_count, revision, (xmax = 0) AS created
-                """,
+        async def call(conn: Connection) -> asyncpg.Record | None:
+            return await conn.fetchrow(
+                "SELECT * FROM session_memory_append("
+                "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 tenant,
                 session_id,
-                count,
+                list(items),
+                max_items,
+                self._max_sessions,
+                None if idempotency is None else key.key,
+                key.fingerprint,
+                key.ttl,
+                expected_revision,
                 ttl,
                 self._default_ttl,
-            )
-            assert row is not None
-            if expected_revision == 0 and not row["created"]:
-                # Someone created the session between our look and our insert.
-                raise PreconditionFailedError(current=None)
-            if max_items is not None and row["item_count"] > max_items:
-                # Raising rolls the upsert back with the transaction.
-                raise SessionFullError(
-                    limit=max_items, count=row["item_count"] - count, adding=count
-                )
-            first_seq = row["last_seq"] - count + 1
-            if metadata is not None and row["created"]:
-                await conn.execute(
-                    "UPDATE sessions SET metadata = $2 WHERE id = $1", row["id"], metadata
-                )
-                await store_labels(conn, tenant, row["id"], metadata)
-            await conn.execute(
-                """
-                INSERT INTO items (session, seq, body)
-                SELECT $1, $2 + ordinality - 1, body
-                FROM unnest($3::text[]) WITH ORDINALITY AS batch(body, ordinality)
-                """,
-                row["id"],
-                first_seq,
-                list(items),
-            )
-            return AppendResult(
-                count=count,
-                first_seq=first_seq,
-                last_seq=row["last_seq"],
-                revision=row["revision"],
+                self._sweep_batch_rows,
             )
 
-        return await self._write(tenant, idempotency, work, encode_append, decode_append)
+        async def work(conn: Connection) -> asyncpg.Record | None:
+            if metadata is None:
+                return await call(conn)
+            # Metadata given at creation: the append and the metadata in one
+            # transaction (a round trip more, only for such appends).
+            async with conn.transaction():
+                row = await call(conn)
+                if row is not None and row["r_status"] == "ok" and row["r_first"] == 1:
+                    rowid = await conn.fetchval(
+                        "UPDATE sessions SET metadata = $3 WHERE tenant = $1 AND session_id = $2 "
+                        "RETURNING id",
+                        tenant,
+                        session_id,
+                        metadata,
+                    )
+                    await store_labels(conn, tenant, rowid, metadata)
+                return row
+
+        row = _refused(await self._run(work), key)
+        if row["r_status"] == "replay":
+            return decode_append(row["r_replay"])
+        if row["r_status"] == "full":
+            assert max_items is not None
+            held, kept = row["r_held"], row["r_kept"]
+            raise SessionFullError(limit=max_items, count=held + kept, adding=count, kept=kept)
+        if row["r_status"] == "sessions":
+            raise TooManySessionsError(limit=self._max_sessions)
+        return AppendResult(
+            count=count,
+            first_seq=row["r_first"],
+            last_seq=row["r_last"],
+            revision=row["r_revision"],
+        )
 
     async def pop(
         self,
@@ -385,83 +442,89 @@ class PostgresStore(PostgresHistory):
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
     ) -> str | None:
-        async def work(conn: Connection) -> str | None:
-            await _purge_expired(conn, tenant, session_id)
-            # Lock first, in its own statement: the next statement then sees
-            # every pop and append committed while we waited for the lock.
-            row = await conn.fetchrow(
-                "SELECT id, revision FROM sessions "
-                "WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
+        key = idempotency or _NO_KEY
+
+        async def work(conn: Connection) -> asyncpg.Record | None:
+            return await conn.fetchrow(
+                "SELECT * FROM session_memory_pop($1, $2, $3, $4, $5, $6, $7, $8)",
                 tenant,
                 session_id,
-            )
-            check_revision(expected_revision, row["revision"] if row else 0)
-            if row is None:
-                return None
-            rowid = row["id"]
-            body: str | None = await conn.fetchval(
-                """
-                WITH popped AS (
-                    DELETE FROM items
-                    WHERE session = $1
-                      AND seq = (SELECT max(seq) FROM items WHERE session = $1)
-                    RETURNING body
-                ), counted AS (
-                    UPDATE sessions SET item_count = item_count - 1,
-                        updated_at = clock_timestamp(),
-                        revision = nextval('session_revisions'),
-                        expires_at = CASE WHEN coalesce(ttl_seconds, $2::float8) > 0
-                            THEN clock_timestamp()
-                                 + make_interval(secs => coalesce(ttl_seconds, $2::float8))
-                        END
-                    WHERE id = $1 AND EXISTS (SELECT 1 FROM popped)
-                )
-                SELECT body FROM popped
-                """,
-                rowid,
+                None if idempotency is None else key.key,
+                key.fingerprint,
+                key.ttl,
+                expected_revision,
                 self._default_ttl,
+                self._sweep_batch_rows,
             )
-            return body
 
-        return await self._write(tenant, idempotency, work, encode_pop, decode_pop)
+        row = _refused(await self._run(work), key)
+        if row["r_status"] == "replay":
+            return decode_pop(row["r_replay"])
+        item: str | None = row["r_item"]
+        return item
 
-    async def sweep(self) -> int:
-        async def work(conn: Connection) -> int:
-            async with conn.transaction():
-                gone = [
-                    row["id"]
-                    for row in await conn.fetch(
-                        "DELETE FROM sessions WHERE expires_at <= now() RETURNING id"
-                    )
-                ]
-                await conn.execute("DELETE FROM items WHERE session = ANY($1::bigint[])", gone)
-                status = await conn.execute(
-                    "DELETE FROM idempotency_keys WHERE expires_at <= now()"
+    async def sweep(self) -> Swept:
+        swept = Swept()
+        while True:
+            batch = await self._run(self._sweep_batch)
+            swept += batch
+            if max(batch.sessions, batch.items, batch.records) < self._sweep_batch_rows:
+                return swept
+
+    async def _sweep_batch(self, conn: Connection) -> Swept:
+        """Up to a batch of expired sessions (retired), items of retired sessions and
+        expired idempotency records, in one transaction."""
+        rows = self._sweep_batch_rows
+        async with conn.transaction():
+            gone = await conn.fetch(
+                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
+                f"WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED) {_GONE}",
+                rows,
+            )
+            await _deleted(conn, gone, 0)
+            items = await conn.fetchval(
+                """
+                WITH gone AS (
+                    DELETE FROM items WHERE (session, seq) IN (
+                        SELECT i.session, i.seq FROM retired_sessions r
+                        JOIN items i ON i.session = r.id LIMIT $1)
+                    RETURNING 1
                 )
-            return len(gone) + int(status.split()[-1])
-
-        return await self._run(work)
+                SELECT count(*) FROM gone
+                """,
+                rows,
+            )
+            await conn.execute(
+                "DELETE FROM retired_sessions r "
+                "WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.session = r.id)"
+            )
+            forgot = await conn.fetchval(
+                f"""
+                WITH forgot AS (
+                    DELETE FROM idempotency_keys WHERE (tenant, key) IN (
+                        SELECT tenant, key FROM idempotency_keys WHERE expires_at <= now()
+                        LIMIT $1 FOR UPDATE SKIP LOCKED)
+                    RETURNING tenant, session_id, kept
+                ), released AS ({_RELEASE_KEPT})
+                SELECT count(*) FROM forgot
+                """,
+                rows,
+            )
+        return Swept(len(gone), int(items), int(forgot), 1)
 
     async def clear(
         self, tenant: str, session_id: str, *, expected_revision: int | None = None
     ) -> None:
-        async def work(conn: Connection) -> None:
-            async with conn.transaction():
-                await _purge_expired(conn, tenant, session_id)
-                if expected_revision is not None:
-                    current = await _locked_revision(conn, tenant, session_id)
-                    check_revision(expected_revision, current)
-                rowid = await conn.fetchval(
-                    "DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 RETURNING id",
-                    tenant,
-                    session_id,
-                )
-                if rowid is not None:
-                    # A separate statement, so it sees items committed by an append
-                    # that held the row lock while the DELETE above waited.
-                    await conn.execute("DELETE FROM items WHERE session = $1", rowid)
+        async def work(conn: Connection) -> asyncpg.Record | None:
+            return await conn.fetchrow(
+                "SELECT * FROM session_memory_clear($1, $2, $3, $4)",
+                tenant,
+                session_id,
+                expected_revision,
+                self._sweep_batch_rows,
+            )
 
-        await self._run(work)
+        _refused(await self._run(work), _NO_KEY)
 
     async def read(
         self,
@@ -471,17 +534,19 @@ class PostgresStore(PostgresHistory):
         limit: int | None = None,
         after: int | None = None,
         before: int | None = None,
+        max_bytes: int | None = None,
     ) -> ItemPage:
         if limit == 0:
             return EMPTY_PAGE
         forward, fetch = read_shape(limit, after)
-        params = [value for value in (after, before, fetch) if value is not None]
-        sql = _read_sql(after is not None, before is not None, forward, fetch is not None)
+        params = [value for value in (after, before, fetch, max_bytes) if value is not None]
+        shape = (after is not None, before is not None, forward, fetch is not None)
+        sql = _read_sql(*shape) if max_bytes is None else _bounded_read_sql(*shape)
 
         async def work(conn: Connection) -> list[asyncpg.Record]:
             return list(await conn.fetch(sql, tenant, session_id, *params))
 
-        return page_from_rows(await self._run(work), limit, forward)
+        return page_from_rows(await self._run(work), limit, forward, max_bytes)
 
     async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:
         async def work(conn: Connection) -> asyncpg.Record | None:
@@ -520,26 +585,33 @@ class PostgresStore(PostgresHistory):
         return await self._run(work)
 
     async def list_sessions(
-        self, tenant: str, *, limit: int, cursor: int | None = None
+        self, tenant: str, *, limit: int, cursor: str | None = None
     ) -> SessionPage:
+        revision, session_id = (None, None) if cursor is None else parse_session_cursor(cursor)
+
         async def work(conn: Connection) -> list[asyncpg.Record]:
             return list(
                 await conn.fetch(
                     f"""
                     SELECT {_SESSION_COLUMNS} FROM sessions
-                    WHERE tenant = $1 AND ($2::bigint IS NULL OR revision < $2) AND {_LIVE}
-                    ORDER BY revision DESC LIMIT $3
+                    WHERE tenant = $1 AND {_LIVE}
+                      AND ($2::bigint IS NULL OR (revision, session_id) < ($2, $3::text))
+                    ORDER BY revision DESC, session_id DESC LIMIT $4
                     """,
                     tenant,
-                    cursor,
+                    revision,
+                    session_id,
                     limit + 1,
                 )
             )
 
         rows = await self._run(work)
         sessions = [SessionInfo(*row) for row in rows[:limit]]
-        next_cursor = sessions[-1].revision if len(rows) > limit else None
-        return SessionPage(sessions=sessions, next_cursor=next_cursor)
+        last = sessions[-1] if len(rows) > limit else None
+        return SessionPage(
+            sessions=sessions,
+            next_cursor=None if last is None else session_cursor(last.revision, last.session_id),
+        )
 
 
 async def migrate(conn: Connection, *, target: int | None = None) -> list[int]:

@@ -2,7 +2,12 @@
 
 A mixin of ``PostgresStore``. Each write locks the session row first, in its own
 statement, so the statements after it see every write committed while it waited
-(the rule ``postgres.py`` states for pop).
+(the rule ``postgres.py`` states for pop). Unlike append, pop and clear, these are
+not one function call each but one transaction of several statements; they reuse
+the write functions' helpers (``postgres_functions``: the idempotency lock, replay
+and record, the expiry purge) so they follow the same rules: revisions per session
+(``base.revision_at``), a new session above its tenant's floor and within
+``max_sessions_per_tenant``, idempotency records belonging to their session.
 """
 
 from __future__ import annotations
@@ -15,12 +20,17 @@ from .base import (
     MAX_SEQ,
     AppendResult,
     Idempotency,
+    IdempotencyInFlightError,
+    IdempotencyMismatchError,
     SessionFullError,
     SessionInfo,
     SessionPage,
+    TooManySessionsError,
     check_revision,
     decode_append,
     encode_append,
+    parse_session_cursor,
+    session_cursor,
 )
 from .history import (
     MetadataTooLargeError,
@@ -28,6 +38,7 @@ from .history import (
     SessionMissingError,
     labels_of,
     merge_patch,
+    seq_page,
 )
 
 if TYPE_CHECKING:
@@ -120,15 +131,13 @@ def _renew(ttl: int, default: int) -> str:
     return _RENEW.replace("$T", f"${ttl}").replace("$D", f"${default}")
 
 
-async def _purge_expired(conn: Connection, tenant: str, session_id: str) -> None:
-    rowid = await conn.fetchval(
-        "DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 AND expires_at <= now() "
-        "RETURNING id",
-        tenant,
-        session_id,
-    )
-    if rowid is not None:
-        await conn.execute("DELETE FROM items WHERE session = $1", rowid)
+# A session's revisions (``base.revision_at``), as the write functions compute them.
+_NOW_US = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+_NEXT_REVISION = f"greatest(revision + 1, {_NOW_US})"
+_FIRST_REVISION = (
+    f"greatest({_NOW_US}, coalesce((SELECT revision FROM revision_floors "
+    "WHERE tenant = $1), 0) + 1)"
+)
 
 
 async def store_labels(conn: Connection, tenant: str, rowid: int, metadata: str | None) -> None:
@@ -151,17 +160,78 @@ class PostgresHistory:
 
     if TYPE_CHECKING:
         _default_ttl: float
+        _max_sessions: int
+        _sweep_batch_rows: int
 
         async def _run(self, work: Callable[[Connection], Awaitable[T]]) -> T: ...
 
-        async def _write(
-            self,
-            tenant: str,
-            idempotency: Idempotency | None,
-            work: Callable[[Connection], Awaitable[T]],
-            encode: Callable[[T], str],
-            decode: Callable[[str], T],
-        ) -> T: ...
+    async def _write(
+        self,
+        tenant: str,
+        session_id: str,
+        idempotency: Idempotency | None,
+        work: Callable[[Connection], Awaitable[T]],
+        encode: Callable[[T], str],
+        decode: Callable[[str], T],
+    ) -> T:
+        """``work`` in one transaction, made idempotent as the write functions make
+        theirs: the key's lock and replay first, the record (belonging to
+        ``session_id``) after; a raised refusal rolls everything back."""
+
+        async def run(conn: Connection) -> T:
+            async with conn.transaction():
+                if idempotency is not None:
+                    row = await conn.fetchrow(
+                        "SELECT * FROM session_memory_replay($1, $2, $3)",
+                        tenant,
+                        idempotency.key,
+                        idempotency.fingerprint,
+                    )
+                    assert row is not None
+                    if row["r_status"] == "inflight":
+                        raise IdempotencyInFlightError(
+                            f"request {idempotency.key!r} is still running"
+                        )
+                    if row["r_status"] == "mismatch":
+                        raise IdempotencyMismatchError(
+                            f"idempotency key {idempotency.key!r} was used for a different request"
+                        )
+                    if row["r_status"] == "replay":
+                        return decode(row["r_result"])
+                outcome = await work(conn)
+                if idempotency is not None:
+                    await conn.execute(
+                        "SELECT session_memory_record($1, $2, $3, $4, $5, $6, false)",
+                        tenant,
+                        idempotency.key,
+                        idempotency.fingerprint,
+                        encode(outcome),
+                        idempotency.ttl,
+                        session_id,
+                    )
+                return outcome
+
+        return await self._run(run)
+
+    async def _purge(self, conn: Connection, tenant: str, session_id: str) -> None:
+        """Delete the session if it has expired (as every write does), so it starts afresh."""
+        await conn.execute(
+            "SELECT session_memory_purge($1, $2, $3)", tenant, session_id, self._sweep_batch_rows
+        )
+
+    async def _check_room(self, conn: Connection, tenant: str) -> None:
+        """Raise ``TooManySessionsError`` if the tenant cannot start another session."""
+        if not self._max_sessions:
+            return
+        # The lock the append function takes: new sessions of a tenant queue here.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))", tenant)
+        held = await conn.fetchval(
+            "SELECT count(*) FROM sessions WHERE tenant = $1 "
+            "AND (expires_at IS NULL OR expires_at > now())",
+            tenant,
+        )
+        if held >= self._max_sessions:
+            raise TooManySessionsError(limit=self._max_sessions)
 
     async def replace(
         self,
@@ -178,9 +248,9 @@ class PostgresHistory:
         count = len(items)
 
         async def work(conn: Connection) -> AppendResult:
-            await _purge_expired(conn, tenant, session_id)
+            await self._purge(conn, tenant, session_id)
             row = await conn.fetchrow(
-                "SELECT id, item_count, last_seq, revision FROM sessions "
+                "SELECT id, item_count, last_seq, revision, kept_items FROM sessions "
                 "WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
                 tenant,
                 session_id,
@@ -189,15 +259,17 @@ class PostgresHistory:
             if row is None:
                 if count == 0:
                     return AppendResult(count=0, first_seq=None, last_seq=None, revision=0)
+                await self._check_room(conn, tenant)
                 # Another writer may create it meanwhile: the upsert then waits for
                 # it, locks its row and answers with what it committed.
                 row = await conn.fetchrow(
-                    """
+                    f"""
                     INSERT INTO sessions (tenant, session_id, created_at, updated_at,
                                           item_count, last_seq, revision)
-                    VALUES ($1, $2, now(), now(), 0, 0, nextval('session_revisions'))
+                    VALUES ($1, $2, now(), now(), 0, 0, {_FIRST_REVISION})
                     ON CONFLICT (tenant, session_id) DO UPDATE SET updated_at = now()
-                    RETURNING id, item_count, last_seq, revision, (xmax = 0) AS created
+                    RETURNING id, item_count, last_seq, revision, kept_items,
+                              (xmax = 0) AS created
                     """,
                     tenant,
                     session_id,
@@ -210,8 +282,12 @@ class PostgresHistory:
                 "DELETE FROM items WHERE session = $1 AND seq >= $2", rowid, from_seq or 0
             )
             kept = held - int(status.split()[-1])
-            if max_items is not None and kept + count > max_items:
-                raise SessionFullError(limit=max_items, count=kept, adding=count)
+            # A pop's idempotency record keeps its item: it counts, as for append.
+            records = row["kept_items"]
+            if max_items is not None and kept + records + count > max_items:
+                raise SessionFullError(
+                    limit=max_items, count=kept + records, adding=count, kept=records
+                )
             await conn.execute(
                 """
                 INSERT INTO items (session, seq, body)
@@ -225,7 +301,7 @@ class PostgresHistory:
             revision = await conn.fetchval(
                 f"""
                 UPDATE sessions SET item_count = $2, last_seq = $3, updated_at = clock_timestamp(),
-                    revision = nextval('session_revisions'), {_renew(4, 5)}
+                    revision = {_NEXT_REVISION}, {_renew(4, 5)}
                 WHERE id = $1 RETURNING revision
                 """,
                 rowid,
@@ -241,7 +317,9 @@ class PostgresHistory:
                 revision=revision,
             )
 
-        return await self._write(tenant, idempotency, work, encode_append, decode_append)
+        return await self._write(
+            tenant, session_id, idempotency, work, encode_append, decode_append
+        )
 
     async def fork(
         self,
@@ -256,7 +334,7 @@ class PostgresHistory:
         through = MAX_SEQ if through_seq is None else through_seq
 
         async def work(conn: Connection) -> AppendResult:
-            await _purge_expired(conn, tenant, target_id)
+            await self._purge(conn, tenant, target_id)
             # FOR SHARE: writes to the source wait until the copy has committed.
             source = await conn.fetchrow(
                 "SELECT id, revision, ttl_seconds, metadata FROM sessions "
@@ -268,11 +346,12 @@ class PostgresHistory:
             if source is None:
                 raise SessionMissingError(f"no session {session_id!r}")
             check_revision(expected_revision, source["revision"])
+            await self._check_room(conn, tenant)
             rowid = await conn.fetchval(
-                """
+                f"""
                 INSERT INTO sessions (tenant, session_id, created_at, updated_at, item_count,
                                       last_seq, revision, ttl_seconds, expires_at, metadata)
-                VALUES ($1, $2, now(), now(), 0, 0, nextval('session_revisions'), $3::float8,
+                VALUES ($1, $2, now(), now(), 0, 0, {_FIRST_REVISION}, $3::float8,
                         CASE WHEN coalesce($3::float8, $4::float8) > 0
                              THEN now() + make_interval(secs => coalesce($3::float8, $4::float8))
                         END, $5)
@@ -304,8 +383,8 @@ class PostgresHistory:
                 source["id"],
             )
             revision = await conn.fetchval(
-                "UPDATE sessions SET item_count = $2, last_seq = $2, "
-                "revision = nextval('session_revisions') WHERE id = $1 RETURNING revision",
+                "UPDATE sessions SET item_count = $2, last_seq = $2 "
+                "WHERE id = $1 RETURNING revision",
                 rowid,
                 count,
             )
@@ -316,7 +395,8 @@ class PostgresHistory:
                 revision=revision,
             )
 
-        return await self._write(tenant, idempotency, work, encode_append, decode_append)
+        # The record belongs to the session the fork made: clearing it forgets the key.
+        return await self._write(tenant, target_id, idempotency, work, encode_append, decode_append)
 
     async def patch_metadata(
         self,
@@ -328,7 +408,7 @@ class PostgresHistory:
         expected_revision: int | None = None,
     ) -> SessionInfo:
         async def work(conn: Connection) -> SessionInfo:
-            await _purge_expired(conn, tenant, session_id)
+            await self._purge(conn, tenant, session_id)
             row = await conn.fetchrow(
                 "SELECT id, revision, metadata FROM sessions "
                 "WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
@@ -346,7 +426,7 @@ class PostgresHistory:
             info = await conn.fetchrow(
                 f"""
                 UPDATE sessions SET metadata = $2, updated_at = clock_timestamp(),
-                    revision = nextval('session_revisions'), {_renew(3, 4)}
+                    revision = {_NEXT_REVISION}, {_renew(3, 4)}
                 WHERE id = $1 RETURNING {_COLUMNS}
                 """,
                 row["id"],
@@ -358,24 +438,37 @@ class PostgresHistory:
             await store_labels(conn, tenant, row["id"], stored)
             return SessionInfo(*info)
 
-        return await self._write(tenant, None, work, _never, _never)
+        return await self._write(tenant, session_id, None, work, _never, _never)
 
     async def read_seqs(
-        self, tenant: str, session_id: str, *, after: int, limit: int
-    ) -> list[tuple[int, str]]:
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        after: int,
+        limit: int,
+        max_bytes: int | None = None,
+    ) -> tuple[list[tuple[int, str]], bool]:
         async def work(conn: Connection) -> list[tuple[int, str]]:
+            # Cut in SQL by octet_length, as the store's reads are: rows past the
+            # bound (but the one that tells there is more) are never sent.
             rows = await conn.fetch(
-                "SELECT i.seq, i.body FROM sessions s JOIN items i ON i.session = s.id "
+                "SELECT seq, body FROM (SELECT i.seq, i.body, row_number() OVER w AS n, "
+                "coalesce(sum(octet_length(i.body)) OVER w, 0) - octet_length(i.body) AS before "
+                "FROM sessions s JOIN items i ON i.session = s.id "
                 "WHERE s.tenant = $1 AND s.session_id = $2 AND i.seq > $3 "
-                "AND (s.expires_at IS NULL OR s.expires_at > now()) ORDER BY i.seq LIMIT $4",
+                "AND (s.expires_at IS NULL OR s.expires_at > now()) "
+                "WINDOW w AS (ORDER BY i.seq ROWS UNBOUNDED PRECEDING) ORDER BY i.seq LIMIT $4"
+                ") page WHERE $5::bigint IS NULL OR before <= $5 OR n <= 2 ORDER BY seq",
                 tenant,
                 session_id,
                 after,
-                limit,
+                limit + 1,
+                max_bytes,
             )
             return [(row[0], row[1]) for row in rows]
 
-        return await self._run(work)
+        return seq_page(await self._run(work), limit, max_bytes)
 
     async def last_seq(self, tenant: str, session_id: str) -> int:
         async def work(conn: Connection) -> int:
@@ -394,7 +487,7 @@ class PostgresHistory:
         tenant: str,
         *,
         limit: int,
-        cursor: int | None = None,
+        cursor: str | None = None,
         metadata: Mapping[str, str] | None = None,
         prefix: str | None = None,
     ) -> SessionPage:
@@ -411,12 +504,13 @@ class PostgresHistory:
             params.append(prefix)
             where.append(f"starts_with(s.session_id, ${len(params)})")
         if cursor is not None:
-            params.append(cursor)
-            where.append(f"s.revision < ${len(params)}")
+            # The listing's own cursor scheme (``session_cursor``): (revision, id).
+            params += parse_session_cursor(cursor)
+            where.append(f"(s.revision, s.session_id) < (${len(params) - 1}, ${len(params)})")
         params.append(limit + 1)
         sql = (
             f"SELECT {_COLUMNS} FROM sessions s WHERE {' AND '.join(where)} "
-            f"ORDER BY s.revision DESC LIMIT ${len(params)}"
+            f"ORDER BY s.revision DESC, s.session_id DESC LIMIT ${len(params)}"
         )
 
         async def work(conn: Connection) -> list[Any]:
@@ -424,8 +518,11 @@ class PostgresHistory:
 
         rows = await self._run(work)
         sessions = [SessionInfo(*row) for row in rows[:limit]]
-        next_cursor = sessions[-1].revision if len(rows) > limit else None
-        return SessionPage(sessions=sessions, next_cursor=next_cursor)
+        last = sessions[-1] if len(rows) > limit else None
+        return SessionPage(
+            sessions=sessions,
+            next_cursor=None if last is None else session_cursor(last.revision, last.session_id),
+        )
 
 
 def _never(value: Any) -> Any:

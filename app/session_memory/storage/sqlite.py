@@ -23,6 +23,7 @@ import aiosqlite
 from ..config import Settings
 from .base import (
     EMPTY_PAGE,
+    SWEEP_BATCH_ROWS,
     AppendResult,
     Idempotency,
     IdempotencyInFlightError,
@@ -32,13 +33,19 @@ from .base import (
     SessionInfo,
     SessionPage,
     StoreUnavailableError,
+    Swept,
+    TooManySessionsError,
     check_revision,
     decode_append,
     decode_pop,
     encode_append,
     encode_pop,
+    item_bytes,
     page_from_rows,
+    parse_session_cursor,
     read_shape,
+    revision_at,
+    session_cursor,
 )
 from .sqlite_history import HISTORY_MIGRATION, SQLiteHistory, store_labels
 from .sqlite_writer import GroupCommitWriter, connect, translate
@@ -95,10 +102,49 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX sessions_by_expiry ON sessions (expires_at) WHERE expires_at IS NOT NULL;
         """,
     ),
-    (4, HISTORY_MIGRATION),
+    (
+        4,
+        # Revisions per session (see ``base.revision_at``): no more max(revision) + 1
+        # over all sessions, and listings walk (revision, session id).
+        """
+        CREATE TABLE revision_floors (
+            tenant   TEXT    PRIMARY KEY,
+            revision INTEGER NOT NULL
+        );
+        DROP INDEX sessions_by_revision;
+        DROP INDEX sessions_by_tenant_revision;
+        CREATE INDEX sessions_by_tenant_recency ON sessions (tenant, revision, session_id);
+        """,
+    ),
+    (
+        5,
+        # Idempotency records belong to their session: a clear deletes them, and a
+        # pop's record, which keeps the popped item, counts as one of its items.
+        """
+        ALTER TABLE idempotency_keys ADD COLUMN session_id TEXT;
+        ALTER TABLE idempotency_keys ADD COLUMN kept INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX idempotency_keys_by_session ON idempotency_keys (tenant, session_id);
+        ALTER TABLE sessions ADD COLUMN kept_items INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
+    (
+        6,
+        # Sessions deleted whose items the sweep still has to delete, a batch at a
+        # time. Their ids must not come back (``_NEW_SESSION_ID``): the items would
+        # reappear in a new session.
+        """
+        CREATE TABLE retired_sessions (id INTEGER PRIMARY KEY);
+        """,
+    ),
+    # Session metadata and its labels (the history operations).
+    (7, HISTORY_MIGRATION),
 ]
 
-_NEXT_REVISION = "(SELECT coalesce(max(revision), 0) + 1 FROM sessions)"
+# A session's revisions (``base.revision_at``): a new session's first, and the next one.
+_FIRST_REVISION = (
+    "max(:now_us, coalesce((SELECT revision FROM revision_floors WHERE tenant = :tenant), 0) + 1)"
+)
+_NEXT_REVISION = "max(revision + 1, :now_us)"
 _SESSION_ROWID = "(SELECT id FROM sessions WHERE tenant = ? AND session_id = ?)"
 _SESSION_COLUMNS = "session_id, item_count, created_at, updated_at, revision, expires_at, metadata"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
@@ -135,25 +181,98 @@ def sqlite_path_from_url(url: str) -> Path:
     return Path(path)
 
 
-def _purge_expired(conn: sqlite3.Connection, tenant: str, session_id: str, now: float) -> None:
+def _bounded_rows(
+    cursor: sqlite3.Cursor, max_bytes: int | None, *, give_up: int | None = None
+) -> list[Any] | None:
+    """Fetch (revision, seq, body) rows until their bodies pass ``max_bytes``.
+
+    The row that passes it is kept (``page_from_rows`` cuts before it and says
+    there is more; when the first row alone passes it, the second is kept), so at
+    most ``max_bytes`` (or the first item) plus one item is held. Past
+    ``give_up`` bytes (before the page is full) it stops and returns None.
+    """
+    rows: list[Any] = []
+    total = 0
+    for row in cursor:
+        rows.append(row)
+        if row[2] is None:
+            continue
+        total += item_bytes(row[2])
+        # Past the bound with a second row in hand: that row tells has_more.
+        if max_bytes is not None and total > max_bytes and len(rows) > 1:
+            break
+        if give_up is not None and total > give_up:
+            return None
+    return rows
+
+
+# Deleting sessions: RETURNING this, for ``_deleted``.
+_GONE = "RETURNING id, tenant, revision, session_id, item_count"
+
+# A new session's id: above every live and retired one (SQLite would otherwise reuse
+# the highest id once its row is gone). Every INSERT INTO sessions must give it.
+_NEW_SESSION_ID = (
+    "(SELECT max(coalesce((SELECT max(id) FROM sessions), 0), "
+    "coalesce((SELECT max(id) FROM retired_sessions), 0)) + 1)"
+)
+
+
+def _deleted(
+    conn: sqlite3.Connection, rows: Sequence[tuple[int, str, int, str, int]], inline: int
+) -> None:
+    """Sessions (``_GONE``) were deleted: delete their items and idempotency records,
+    and raise the revision floors.
+
+    Items of a session holding up to ``inline`` go now; a bigger session is retired
+    and the sweep deletes its items a batch at a time, so no single write holds the
+    writer for long. The floor keeps a recreated session from ever repeating a
+    revision (an ETag).
+    """
+    conn.executemany(
+        "DELETE FROM items WHERE session = ?", [(row[0],) for row in rows if row[4] <= inline]
+    )
+    conn.executemany(
+        "INSERT INTO retired_sessions (id) VALUES (?)",
+        [(row[0],) for row in rows if row[4] > inline],
+    )
+    conn.executemany(
+        "DELETE FROM idempotency_keys WHERE tenant = ? AND session_id = ?",
+        [(row[1], row[3]) for row in rows],
+    )
+    conn.executemany(
+        "INSERT INTO revision_floors (tenant, revision) VALUES (?, ?) "
+        "ON CONFLICT (tenant) DO UPDATE SET revision = max(revision, excluded.revision)",
+        [(row[1], row[2]) for row in rows],
+    )
+
+
+def _purge_expired(
+    conn: sqlite3.Connection, tenant: str, session_id: str, now: float, inline: int
+) -> None:
     """Delete the session if it has expired, so a write starts it afresh."""
-    row = conn.execute(
-        "DELETE FROM sessions WHERE tenant = ? AND session_id = ? AND expires_at <= ? RETURNING id",
-        (tenant, session_id, now),
-    ).fetchone()
-    if row is not None:
-        conn.execute("DELETE FROM items WHERE session = ?", (row[0],))
+    _deleted(
+        conn,
+        conn.execute(
+            f"DELETE FROM sessions WHERE tenant = ? AND session_id = ? AND expires_at <= ? {_GONE}",
+            (tenant, session_id, now),
+        ).fetchall(),
+        inline,
+    )
 
 
 def _recorded(
     run: Callable[[sqlite3.Connection], T],
     tenant: str,
+    session_id: str,
     idempotency: Idempotency,
-    encode: Callable[[T], str],
-    decode: Callable[[str], T],
+    codec: tuple[Callable[[T], str], Callable[[str], T]],
     clock: Callable[[], float],
 ) -> Callable[[sqlite3.Connection], T]:
-    """``run``, made idempotent: replay a recorded outcome, or run and record it."""
+    """``run``, made idempotent: replay a recorded outcome, or run and record it.
+
+    A record that keeps an item (a pop's) counts in its session's ``kept_items``.
+    """
+    encode, decode = codec
 
     def recorded(conn: sqlite3.Connection) -> T:
         now = clock()
@@ -169,19 +288,50 @@ def _recorded(
                 )
             return decode(row[1])
         result = run(conn)
+        kept = isinstance(result, str)  # only a pop's outcome is an item
+        _forget(conn, [(tenant, idempotency.key)])  # an expired record of this key
         conn.execute(
-            "INSERT OR REPLACE INTO idempotency_keys VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO idempotency_keys (tenant, key, fingerprint, result, expires_at, "
+            "session_id, kept) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 tenant,
                 idempotency.key,
                 idempotency.fingerprint,
                 encode(result),
                 now + idempotency.ttl,
+                session_id,
+                kept,
             ),
         )
+        if kept:
+            conn.execute(
+                "UPDATE sessions SET kept_items = kept_items + 1 "
+                "WHERE tenant = ? AND session_id = ?",
+                (tenant, session_id),
+            )
         return result
 
     return recorded
+
+
+def _forget(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]) -> int:
+    """Delete idempotency records (tenant, key), releasing the items they kept."""
+    gone = 0
+    for tenant, key in keys:
+        row = conn.execute(
+            "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? RETURNING session_id, kept",
+            (tenant, key),
+        ).fetchone()
+        if row is None:
+            continue
+        gone += 1
+        if row[1]:
+            conn.execute(
+                "UPDATE sessions SET kept_items = kept_items - 1 "
+                "WHERE tenant = ? AND session_id = ?",
+                (tenant, row[0]),
+            )
+    return gone
 
 
 class SQLiteStore(SQLiteHistory):
@@ -190,9 +340,11 @@ class SQLiteStore(SQLiteHistory):
     Which connection does what (one rule each):
 
     - every write: the ``GroupCommitWriter``'s connection, on its own thread;
-    - small reads (``limit`` up to ``inline_read_limit``): the event loop's own
-      read-only connection (a WAL read of a few rows takes tens of microseconds,
-      less than the hop to a thread; it never waits: when busy, the pool below answers);
+    - small reads (``limit`` up to ``inline_read_limit`` and items up to
+      ``inline_read_bytes``): the event loop's own read-only connection (a WAL read
+      of a few rows takes tens of microseconds, less than the hop to a thread; it
+      never waits: when busy, or once the rows pass the byte bound, the pool below
+      answers; so the loop reads at most that bound plus one item);
     - every other read: a pool of read-only aiosqlite connections, each on its thread;
     - at open only: one aiosqlite connection sets WAL mode and migrates.
     """
@@ -205,15 +357,21 @@ class SQLiteStore(SQLiteHistory):
         max_group_ops: int = 512,
         busy_timeout_ms: int = 5000,
         inline_read_limit: int = 100,
+        inline_read_bytes: int = 256 * 1024,
         session_ttl: float = 0,
+        max_sessions_per_tenant: int = 0,
+        sweep_batch_rows: int = SWEEP_BATCH_ROWS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
+        self._sweep_batch_rows = sweep_batch_rows
+        self._max_sessions = max_sessions_per_tenant
         # What expiry is measured by: wall-clock seconds; tests pass one they move.
         self._clock = clock
         self._readers_wanted = readers
         self._busy_timeout_ms = busy_timeout_ms
         self._inline_read_limit = inline_read_limit
+        self._inline_read_bytes = inline_read_bytes
         self._default_ttl = session_ttl
         self._writer = GroupCommitWriter(
             self.path, busy_timeout_ms=busy_timeout_ms, max_group_ops=max_group_ops
@@ -229,6 +387,8 @@ class SQLiteStore(SQLiteHistory):
             sqlite_path_from_url(url),
             readers=settings.sqlite_readers,
             session_ttl=settings.session_ttl_seconds,
+            max_sessions_per_tenant=settings.max_sessions_per_tenant,
+            sweep_batch_rows=settings.sweep_batch_rows,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -262,6 +422,11 @@ class SQLiteStore(SQLiteHistory):
     async def ping(self) -> None:
         await self._fetchall("SELECT 1 FROM sessions LIMIT 1", ())
 
+    @property
+    def group_commits(self) -> int:
+        """Transactions the writer has committed (one fsync each), for tests and metrics."""
+        return self._writer.commits
+
     # -- writes: group commit --------------------------------------------------------
 
     async def _submit(
@@ -269,9 +434,9 @@ class SQLiteStore(SQLiteHistory):
         run: Callable[[sqlite3.Connection], T],
         *,
         tenant: str = "",
+        session_id: str = "",
         idempotency: Idempotency | None = None,
-        encode: Callable[[T], str] = str,
-        decode: Callable[[str], T] | None = None,
+        codec: tuple[Callable[[T], str], Callable[[str], T]] | None = None,
     ) -> T:
         if idempotency is None:
             future = self._writer.submit(run)
@@ -280,14 +445,22 @@ class SQLiteStore(SQLiteHistory):
             flight = (tenant, idempotency.key)
             if flight in self._in_flight:
                 raise IdempotencyInFlightError(f"request {idempotency.key!r} is still running")
-            assert decode is not None
+            assert codec is not None
             future = self._writer.submit(
-                _recorded(run, tenant, idempotency, encode, decode, self._clock)
+                _recorded(run, tenant, session_id, idempotency, codec, self._clock)
             )
             self._in_flight.add(flight)
             future.add_done_callback(lambda _: self._in_flight.discard(flight))
         # Shielded: a client that goes away does not cancel a write already queued.
         return await asyncio.shield(future)
+
+    def _check_room(self, conn: sqlite3.Connection, tenant: str, now: float) -> None:
+        """Raise ``TooManySessionsError`` if the tenant cannot start another session."""
+        (held,) = conn.execute(
+            f"SELECT count(*) FROM sessions WHERE tenant = ? AND {_LIVE}", (tenant, now)
+        ).fetchone()
+        if held >= self._max_sessions:
+            raise TooManySessionsError(limit=self._max_sessions)
 
     @staticmethod
     def _revision(conn: sqlite3.Connection, tenant: str, session_id: str) -> int:
@@ -297,17 +470,38 @@ class SQLiteStore(SQLiteHistory):
         ).fetchone()
         return int(row[0]) if row else 0
 
-    async def sweep(self) -> int:
-        def run(conn: sqlite3.Connection) -> int:
-            now = self._clock()
-            gone = conn.execute(
-                "DELETE FROM sessions WHERE expires_at <= ? RETURNING id", (now,)
-            ).fetchall()
-            conn.executemany("DELETE FROM items WHERE session = ?", gone)
-            keys = conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,))
-            return len(gone) + keys.rowcount
+    async def sweep(self) -> Swept:
+        # One write per batch: writes queued meanwhile run between the batches.
+        swept = Swept()
+        while True:
+            batch = await self._submit(self._sweep_batch)
+            swept += batch
+            if max(batch.sessions, batch.items, batch.records) < self._sweep_batch_rows:
+                return swept
 
-        return await self._submit(run)
+    def _sweep_batch(self, conn: sqlite3.Connection) -> Swept:
+        """Up to a batch of expired sessions (retired), items of retired sessions and
+        expired idempotency records, in one transaction."""
+        now, rows = self._clock(), self._sweep_batch_rows
+        gone = conn.execute(
+            f"DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= ? "
+            f"LIMIT ?) {_GONE}",
+            (now, rows),
+        ).fetchall()
+        _deleted(conn, gone, 0)
+        items = conn.execute(
+            "DELETE FROM items WHERE rowid IN (SELECT i.rowid FROM retired_sessions r "
+            "JOIN items i ON i.session = r.id LIMIT ?)",
+            (rows,),
+        ).rowcount
+        conn.execute(
+            "DELETE FROM retired_sessions WHERE NOT EXISTS "
+            "(SELECT 1 FROM items WHERE items.session = retired_sessions.id)"
+        )
+        expired = conn.execute(
+            "SELECT tenant, key FROM idempotency_keys WHERE expires_at <= ? LIMIT ?", (now, rows)
+        ).fetchall()
+        return Swept(len(gone), items, _forget(conn, expired), 1)
 
     async def append(
         self,
@@ -327,28 +521,34 @@ class SQLiteStore(SQLiteHistory):
 
         def run(conn: sqlite3.Connection) -> AppendResult:
             now = self._clock()
-            _purge_expired(conn, tenant, session_id, now)
-            if max_items is not None or expected_revision is not None:
+            _purge_expired(conn, tenant, session_id, now, self._sweep_batch_rows)
+            if max_items is not None or expected_revision is not None or self._max_sessions:
                 row = conn.execute(
-                    "SELECT item_count, revision FROM sessions WHERE tenant = ? AND session_id = ?",
+                    "SELECT item_count, kept_items, revision FROM sessions "
+                    "WHERE tenant = ? AND session_id = ?",
                     (tenant, session_id),
                 ).fetchone()
-                held, revision = row if row else (0, 0)
+                held, kept, revision = row if row else (0, 0, 0)
                 check_revision(expected_revision, revision)
-                if max_items is not None and held + count > max_items:
-                    raise SessionFullError(limit=max_items, count=held, adding=count)
+                if max_items is not None and held + kept + count > max_items:
+                    raise SessionFullError(
+                        limit=max_items, count=held + kept, adding=count, kept=kept
+                    )
+                if row is None and self._max_sessions:
+                    self._check_room(conn, tenant, now)
             rowid, last_seq, revision = conn.execute(
                 f"""
-                INSERT INTO sessions (tenant, session_id, created_at, updated_at, item_count,
-                                      last_seq, revision, ttl_seconds, expires_at)
-                VALUES (:tenant, :session_id, :now, :now, :count, :count, {_NEXT_REVISION},
+                INSERT INTO sessions (id, tenant, session_id, created_at, updated_at,
+                                      item_count, last_seq, revision, ttl_seconds, expires_at)
+                VALUES ({_NEW_SESSION_ID}, :tenant, :session_id, :now, :now, :count, :count,
+                        {_FIRST_REVISION},
                         :ttl, CASE WHEN coalesce(:ttl, :default) > 0
                                    THEN :now + coalesce(:ttl, :default) END)
                 ON CONFLICT (tenant, session_id) DO UPDATE SET
                     item_count = item_count + excluded.item_count,
                     last_seq = last_seq + excluded.item_count,
                     updated_at = excluded.updated_at,
-                    revision = excluded.revision,
+                    revision = {_NEXT_REVISION},
                     ttl_seconds = coalesce(excluded.ttl_seconds, ttl_seconds),
                     expires_at = CASE
                         WHEN coalesce(excluded.ttl_seconds, ttl_seconds, :default) > 0
@@ -359,6 +559,7 @@ class SQLiteStore(SQLiteHistory):
                     "tenant": tenant,
                     "session_id": session_id,
                     "now": now,
+                    "now_us": revision_at(now),
                     "count": count,
                     "ttl": ttl,
                     "default": self._default_ttl,
@@ -380,9 +581,9 @@ class SQLiteStore(SQLiteHistory):
         return await self._submit(
             run,
             tenant=tenant,
+            session_id=session_id,
             idempotency=idempotency,
-            encode=encode_append,
-            decode=decode_append,
+            codec=(encode_append, decode_append),
         )
 
     async def pop(
@@ -395,7 +596,7 @@ class SQLiteStore(SQLiteHistory):
     ) -> str | None:
         def run(conn: sqlite3.Connection) -> str | None:
             now = self._clock()
-            _purge_expired(conn, tenant, session_id, now)
+            _purge_expired(conn, tenant, session_id, now, self._sweep_batch_rows)
             if expected_revision is not None:
                 check_revision(expected_revision, self._revision(conn, tenant, session_id))
             row = conn.execute(
@@ -417,27 +618,30 @@ class SQLiteStore(SQLiteHistory):
                     revision = {_NEXT_REVISION}, expires_at = {_EXPIRY}
                 WHERE id = :id
                 """,
-                {"now": now, "id": rowid, "default": self._default_ttl},
+                {"now": now, "now_us": revision_at(now), "id": rowid, "default": self._default_ttl},
             )
             return str(body)
 
         return await self._submit(
-            run, tenant=tenant, idempotency=idempotency, encode=encode_pop, decode=decode_pop
+            run,
+            tenant=tenant,
+            session_id=session_id,
+            idempotency=idempotency,
+            codec=(encode_pop, decode_pop),
         )
 
     async def clear(
         self, tenant: str, session_id: str, *, expected_revision: int | None = None
     ) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            _purge_expired(conn, tenant, session_id, self._clock())
+            _purge_expired(conn, tenant, session_id, self._clock(), self._sweep_batch_rows)
             if expected_revision is not None:
                 check_revision(expected_revision, self._revision(conn, tenant, session_id))
-            row = conn.execute(
-                "DELETE FROM sessions WHERE tenant = ? AND session_id = ? RETURNING id",
+            gone = conn.execute(
+                f"DELETE FROM sessions WHERE tenant = ? AND session_id = ? {_GONE}",
                 (tenant, session_id),
-            ).fetchone()
-            if row is not None:
-                conn.execute("DELETE FROM items WHERE session = ?", (row[0],))
+            ).fetchall()
+            _deleted(conn, gone, self._sweep_batch_rows)
 
         await self._submit(run)
 
@@ -453,14 +657,7 @@ class SQLiteStore(SQLiteHistory):
         finally:
             self._readers.put_nowait(conn)
 
-    async def _fetchall(
-        self, sql: str, params: Sequence[Any], *, inline: bool = False
-    ) -> list[Any]:
-        if inline and self._inline is not None:
-            try:
-                return self._inline.execute(sql, params).fetchall()
-            except sqlite3.OperationalError:
-                pass  # busy (a checkpoint or recovery): take the threaded path, which waits
+    async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[Any]:
         try:
             async with self._reader() as conn:
                 # One hop to the connection's thread, not one per cursor call.
@@ -476,6 +673,7 @@ class SQLiteStore(SQLiteHistory):
         limit: int | None = None,
         after: int | None = None,
         before: int | None = None,
+        max_bytes: int | None = None,
     ) -> ItemPage:
         if limit == 0:
             return EMPTY_PAGE
@@ -485,8 +683,54 @@ class SQLiteStore(SQLiteHistory):
         if fetch is not None:
             params.append(fetch)
         sql = _read_sql(after is not None, before is not None, forward, fetch is not None)
-        inline = limit is not None and limit <= self._inline_read_limit
-        return page_from_rows(await self._fetchall(sql, params, inline=inline), limit, forward)
+        rows = None
+        if limit is not None and limit <= self._inline_read_limit:
+            rows = self._fetch_inline(sql, params, max_bytes)
+        if rows is None:
+            rows = await self._fetch_bounded(sql, params, max_bytes)
+        return page_from_rows(rows, limit, forward, max_bytes)
+
+    def _fetch_inline(self, sql: str, params: Sequence[Any], max_bytes: int | None) -> Any:
+        """A small read's rows, on the event loop; None when it is busy or not small.
+
+        A read is small by its size, not only its count: past ``inline_read_bytes``
+        it is given up here (having read at most that plus one item) and goes to a
+        threaded reader.
+        """
+        if self._inline is None:
+            return None
+        try:
+            cursor = self._inline.execute(sql, params)
+            try:
+                return _bounded_rows(cursor, max_bytes, give_up=self._inline_read_bytes)
+            finally:
+                cursor.close()
+        except sqlite3.OperationalError:
+            return None  # busy (a checkpoint or recovery): the threaded path waits
+
+    async def _fetch_bounded(
+        self, sql: str, params: Sequence[Any], max_bytes: int | None
+    ) -> list[Any]:
+        """A read's rows on a threaded reader, fetched until the page is full."""
+
+        def run(conn: sqlite3.Connection) -> list[Any]:
+            cursor = conn.execute(sql, params)
+            try:
+                rows = _bounded_rows(cursor, max_bytes)
+            finally:
+                cursor.close()
+            assert rows is not None  # nothing to give up without a budget
+            return rows
+
+        try:
+            async with self._reader() as reader:
+                # The whole read is one call on the connection's thread (aiosqlite's
+                # own way of running work there), so it can stop fetching rows once
+                # the page is full instead of holding every row a LIMIT allows.
+                rows: list[Any] = await reader._execute(run, reader._conn)  # type: ignore[no-untyped-call]
+                return rows
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
 
     async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:
         rows = await self._fetchall(
@@ -515,19 +759,22 @@ class SQLiteStore(SQLiteHistory):
         return int(rows[0][0])
 
     async def list_sessions(
-        self, tenant: str, *, limit: int, cursor: int | None = None
+        self, tenant: str, *, limit: int, cursor: str | None = None
     ) -> SessionPage:
         sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE tenant = ? AND {_LIVE}"
         params: list[Any] = [tenant, self._clock()]
         if cursor is not None:
-            sql += " AND revision < ?"
-            params.append(cursor)
-        sql += " ORDER BY revision DESC LIMIT ?"
+            sql += " AND (revision, session_id) < (?, ?)"
+            params += parse_session_cursor(cursor)
+        sql += " ORDER BY revision DESC, session_id DESC LIMIT ?"
         params.append(limit + 1)
         rows = await self._fetchall(sql, params)
         sessions = [SessionInfo(*row) for row in rows[:limit]]
-        next_cursor = sessions[-1].revision if len(rows) > limit else None
-        return SessionPage(sessions=sessions, next_cursor=next_cursor)
+        last = sessions[-1] if len(rows) > limit else None
+        return SessionPage(
+            sessions=sessions,
+            next_cursor=None if last is None else session_cursor(last.revision, last.session_id),
+        )
 
 
 def split_script(sql: str) -> list[str]:

@@ -20,6 +20,9 @@ from .base import (
     check_revision,
     decode_append,
     encode_append,
+    parse_session_cursor,
+    revision_at,
+    session_cursor,
 )
 from .history import (
     MetadataTooLargeError,
@@ -27,6 +30,7 @@ from .history import (
     SessionMissingError,
     labels_of,
     merge_patch,
+    seq_page,
 )
 
 __all__ = ["HISTORY_MIGRATION", "SQLiteHistory", "store_labels"]
@@ -52,23 +56,12 @@ CREATE TRIGGER session_labels_gone AFTER DELETE ON sessions BEGIN
 END
 """
 
-# The same revision rule as the store's other writes (sqlite.py): keep them together.
-_NEXT_REVISION = "(SELECT coalesce(max(revision), 0) + 1 FROM sessions)"
 _COLUMNS = "session_id, item_count, created_at, updated_at, revision, expires_at, metadata"
 _RENEW = (
     "ttl_seconds = coalesce(:ttl, ttl_seconds), expires_at = CASE "
     "WHEN coalesce(:ttl, ttl_seconds, :default) > 0 "
     "THEN :now + coalesce(:ttl, ttl_seconds, :default) END"
 )
-
-
-def _purge_expired(conn: sqlite3.Connection, tenant: str, session_id: str, now: float) -> None:
-    row = conn.execute(
-        "DELETE FROM sessions WHERE tenant = ? AND session_id = ? AND expires_at <= ? RETURNING id",
-        (tenant, session_id, now),
-    ).fetchone()
-    if row is not None:
-        conn.execute("DELETE FROM items WHERE session = ?", (row[0],))
 
 
 def store_labels(conn: sqlite3.Connection, tenant: str, rowid: int, metadata: str | None) -> None:
@@ -81,25 +74,75 @@ def store_labels(conn: sqlite3.Connection, tenant: str, rowid: int, metadata: st
 
 
 class SQLiteHistory:
-    """Replace, fork, metadata: see ``HistoryStore`` for the contract."""
+    """Replace, fork, metadata: see ``HistoryStore`` for the contract.
+
+    The writes follow the store's rules (``sqlite``): revisions per session
+    (``revision_at``), a new session above its tenant's floor with an id from
+    ``_NEW_SESSION_ID``, expired sessions purged through ``_deleted``, the tenant's
+    session limit, and idempotency records belonging to their session.
+    """
 
     if TYPE_CHECKING:
         _clock: Callable[[], float]
         _default_ttl: float
+        _sweep_batch_rows: int
+        _max_sessions: int
 
         async def _submit(
             self,
             run: Callable[[sqlite3.Connection], T],
             *,
             tenant: str = "",
+            session_id: str = "",
             idempotency: Idempotency | None = None,
-            encode: Callable[[T], str] = str,
-            decode: Callable[[str], T] | None = None,
+            codec: tuple[Callable[[T], str], Callable[[str], T]] | None = None,
         ) -> T: ...
 
-        async def _fetchall(
-            self, sql: str, params: Sequence[Any], *, inline: bool = False
+        def _check_room(self, conn: sqlite3.Connection, tenant: str, now: float) -> None: ...
+
+        async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[Any]: ...
+
+        async def _fetch_bounded(
+            self, sql: str, params: Sequence[Any], max_bytes: int | None
         ) -> list[Any]: ...
+
+    def _new_session(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        session_id: str,
+        now: float,
+        *,
+        count: int = 0,
+        ttl: float | None = None,
+        metadata: str | None = None,
+    ) -> tuple[int, int] | None:
+        """Insert a session (None if it exists): its row id and first revision."""
+        if self._max_sessions:
+            self._check_room(conn, tenant, now)
+        row = conn.execute(
+            f"""
+            INSERT INTO sessions (id, tenant, session_id, created_at, updated_at, item_count,
+                                  last_seq, revision, ttl_seconds, expires_at, metadata)
+            VALUES ({_sqlite._NEW_SESSION_ID}, :tenant, :session_id, :now, :now, :count,
+                    :count, {_sqlite._FIRST_REVISION}, :ttl,
+                    CASE WHEN coalesce(:ttl, :default) > 0
+                         THEN :now + coalesce(:ttl, :default) END, :metadata)
+            ON CONFLICT (tenant, session_id) DO NOTHING
+            RETURNING id, revision
+            """,
+            {
+                "tenant": tenant,
+                "session_id": session_id,
+                "now": now,
+                "now_us": revision_at(now),
+                "count": count,
+                "ttl": ttl,
+                "default": self._default_ttl,
+                "metadata": metadata,
+            },
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
 
     async def replace(
         self,
@@ -117,9 +160,9 @@ class SQLiteHistory:
 
         def run(conn: sqlite3.Connection) -> AppendResult:
             now = self._clock()
-            _purge_expired(conn, tenant, session_id, now)
+            _sqlite._purge_expired(conn, tenant, session_id, now, self._sweep_batch_rows)
             row = conn.execute(
-                "SELECT id, item_count, last_seq, revision FROM sessions "
+                "SELECT id, item_count, last_seq, revision, kept_items FROM sessions "
                 "WHERE tenant = ? AND session_id = ?",
                 (tenant, session_id),
             ).fetchone()
@@ -129,21 +172,15 @@ class SQLiteHistory:
                     return AppendResult(count=0, first_seq=None, last_seq=None, revision=0)
                 if max_items is not None and count > max_items:
                     raise _full(max_items, 0, count)
-                row = conn.execute(
-                    f"""
-                    INSERT INTO sessions (tenant, session_id, created_at, updated_at, item_count,
-                                          last_seq, revision)
-                    VALUES (?, ?, ?, ?, 0, 0, {_NEXT_REVISION})
-                    RETURNING id, item_count, last_seq, revision
-                    """,
-                    (tenant, session_id, now, now),
-                ).fetchone()
-            rowid, held, last_seq, _ = row
+                created = self._new_session(conn, tenant, session_id, now)
+                assert created is not None  # the writer is the only one
+                row = (created[0], 0, 0, created[1], 0)
+            rowid, held, last_seq, _, kept = row
             removed = conn.execute(
                 "DELETE FROM items WHERE session = ? AND seq >= ?", (rowid, from_seq or 0)
             ).rowcount
-            if max_items is not None and held - removed + count > max_items:
-                raise _full(max_items, held - removed, count)
+            if max_items is not None and held - removed + kept + count > max_items:
+                raise _full(max_items, held - removed + kept, count, kept)
             conn.executemany(
                 "INSERT INTO items (session, seq, body) VALUES (?, ?, ?)",
                 [(rowid, last_seq + 1 + i, body) for i, body in enumerate(items)],
@@ -151,13 +188,14 @@ class SQLiteHistory:
             (revision,) = conn.execute(
                 f"""
                 UPDATE sessions SET item_count = :held, last_seq = :last, updated_at = :now,
-                    revision = {_NEXT_REVISION}, {_RENEW}
+                    revision = {_sqlite._NEXT_REVISION}, {_RENEW}
                 WHERE id = :id RETURNING revision
                 """,
                 {
                     "held": held - removed + count,
                     "last": last_seq + count,
                     "now": now,
+                    "now_us": revision_at(now),
                     "ttl": ttl,
                     "default": self._default_ttl,
                     "id": rowid,
@@ -172,7 +210,11 @@ class SQLiteHistory:
             )
 
         return await self._submit(
-            run, tenant=tenant, idempotency=idempotency, encode=encode_append, decode=decode_append
+            run,
+            tenant=tenant,
+            session_id=session_id,
+            idempotency=idempotency,
+            codec=(encode_append, decode_append),
         )
 
     async def fork(
@@ -187,8 +229,9 @@ class SQLiteHistory:
     ) -> AppendResult:
         def run(conn: sqlite3.Connection) -> AppendResult:
             now = self._clock()
-            _purge_expired(conn, tenant, session_id, now)
-            _purge_expired(conn, tenant, target_id, now)
+            inline = self._sweep_batch_rows
+            _sqlite._purge_expired(conn, tenant, session_id, now, inline)
+            _sqlite._purge_expired(conn, tenant, target_id, now, inline)
             source = conn.execute(
                 "SELECT id, revision, ttl_seconds, metadata FROM sessions "
                 "WHERE tenant = ? AND session_id = ?",
@@ -197,32 +240,20 @@ class SQLiteHistory:
             if source is None:
                 raise SessionMissingError(f"no session {session_id!r}")
             check_revision(expected_revision, source[1])
+            exists = conn.execute(
+                "SELECT 1 FROM sessions WHERE tenant = ? AND session_id = ?", (tenant, target_id)
+            ).fetchone()
+            if exists is not None:
+                raise SessionExistsError(f"session {target_id!r} already exists")
             (count,) = conn.execute(
                 "SELECT count(*) FROM items WHERE session = ? AND seq <= ?",
                 (source[0], _through(through_seq)),
             ).fetchone()
-            try:
-                rowid, revision = conn.execute(
-                    f"""
-                    INSERT INTO sessions (tenant, session_id, created_at, updated_at, item_count,
-                                          last_seq, revision, ttl_seconds, expires_at, metadata)
-                    VALUES (:tenant, :target, :now, :now, :count, :count, {_NEXT_REVISION},
-                            :ttl, CASE WHEN coalesce(:ttl, :default) > 0
-                                       THEN :now + coalesce(:ttl, :default) END, :metadata)
-                    RETURNING id, revision
-                    """,
-                    {
-                        "tenant": tenant,
-                        "target": target_id,
-                        "now": now,
-                        "count": count,
-                        "ttl": source[2],
-                        "default": self._default_ttl,
-                        "metadata": source[3],
-                    },
-                ).fetchone()
-            except sqlite3.IntegrityError:
-                raise SessionExistsError(f"session {target_id!r} already exists") from None
+            created = self._new_session(
+                conn, tenant, target_id, now, count=count, ttl=source[2], metadata=source[3]
+            )
+            assert created is not None
+            rowid, revision = created
             # One statement, so the copy never passes through Python.
             conn.execute(
                 "INSERT INTO items (session, seq, body) "
@@ -242,8 +273,13 @@ class SQLiteHistory:
                 revision=revision,
             )
 
+        # The record belongs to the session the fork made: clearing it forgets the key.
         return await self._submit(
-            run, tenant=tenant, idempotency=idempotency, encode=encode_append, decode=decode_append
+            run,
+            tenant=tenant,
+            session_id=target_id,
+            idempotency=idempotency,
+            codec=(encode_append, decode_append),
         )
 
     async def patch_metadata(
@@ -257,7 +293,7 @@ class SQLiteHistory:
     ) -> SessionInfo:
         def run(conn: sqlite3.Connection) -> SessionInfo:
             now = self._clock()
-            _purge_expired(conn, tenant, session_id, now)
+            _sqlite._purge_expired(conn, tenant, session_id, now, self._sweep_batch_rows)
             row = conn.execute(
                 "SELECT id, revision, metadata FROM sessions WHERE tenant = ? AND session_id = ?",
                 (tenant, session_id),
@@ -273,12 +309,13 @@ class SQLiteHistory:
             info = conn.execute(
                 f"""
                 UPDATE sessions SET metadata = :metadata, updated_at = :now,
-                    revision = {_NEXT_REVISION}, {_RENEW}
+                    revision = {_sqlite._NEXT_REVISION}, {_RENEW}
                 WHERE id = :id RETURNING {_COLUMNS}
                 """,
                 {
                     "metadata": stored,
                     "now": now,
+                    "now_us": revision_at(now),
                     "ttl": None,
                     "default": self._default_ttl,
                     "id": row[0],
@@ -290,15 +327,23 @@ class SQLiteHistory:
         return await self._submit(run)
 
     async def read_seqs(
-        self, tenant: str, session_id: str, *, after: int, limit: int
-    ) -> list[tuple[int, str]]:
-        rows = await self._fetchall(
-            "SELECT i.seq, i.body FROM sessions s JOIN items i ON i.session = s.id "
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        after: int,
+        limit: int,
+        max_bytes: int | None = None,
+    ) -> tuple[list[tuple[int, str]], bool]:
+        # (revision, seq, body) rows, so the store's byte-bounded fetch applies.
+        rows = await self._fetch_bounded(
+            "SELECT s.revision, i.seq, i.body FROM sessions s JOIN items i ON i.session = s.id "
             "WHERE s.tenant = ? AND s.session_id = ? AND i.seq > ? "
             "AND (s.expires_at IS NULL OR s.expires_at > ?) ORDER BY i.seq LIMIT ?",
-            (tenant, session_id, after, self._clock(), limit),
+            (tenant, session_id, after, self._clock(), limit + 1),
+            max_bytes,
         )
-        return [(row[0], row[1]) for row in rows]
+        return seq_page([(row[1], row[2]) for row in rows], limit, max_bytes)
 
     async def last_seq(self, tenant: str, session_id: str) -> int:
         rows = await self._fetchall(
@@ -313,7 +358,7 @@ class SQLiteHistory:
         tenant: str,
         *,
         limit: int,
-        cursor: int | None = None,
+        cursor: str | None = None,
         metadata: Mapping[str, str] | None = None,
         prefix: str | None = None,
     ) -> SessionPage:
@@ -345,19 +390,28 @@ class SQLiteHistory:
             sql += " AND substr(s.session_id, 1, ?) = ?"
             params += [len(prefix), prefix]
         if cursor is not None:
-            sql += " AND s.revision < ?"
-            params.append(cursor)
-        sql += " ORDER BY s.revision DESC LIMIT ?"
+            # The listing's own cursor scheme (``session_cursor``): (revision, id).
+            sql += " AND (s.revision, s.session_id) < (?, ?)"
+            params += parse_session_cursor(cursor)
+        sql += " ORDER BY s.revision DESC, s.session_id DESC LIMIT ?"
         params.append(limit + 1)
         rows = await self._fetchall(sql, params)
         sessions = [SessionInfo(*row) for row in rows[:limit]]
-        next_cursor = sessions[-1].revision if len(rows) > limit else None
-        return SessionPage(sessions=sessions, next_cursor=next_cursor)
+        last = sessions[-1] if len(rows) > limit else None
+        return SessionPage(
+            sessions=sessions,
+            next_cursor=None if last is None else session_cursor(last.revision, last.session_id),
+        )
 
 
 def _through(through_seq: int | None) -> int:
     return 2**63 - 1 if through_seq is None else through_seq
 
 
-def _full(limit: int, count: int, adding: int) -> SessionFullError:
-    return SessionFullError(limit=limit, count=count, adding=adding)
+def _full(limit: int, count: int, adding: int, kept: int = 0) -> SessionFullError:
+    return SessionFullError(limit=limit, count=count, adding=adding, kept=kept)
+
+
+# Last, so either module may be imported first: the store's helpers are only used
+# when a write runs.
+from . import sqlite as _sqlite  # noqa: E402

@@ -5,9 +5,11 @@ the writer's own thread, and nothing else writes the file. Every write is a func
 of that connection, submitted from the event loop; the writer runs all the writes
 waiting (up to ``max_group_ops``) in one transaction and commits once, so concurrent
 requests share one fsync (``synchronous = FULL``: a write's future is answered only
-after its COMMIT returned). One write that fails spoils only itself: the group is run
-again one write at a time. (The model: aiosqlite's ``Connection``, one thread per
-connection with calls queued to it; datasette's one write thread per database.)
+after its COMMIT returned). One write that fails spoils only itself: each write runs
+under its own savepoint, so a refusal (a stale If-Match, an idempotency mismatch, a full
+session) rolls back that write alone and the group still commits once. (The model:
+aiosqlite's ``Connection``, one thread per connection with calls queued to it;
+datasette's one write thread per database.)
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class GroupCommitWriter:
         self._conn: sqlite3.Connection | None = None
         self._queue: asyncio.Queue[_WriteOp | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        # Transactions committed: one per group, so tests can count fsyncs.
+        self.commits = 0
 
     async def open(self) -> None:
         """Start the thread, make the connection on it, and start taking writes."""
@@ -137,18 +141,30 @@ class GroupCommitWriter:
             _settle(group, commit)
 
     def _commit(self, runs: list[Write]) -> list[tuple[bool, Any]]:
-        """On the writer's thread: run every write in one transaction, then commit once."""
+        """On the writer's thread: run every write in one transaction, then commit once.
+
+        Each write runs under a savepoint: one that raises is rolled back to it and
+        fails alone, and the others still share the group's single commit (and fsync).
+        Only a failure of the transaction itself (BEGIN, COMMIT, a savepoint that cannot
+        be rolled back to) fails the whole group.
+        """
         conn = self._conn
         assert conn is not None
+        outcomes: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            results = [run(conn) for run in runs]
+            for run in runs:
+                conn.execute("SAVEPOINT write")
+                try:
+                    outcomes.append((True, run(conn)))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO write")
+                    outcomes.append((False, exc))
+                conn.execute("RELEASE write")
             conn.execute("COMMIT")
         except Exception as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            if len(runs) == 1:
-                return [(False, exc)]
-            # One write spoiled the group: run each alone so only that one fails.
-            return [outcome for run in runs for outcome in self._commit([run])]
-        return [(True, result) for result in results]
+            return [(False, exc)] * len(runs)
+        self.commits += 1
+        return outcomes

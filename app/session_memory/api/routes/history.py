@@ -200,6 +200,7 @@ async def follow_session(
         session_id,
         after=cursor,
         heartbeat=history.settings.follow_heartbeat_seconds,
+        max_bytes=history.settings.max_read_page_bytes,
     )
     return StreamingResponse(
         stream,

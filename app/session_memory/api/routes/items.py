@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BeforeValidator
 from starlette.responses import Response, StreamingResponse
 
+from ...items.numbers import ascii_digits
 from ...items.service import Reply
 from ...storage import MAX_SEQ
 from ..deps import IdempotencyKey, IfMatch, ItemsDep, SessionId, SessionTTL, Tenant
@@ -40,17 +42,22 @@ Limit = Annotated[
         le=MAX_SEQ,
         description=(
             "At most this many items. Without `after`/`before`: the latest N, oldest first. "
+            "A page also stops before passing the server's max_read_page_bytes (has_more "
+            "then says there is more; its first item comes whatever its size). "
             "Omit for all items (the response then streams)."
         ),
     ),
+    BeforeValidator(ascii_digits),
 ]
 After = Annotated[
     int | None,
     Query(ge=0, le=MAX_SEQ, description="Only items with a sequence number above this."),
+    BeforeValidator(ascii_digits),
 ]
 Before = Annotated[
     int | None,
     Query(ge=0, le=MAX_SEQ, description="Only items with a sequence number below this."),
+    BeforeValidator(ascii_digits),
 ]
 
 

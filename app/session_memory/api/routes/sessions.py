@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BeforeValidator
 from starlette.responses import Response
 
-from ...problems import SessionNotFound
-from ...storage import SessionInfo
+from ...items.numbers import ascii_digits
+from ...problems import InvalidInput, SessionNotFound
+from ...storage import InvalidCursorError, SessionInfo
 from ..deps import HistoryDep, IfMatch, ItemsDep, SessionId, StoreDep, Tenant
 from ..errors import problem_responses
 from ..schemas import SessionListResponse, SessionRecord
@@ -43,11 +45,13 @@ async def list_sessions(
     tenant: Tenant,
     request: Request,
     history: HistoryDep,
-    limit: Annotated[int, Query(ge=1, le=1000, description="Sessions per page.")] = 50,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description="Sessions per page."), BeforeValidator(ascii_digits)
+    ] = 50,
     cursor: Annotated[
         str | None,
         Query(
-            pattern=r"^[0-9]{1,18}$",
+            pattern=r"^[A-Za-z0-9_-]{1,2048}$",
             description="The `next_cursor` of the previous page (opaque).",
         ),
     ] = None,
@@ -61,16 +65,18 @@ async def list_sessions(
     Filter by metadata with `metadata.<key>=<value>` (exact match on a top-level
     string, number or boolean; several combine with AND) and by id with `prefix`.
     """
-    page = await history.list_sessions(
-        tenant,
-        limit=limit,
-        cursor=int(cursor) if cursor is not None else None,
-        query=request.query_params,
-        prefix=prefix,
-    )
+    try:
+        page = await history.list_sessions(
+            tenant, limit=limit, cursor=cursor, query=request.query_params, prefix=prefix
+        )
+    except InvalidCursorError:
+        raise InvalidInput(
+            "cursor must be the next_cursor of an earlier page, unchanged",
+            extra={"errors": [{"loc": ["query", "cursor"], "msg": "not a cursor"}]},
+        ) from None
     return SessionListResponse(
         sessions=[_record(info) for info in page.sessions],
-        next_cursor=str(page.next_cursor) if page.next_cursor is not None else None,
+        next_cursor=page.next_cursor,
     )
 
 

@@ -1,0 +1,186 @@
+"""What ``serve`` checks and claims before it opens the database, and its start-up summary.
+
+Each check fails with a one-line :class:`StartupError` that says what is wrong and
+which flag or variable fixes it; the command prints it without a traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import unquote, urlsplit
+
+import uvicorn
+
+from ..config import Settings
+
+__all__ = [
+    "StartupError",
+    "SummaryServer",
+    "bind_listener",
+    "claim_sqlite_file",
+    "data_location",
+    "prepare_sqlite_folder",
+    "sqlite_file",
+    "summary",
+]
+
+
+class StartupError(Exception):
+    """A start-up mistake the operator can fix; the message names the fix."""
+
+
+def sqlite_file(settings: Settings) -> Path | None:
+    """The absolute path of the SQLite database, or None on PostgreSQL."""
+    url = settings.database_url
+    if not url.lower().startswith("sqlite"):
+        return None
+    # Settings has checked the form: sqlite:///relative or sqlite:////absolute.
+    return Path(unquote(url.split(":", 1)[1][3:])).absolute()
+
+
+def data_location(settings: Settings) -> dict[str, Any]:
+    """Where the data lives, for the summary: a path, or a host and database (no password)."""
+    path = sqlite_file(settings)
+    if path is not None:
+        return {"backend": "sqlite", "database": str(path)}
+    parts = urlsplit(settings.database_url)
+    return {
+        "backend": "postgresql",
+        "database": (parts.path.lstrip("/") or parts.username or ""),
+        "database_host": f"{parts.hostname or 'local socket'}:{parts.port or 5432}",
+    }
+
+
+def prepare_sqlite_folder(path: Path) -> None:
+    """Create the database's folder and check that it and the file can be written."""
+    hint = "choose a writable place with --database-url sqlite:////absolute/path/sessions.db"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot create the data folder {path.parent}: {exc.strerror}; {hint}"
+        ) from None
+    # SQLite also writes -wal and -shm files beside the database, so the folder
+    # itself must be writable, not only the file.
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise StartupError(f"the data folder {path.parent} is not writable; {hint}")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise StartupError(f"the database {path} is not writable; {hint}")
+
+
+def claim_sqlite_file(path: Path) -> IO[str]:
+    """Hold an exclusive lock on ``<database>.lock`` for as long as the process lives.
+
+    One process owns a SQLite database's writer; a second server on the same file is
+    refused here instead of competing for the file's write lock. The OS drops the lock
+    when the process ends, however it ends. Keep the returned file open.
+    """
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the process's life
+    except OSError as exc:
+        raise StartupError(f"cannot open the lock file {lock_path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        who = f" (process {holder})" if holder.isdigit() else ""
+        raise StartupError(
+            f"another server{who} is already serving {path}; one process owns a SQLite "
+            "database: stop it, or serve another file with --database-url"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else is opened (uvicorn serves on it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"port {port} on {host} is already in use; pick another with --port "
+                "(or SESSION_MEMORY_PORT)"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise StartupError(
+                f"no permission to listen on port {port}; use a port above 1023 with --port"
+            ) from None
+        raise StartupError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; fix --host "
+            "(or SESSION_MEMORY_HOST), e.g. 127.0.0.1 or 0.0.0.0"
+        ) from None
+    except socket.gaierror as exc:  # pragma: no cover - bind of an unresolvable name
+        sock.close()
+        raise StartupError(f"cannot resolve --host {host!r}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def summary(
+    settings: Settings, *, version: str, port: int, tenants: int, keys: int
+) -> tuple[str, dict[str, Any]]:
+    """The start-up line: a readable message and the same facts as fields."""
+    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    if settings.host in ("0.0.0.0", "::"):
+        shown = "127.0.0.1"  # reachable from this machine; the address field says all
+    base = f"http://{shown}:{port}"
+    where = data_location(settings)
+    place = (
+        where["database"]
+        if where["backend"] == "sqlite"
+        else f"{where['database']} on {where['database_host']}"
+    )
+    if keys:
+        access = f"{keys} API key{'s' if keys != 1 else ''} for {tenants} tenant" + (
+            "s" if tenants != 1 else ""
+        )
+    else:
+        access = "open mode: no API keys"
+    message = (
+        f"session-memory {version} serving {where['backend']} {place} at {base} "
+        f"(browser {base}/ui, API docs {base}/docs); {access}"
+    )
+    fields: dict[str, Any] = {
+        "version": version,
+        **where,
+        "address": f"{settings.host}:{port}",
+        "ui": f"{base}/ui",
+        "docs": f"{base}/docs",
+        "tenants": tenants,
+        "keys": keys,
+        "open": keys == 0,
+    }
+    return message, fields
+
+
+class SummaryServer(uvicorn.Server):
+    """uvicorn's server, which logs the start-up summary once it is listening."""
+
+    def __init__(self, config: uvicorn.Config, line: tuple[str, dict[str, Any]]) -> None:
+        super().__init__(config)
+        self._line = line
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            message, fields = self._line
+            logging.getLogger("session_memory").info(message, extra={"fields": fields})

@@ -1,0 +1,274 @@
+"""The turn workload, run against us and the SDK sessions a team would pick instead.
+
+A turn is what the SDK's ``Runner`` does to session memory around one model call:
+``get_items(limit=20)``, then ``add_items`` of 2 items of about 1 KB. Each of
+``procs`` OS processes runs ``tasks`` asyncio tasks, each task on a session of its
+own, all of a process's sessions sharing one client (an HTTP pool, a Redis
+connection pool, an SQLAlchemy engine), as an agent host would.
+
+Backends (``kind``): ``remote`` (RemoteSession -> session-memory, on SQLite or
+PostgreSQL), ``redis`` (the SDK's RedisSession), ``sqlalchemy`` (the SDK's
+SQLAlchemySession on asyncpg) and ``sqlite_session`` (the SDK's SQLiteSession on one
+shared file). After each run every session is read back and must hold exactly the
+prefill plus two items a completed turn: a backend that drops writes cannot win.
+
+This module also owns the bench's infrastructure on the machine's services: its
+own Redis database number (flushed) and its own PostgreSQL databases (created
+fresh, dropped after).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ITEM: dict[str, Any] = {"role": "user", "content": "x" * 1000}  # about 1 KB as JSON
+PREFILL = 20  # so that get_items(limit=20) returns a full page from the first turn
+REDIS_URL = "redis://127.0.0.1:6379/13"  # a database number of the bench's own
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+START_REDIS = "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no"
+START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+
+# -- the services the bench needs ------------------------------------------------------
+
+
+def fresh_redis(url: str = REDIS_URL) -> None:
+    """Check Redis answers, then empty the bench's database number."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+        client.flushdb()
+    except redis.ConnectionError as exc:
+        raise SystemExit(
+            f"the bench needs Redis at {url} ({exc}); start it with: {START_REDIS}"
+        ) from exc
+    finally:
+        client.close()
+
+
+def database_url(server_url: str, name: str) -> str:
+    """``server_url`` with its database replaced by ``name``."""
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def _admin(server_url: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(server_url, timeout=5)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """Create database ``name`` anew on the server of ``server_url``; return its URL."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a plain database name: {name!r}")
+    try:
+        asyncio.run(
+            _admin(
+                server_url,
+                f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
+                f"CREATE DATABASE {name}",
+            )
+        )
+    except OSError as exc:
+        raise SystemExit(
+            f"the bench needs PostgreSQL at {server_url} ({exc}); start it with: {START_POSTGRES}"
+        ) from exc
+    return database_url(server_url, name)
+
+
+def asyncpg_url(url: str) -> str:
+    """The same database as SQLAlchemy's asyncpg dialect names it."""
+    return "postgresql+asyncpg://" + url.split("://", 1)[1]
+
+
+def drop_database(server_url: str, name: str) -> None:
+    asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+# -- one process of the workload ---------------------------------------------------------
+
+
+class _Backend:
+    """Opens a process's shared client and makes sessions on it."""
+
+    def __init__(self, kind: str, target: str, tasks: int) -> None:
+        self.kind, self.target, self.tasks = kind, target, tasks
+        self.shared: Any = None
+
+    async def __aenter__(self) -> _Backend:
+        if self.kind == "remote":
+            import aiohttp
+
+            self.shared = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.tasks),
+                timeout=aiohttp.ClientTimeout(total=60),
+            )
+        elif self.kind == "redis":
+            import redis.asyncio as redis
+
+            self.shared = redis.Redis.from_url(self.target, max_connections=self.tasks)
+        elif self.kind == "sqlalchemy":
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            self.shared = create_async_engine(
+                self.target, pool_size=self.tasks, max_overflow=0, pool_timeout=60
+            )
+        return self
+
+    def session(self, session_id: str) -> Any:
+        if self.kind == "remote":
+            from session_memory_client import RemoteSession
+
+            return RemoteSession(session_id, base_url=self.target, http_client=self.shared)
+        if self.kind == "redis":
+            from agents.extensions.memory.redis_session import RedisSession
+
+            return RedisSession(session_id, redis_client=self.shared)
+        if self.kind == "sqlalchemy":
+            from agents.extensions.memory.sqlalchemy_session import SQLAlchemySession
+
+            # create_tables=True is the SDK's documented way to start without migrations.
+            return SQLAlchemySession(session_id, engine=self.shared, create_tables=True)
+        if self.kind == "sqlite_session":
+            from agents import SQLiteSession
+
+            return SQLiteSession(session_id, self.target)
+        raise ValueError(f"unknown backend {self.kind!r}")
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.kind == "remote":
+            await self.shared.close()
+        elif self.kind == "redis":
+            await self.shared.aclose()
+        elif self.kind == "sqlalchemy":
+            await self.shared.dispose()
+
+
+def run_turns(
+    kind: str, target: str, prefix: str, tasks: int, start_at: float, seconds: float
+) -> tuple[list[float], dict[str, int], float]:
+    """One process: ``tasks`` sessions doing turns from ``start_at`` (time.time()) for ``seconds``.
+
+    Returns every turn's latency, the turns completed on each session, and how late
+    this process was ready (seconds after ``start_at``; 0 when on time).
+    """
+
+    async def main() -> tuple[list[float], dict[str, int], float]:
+        async with _Backend(kind, target, tasks) as backend:
+            ids = [f"{prefix}-{os.getpid()}-{n}" for n in range(tasks)]
+            sessions = [backend.session(session_id) for session_id in ids]
+            for session in sessions:  # tables created, connections warm, a full first page
+                await session.add_items([ITEM] * PREFILL)
+            late = max(0.0, time.time() - start_at)
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+            deadline = time.perf_counter() + seconds - late
+            latencies: list[float] = []
+            turns = dict.fromkeys(ids, 0)
+
+            async def loop(session_id: str, session: Any) -> None:
+                while (start := time.perf_counter()) < deadline:
+                    await session.get_items(limit=20)
+                    await session.add_items([ITEM, ITEM])
+                    latencies.append(time.perf_counter() - start)
+                    turns[session_id] += 1
+
+            await asyncio.gather(*(loop(i, s) for i, s in zip(ids, sessions, strict=True)))
+            for session in sessions:
+                if kind == "sqlite_session":
+                    session.close()
+            return latencies, turns, late
+
+    return asyncio.run(main())
+
+
+def stored_counts(kind: str, target: str, session_ids: list[str]) -> dict[str, int]:
+    """How many items each session holds, read back through the same session class."""
+
+    async def main() -> dict[str, int]:
+        async with _Backend(kind, target, 1) as backend:
+            counts = {}
+            for session_id in session_ids:
+                session = backend.session(session_id)
+                counts[session_id] = len(await session.get_items())
+                if kind == "sqlite_session":
+                    session.close()
+            return counts
+
+    return asyncio.run(main())
+
+
+_MODULES = {
+    "remote": "session_memory_client",
+    "redis": "agents.extensions.memory.redis_session",
+    "sqlalchemy": "agents.extensions.memory.sqlalchemy_session",
+    "sqlite_session": "agents",
+}
+
+
+_warmed: set[tuple[int, str]] = set()  # (pool, kind) pairs whose workers have imported
+
+
+def _warm(kind: str) -> int:
+    """Import what ``kind`` needs in a pool worker, so the first run is not paying for it."""
+    # Every backend loads the SDK (RemoteSession too, on its first session), about 2 s.
+    importlib.import_module("agents")
+    importlib.import_module(_MODULES[kind])
+    time.sleep(0.3)  # hold this worker so the next warm-up lands on another one
+    return os.getpid()
+
+
+def turns(
+    pool: ProcessPoolExecutor,
+    name: str,
+    kind: str,
+    target: str,
+    *,
+    procs: int,
+    tasks: int,
+    seconds: float,
+    lead: float = 3.0,
+) -> dict[str, Any]:
+    """Run the turn workload on one backend; turns/s, p50/p99 ms, and the read-back check."""
+    if (id(pool), kind) not in _warmed:
+        for future in [pool.submit(_warm, kind) for _ in range(procs)]:
+            future.result()
+        _warmed.add((id(pool), kind))
+    prefix = f"{kind}-{time.time_ns()}"
+    stored_counts(kind, target, [f"{prefix}-setup"])  # tables created once, not in a race
+    start_at = time.time() + lead
+    futures = [
+        pool.submit(run_turns, kind, target, prefix, tasks, start_at, seconds) for _ in range(procs)
+    ]
+    results = [future.result() for future in futures]
+    latencies = sorted(lat for lats, _, _ in results for lat in lats)
+    per_session = {sid: n for _, counts, _ in results for sid, n in counts.items()}
+    if len(per_session) != procs * tasks or not latencies:
+        raise RuntimeError(f"{name}: expected {procs * tasks} sessions with turns, got {results}")
+    stored = stored_counts(kind, target, list(per_session))
+    expected = {sid: PREFILL + 2 * n for sid, n in per_session.items()}
+    if stored != expected:
+        raise RuntimeError(f"{name}: stored item counts {stored} != written {expected}")
+    return {
+        "system": name,
+        "turns_per_s": round(len(latencies) / seconds, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 1),
+        "turns": len(latencies),
+        "sessions": len(per_session),
+        "late_start_s": round(max(late for _, _, late in results), 2),
+    }

@@ -1,0 +1,3 @@
+"""The agent project's own application package (most FastAPI projects call theirs ``app``)."""
+
+OWNER = "project"

@@ -1,0 +1,3 @@
+"""The agent project's own ``client`` module: the installed client must not shadow it."""
+
+OWNER = "project"
