@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx2
+import pytest
 from session_memory_client.protocol import ProblemType, session_path
 
 from tests.test_history_api import events, next_event
@@ -36,6 +37,7 @@ async def _ids(
             yield (await next_event(stream))["id"]
 
 
+@pytest.mark.slow
 async def test_follow_resumes_across_a_restart_with_last_event_id(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/follow.db"
     with ServerProcess(url, log_path=tmp_path / "first.log") as first:
@@ -48,6 +50,7 @@ async def test_follow_resumes_across_a_restart_with_last_event_id(tmp_path: Path
     assert resumed == ["3", "4"]
 
 
+@pytest.mark.slow
 async def test_follow_through_one_replica_sees_writes_through_another(tmp_path: Path) -> None:
     with (
         schema_url() as url,
@@ -68,6 +71,7 @@ async def test_follow_through_one_replica_sees_writes_through_another(tmp_path: 
             assert (await next_event(stream))["event"] == "clear"
 
 
+@pytest.mark.slow
 async def test_heartbeat_cap_and_prompt_shutdown(tmp_path: Path) -> None:
     env = {
         "SESSION_MEMORY_FOLLOW_HEARTBEAT_SECONDS": "0.2",

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx2
 import pytest
 from session_memory_client.protocol import ProblemType, session_path
+
+from tests.utils.server import ServerProcess
 
 JSON = {"content-type": "application/json"}
 
@@ -224,3 +226,58 @@ async def test_follow_refuses_bad_cursors(
     response = await http.get(session_path(session_id) + "/events" + query, headers=headers)
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
+
+
+# -- on a server with small bounds: one session per tenant, 1 KiB read pages ----------
+
+
+@pytest.fixture(scope="module")
+def bounded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    folder = tmp_path_factory.mktemp("bounded")
+    with ServerProcess(
+        f"sqlite:///{folder}/s.db",
+        log_path=folder / "server.log",
+        env={
+            "SESSION_MEMORY_MAX_SESSIONS_PER_TENANT": "1",
+            "SESSION_MEMORY_MAX_READ_PAGE_BYTES": "1024",
+        },
+    ) as process:
+        yield process
+
+
+@pytest.mark.slow
+async def test_fork_and_replace_creating_a_session_past_the_limit_are_422(
+    bounded_server: ServerProcess,
+) -> None:
+    async with httpx2.AsyncClient(base_url=bounded_server.base_url) as http:
+        await append(http, "only", 1)
+        forked = await http.post(session_path("only") + "/fork", json={"session_id": "copy"})
+        replaced = await http.put(items_url("new"), json={"items": [{"n": 1}]})
+        for refused in (forked, replaced):
+            assert refused.status_code == 422, refused.text
+            assert (refused.json()["limit"], refused.json()["max"]) == (
+                "max_sessions_per_tenant",
+                1,
+            )
+        assert (await http.get(session_path("copy"))).status_code == 404
+        # The existing session is no new one: replacing its items is fine.
+        assert (await http.put(items_url("only"), json={"items": [{"n": 2}]})).status_code == 200
+        await http.delete(session_path("only"))
+
+
+@pytest.mark.slow
+async def test_follow_catches_up_in_pages_bounded_by_bytes(
+    bounded_server: ServerProcess,
+) -> None:
+    async with httpx2.AsyncClient(base_url=bounded_server.base_url, timeout=30) as http:
+        # 12 items of about 300 bytes: several 1 KiB pages, each short of the count.
+        big = [{"n": n, "pad": "x" * 300} for n in range(12)]
+        created = await http.post(items_url("paged"), json={"items": big})
+        assert created.status_code == 201
+        url = session_path("paged") + "/events"
+        async with http.stream("GET", url, params={"after": 0}) as response:
+            stream = events(response)
+            seen = [await next_event(stream) for _ in big]
+        assert [event["id"] for event in seen] == [str(n) for n in range(1, 13)]
+        assert [json.loads(event["data"])["n"] for event in seen] == list(range(12))
+        await http.delete(session_path("paged"))

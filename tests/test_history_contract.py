@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import cast
 
 import pytest
+from session_memory.config import Settings
 from session_memory.storage import (
     Idempotency,
     IdempotencyMismatchError,
     PreconditionFailedError,
     SessionFullError,
     SessionStore,
+    TooManySessionsError,
+    store_from_url,
 )
 from session_memory.storage.history import (
     HistoryStore,
@@ -272,3 +276,101 @@ async def test_compaction_with_if_match_racing_appends_loses_nothing(
     # Every item ever appended is in the history exactly once: in a summary or as itself.
     assert sorted(final) == [0, *appended]
     assert len(summaries) == 2
+
+
+# -- main's storage rules, kept by the history writes ---------------------------------
+
+
+@pytest.fixture
+async def small(database_url: str) -> AsyncIterator[HistoryStore]:
+    """A store with two sessions per tenant and sessions of over 2 items retired."""
+    store = store_from_url(
+        database_url,
+        Settings(database_url=database_url, max_sessions_per_tenant=2, sweep_batch_rows=2),
+    )
+    await store.open()
+    try:
+        yield cast(HistoryStore, store)
+    finally:
+        await store.close()
+
+
+async def test_replace_and_fork_respect_the_tenant_session_limit(small: HistoryStore) -> None:
+    await small.append(T, "one", [item(1)])
+    await small.replace(T, "two", [item(2)])  # a replace may create the second
+    with pytest.raises(TooManySessionsError):
+        await small.replace(T, "three", [item(3)])
+    with pytest.raises(TooManySessionsError):
+        await small.fork(T, "one", "three")
+    assert await small.get_session(T, "three") is None
+    await small.replace(T, "two", [item(4)])  # an existing session is no new one
+    await small.clear(T, "two")
+    await small.fork(T, "one", "three")
+    assert (await small.read(T, "three")).items == [item(1)]
+
+
+async def test_a_fork_after_a_retired_session_gets_none_of_its_items(
+    small: HistoryStore,
+) -> None:
+    await small.append(T, "a", [item(n) for n in range(5)])
+    await small.fork(T, "a", "b")
+    before = await small.get_session(T, "b")
+    assert before is not None
+    await small.clear(T, "b")  # 5 items > 2: retired, its items left for the sweep
+    forked = await small.fork(T, "a", "c", through_seq=2)
+    assert (await small.read(T, "c")).items == [item(0), item(1)]
+    await small.clear(T, "c")  # room for "b" again (two sessions per tenant)
+    again = await small.fork(T, "a", "b", through_seq=1)
+    # Above the cleared session's revision (the tenant's floor): no ETag repeats.
+    assert again.revision > before.revision
+    assert forked.revision > before.revision
+    assert (await small.read(T, "b")).items == [item(0)]
+
+
+async def test_replace_counts_items_kept_for_pop_replays(history: HistoryStore) -> None:
+    await history.append(T, "s", [item(1), item(2), item(3)])
+    key = Idempotency(key="pop-1", fingerprint="f", ttl=60)
+    assert await history.pop(T, "s", idempotency=key) == item(3)
+    with pytest.raises(SessionFullError) as caught:
+        await history.replace(T, "s", [item(7), item(8), item(9)], max_items=3)
+    assert caught.value.kept == 1
+    await history.replace(T, "s", [item(7), item(8)], max_items=3)
+    assert (await history.read(T, "s")).items == [item(7), item(8)]
+
+
+async def test_a_forks_idempotency_record_goes_with_the_new_session(
+    history: HistoryStore,
+) -> None:
+    await history.append(T, "a", [item(1)])
+    key = Idempotency(key="fork-1", fingerprint="f", ttl=60)
+    first = await history.fork(T, "a", "b", idempotency=key)
+    assert await history.fork(T, "a", "b", idempotency=key) == first  # a replay
+    await history.clear(T, "b")
+    # The record went with "b": the same key forks again instead of replaying.
+    again = await history.fork(T, "a", "b", idempotency=key)
+    assert again.revision > first.revision
+    assert (await history.read(T, "b")).items == [item(1)]
+
+
+async def test_revisions_are_per_session(history: HistoryStore) -> None:
+    await history.append(T, "a", [item(1)])
+    await history.append(T, "b", [item(1)])
+    b = await history.get_session(T, "b")
+    a = await history.replace(T, "a", [item(2)])
+    info = await history.patch_metadata(T, "a", '{"k":"v"}', max_bytes=100)
+    assert info.revision > a.revision
+    assert await history.get_session(T, "b") == b  # untouched by a's writes
+
+
+async def test_read_seqs_pages_by_bytes(history: HistoryStore) -> None:
+    bodies = [json.dumps({"n": n, "pad": "x" * 90}) for n in range(4)]
+    await history.append(T, "s", bodies)
+    size = len(bodies[0])
+    page, more = await history.read_seqs(T, "s", after=0, limit=10, max_bytes=2 * size)
+    assert (page, more) == ([(1, bodies[0]), (2, bodies[1])], True)
+    page, more = await history.read_seqs(T, "s", after=2, limit=10, max_bytes=10)
+    assert (page, more) == ([(3, bodies[2])], True)  # the first comes whatever its size
+    page, more = await history.read_seqs(T, "s", after=3, limit=10, max_bytes=10)
+    assert (page, more) == ([(4, bodies[3])], False)
+    page, more = await history.read_seqs(T, "s", after=0, limit=3)
+    assert (len(page), more) == (3, True)
