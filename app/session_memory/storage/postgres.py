@@ -52,6 +52,7 @@ from .base import (
 )
 from .postgres_functions import WRITE_FUNCTIONS
 from .postgres_history import HISTORY_MIGRATION, PostgresHistory, store_labels
+from .postgres_history_functions import HISTORY_FUNCTIONS
 
 __all__ = ["MIGRATIONS", "PostgresStore", "migrate"]
 
@@ -144,6 +145,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     (7, WRITE_FUNCTIONS),
     # Session metadata, its labels and the follow trigger (the history operations).
     (8, HISTORY_MIGRATION),
+    # Replace and fork as functions: one round trip each.
+    (9, HISTORY_FUNCTIONS),
 ]
 
 # Any two-int key will do; it only has to be the same in every replica.

@@ -1,13 +1,13 @@
 """PostgreSQL's half of ``HistoryStore``: replace, fork, metadata and filtered listing.
 
-A mixin of ``PostgresStore``. Each write locks the session row first, in its own
-statement, so the statements after it see every write committed while it waited
-(the rule ``postgres.py`` states for pop). Unlike append, pop and clear, these are
-not one function call each but one transaction of several statements; they reuse
-the write functions' helpers (``postgres_functions``: the idempotency lock, replay
-and record, the expiry purge) so they follow the same rules: revisions per session
+A mixin of ``PostgresStore``. Replace and fork are one call each of a PL/pgSQL
+function (``postgres_history_functions``) built on the write functions' helpers,
+so they follow the same rules as append: revisions per session
 (``base.revision_at``), a new session above its tenant's floor and within
-``max_sessions_per_tenant``, idempotency records belonging to their session.
+``max_sessions_per_tenant``, idempotency records belonging to their session. A
+metadata PATCH (no Idempotency-Key) is one transaction that locks the session row
+first, in its own statement, so the statements after it see every write committed
+while it waited.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from .base import (
     Idempotency,
     IdempotencyInFlightError,
     IdempotencyMismatchError,
+    PreconditionFailedError,
     SessionFullError,
     SessionInfo,
     SessionPage,
     TooManySessionsError,
     check_revision,
     decode_append,
-    encode_append,
     parse_session_cursor,
     session_cursor,
 )
@@ -134,10 +134,6 @@ def _renew(ttl: int, default: int) -> str:
 # A session's revisions (``base.revision_at``), as the write functions compute them.
 _NOW_US = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 _NEXT_REVISION = f"greatest(revision + 1, {_NOW_US})"
-_FIRST_REVISION = (
-    f"greatest({_NOW_US}, coalesce((SELECT revision FROM revision_floors "
-    "WHERE tenant = $1), 0) + 1)"
-)
 
 
 async def store_labels(conn: Connection, tenant: str, rowid: int, metadata: str | None) -> None:
@@ -165,73 +161,11 @@ class PostgresHistory:
 
         async def _run(self, work: Callable[[Connection], Awaitable[T]]) -> T: ...
 
-    async def _write(
-        self,
-        tenant: str,
-        session_id: str,
-        idempotency: Idempotency | None,
-        work: Callable[[Connection], Awaitable[T]],
-        encode: Callable[[T], str],
-        decode: Callable[[str], T],
-    ) -> T:
-        """``work`` in one transaction, made idempotent as the write functions make
-        theirs: the key's lock and replay first, the record (belonging to
-        ``session_id``) after; a raised refusal rolls everything back."""
-
-        async def run(conn: Connection) -> T:
-            async with conn.transaction():
-                if idempotency is not None:
-                    row = await conn.fetchrow(
-                        "SELECT * FROM session_memory_replay($1, $2, $3)",
-                        tenant,
-                        idempotency.key,
-                        idempotency.fingerprint,
-                    )
-                    assert row is not None
-                    if row["r_status"] == "inflight":
-                        raise IdempotencyInFlightError(
-                            f"request {idempotency.key!r} is still running"
-                        )
-                    if row["r_status"] == "mismatch":
-                        raise IdempotencyMismatchError(
-                            f"idempotency key {idempotency.key!r} was used for a different request"
-                        )
-                    if row["r_status"] == "replay":
-                        return decode(row["r_result"])
-                outcome = await work(conn)
-                if idempotency is not None:
-                    await conn.execute(
-                        "SELECT session_memory_record($1, $2, $3, $4, $5, $6, false)",
-                        tenant,
-                        idempotency.key,
-                        idempotency.fingerprint,
-                        encode(outcome),
-                        idempotency.ttl,
-                        session_id,
-                    )
-                return outcome
-
-        return await self._run(run)
-
     async def _purge(self, conn: Connection, tenant: str, session_id: str) -> None:
         """Delete the session if it has expired (as every write does), so it starts afresh."""
         await conn.execute(
             "SELECT session_memory_purge($1, $2, $3)", tenant, session_id, self._sweep_batch_rows
         )
-
-    async def _check_room(self, conn: Connection, tenant: str) -> None:
-        """Raise ``TooManySessionsError`` if the tenant cannot start another session."""
-        if not self._max_sessions:
-            return
-        # The lock the append function takes: new sessions of a tenant queue here.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))", tenant)
-        held = await conn.fetchval(
-            "SELECT count(*) FROM sessions WHERE tenant = $1 "
-            "AND (expires_at IS NULL OR expires_at > now())",
-            tenant,
-        )
-        if held >= self._max_sessions:
-            raise TooManySessionsError(limit=self._max_sessions)
 
     async def replace(
         self,
@@ -246,79 +180,41 @@ class PostgresHistory:
         ttl: float | None = None,
     ) -> AppendResult:
         count = len(items)
+        key = idempotency or _NO_KEY
 
-        async def work(conn: Connection) -> AppendResult:
-            await self._purge(conn, tenant, session_id)
-            row = await conn.fetchrow(
-                "SELECT id, item_count, last_seq, revision, kept_items FROM sessions "
-                "WHERE tenant = $1 AND session_id = $2 FOR UPDATE",
+        async def work(conn: Connection) -> Any:
+            return await conn.fetchrow(
+                "SELECT * FROM session_memory_replace("
+                "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 tenant,
                 session_id,
-            )
-            check_revision(expected_revision, row["revision"] if row else 0)
-            if row is None:
-                if count == 0:
-                    return AppendResult(count=0, first_seq=None, last_seq=None, revision=0)
-                await self._check_room(conn, tenant)
-                # Another writer may create it meanwhile: the upsert then waits for
-                # it, locks its row and answers with what it committed.
-                row = await conn.fetchrow(
-                    f"""
-                    INSERT INTO sessions (tenant, session_id, created_at, updated_at,
-                                          item_count, last_seq, revision)
-                    VALUES ($1, $2, now(), now(), 0, 0, {_FIRST_REVISION})
-                    ON CONFLICT (tenant, session_id) DO UPDATE SET updated_at = now()
-                    RETURNING id, item_count, last_seq, revision, kept_items,
-                              (xmax = 0) AS created
-                    """,
-                    tenant,
-                    session_id,
-                )
-                assert row is not None
-                if not row["created"]:
-                    check_revision(expected_revision, row["revision"])
-            rowid, held, last_seq = row["id"], row["item_count"], row["last_seq"]
-            status = await conn.execute(
-                "DELETE FROM items WHERE session = $1 AND seq >= $2", rowid, from_seq or 0
-            )
-            kept = held - int(status.split()[-1])
-            # A pop's idempotency record keeps its item: it counts, as for append.
-            records = row["kept_items"]
-            if max_items is not None and kept + records + count > max_items:
-                raise SessionFullError(
-                    limit=max_items, count=kept + records, adding=count, kept=records
-                )
-            await conn.execute(
-                """
-                INSERT INTO items (session, seq, body)
-                SELECT $1, $2 + ordinality, body
-                FROM unnest($3::text[]) WITH ORDINALITY AS batch(body, ordinality)
-                """,
-                rowid,
-                last_seq,
                 list(items),
-            )
-            revision = await conn.fetchval(
-                f"""
-                UPDATE sessions SET item_count = $2, last_seq = $3, updated_at = clock_timestamp(),
-                    revision = {_NEXT_REVISION}, {_renew(4, 5)}
-                WHERE id = $1 RETURNING revision
-                """,
-                rowid,
-                kept + count,
-                last_seq + count,
+                from_seq,
+                max_items,
+                self._max_sessions,
+                None if idempotency is None else key.key,
+                key.fingerprint,
+                key.ttl,
+                expected_revision,
                 ttl,
                 self._default_ttl,
-            )
-            return AppendResult(
-                count=count,
-                first_seq=last_seq + 1 if count else None,
-                last_seq=last_seq + count if count else None,
-                revision=revision,
+                self._sweep_batch_rows,
             )
 
-        return await self._write(
-            tenant, session_id, idempotency, work, encode_append, decode_append
+        row = _refused(await self._run(work), key)
+        if row["r_status"] == "replay":
+            return decode_append(row["r_replay"])
+        if row["r_status"] == "full":
+            assert max_items is not None
+            held, kept = row["r_held"], row["r_kept"]
+            raise SessionFullError(limit=max_items, count=held + kept, adding=count, kept=kept)
+        if row["r_status"] == "sessions":
+            raise TooManySessionsError(limit=self._max_sessions)
+        return AppendResult(
+            count=count,
+            first_seq=row["r_first"],
+            last_seq=row["r_last"],
+            revision=row["r_revision"],
         )
 
     async def fork(
@@ -331,72 +227,41 @@ class PostgresHistory:
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
     ) -> AppendResult:
-        through = MAX_SEQ if through_seq is None else through_seq
+        key = idempotency or _NO_KEY
 
-        async def work(conn: Connection) -> AppendResult:
-            await self._purge(conn, tenant, target_id)
-            # FOR SHARE: writes to the source wait until the copy has committed.
-            source = await conn.fetchrow(
-                "SELECT id, revision, ttl_seconds, metadata FROM sessions "
-                "WHERE tenant = $1 AND session_id = $2 "
-                "AND (expires_at IS NULL OR expires_at > now()) FOR SHARE",
+        async def work(conn: Connection) -> Any:
+            return await conn.fetchrow(
+                "SELECT * FROM session_memory_fork($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 tenant,
                 session_id,
-            )
-            if source is None:
-                raise SessionMissingError(f"no session {session_id!r}")
-            check_revision(expected_revision, source["revision"])
-            await self._check_room(conn, tenant)
-            rowid = await conn.fetchval(
-                f"""
-                INSERT INTO sessions (tenant, session_id, created_at, updated_at, item_count,
-                                      last_seq, revision, ttl_seconds, expires_at, metadata)
-                VALUES ($1, $2, now(), now(), 0, 0, {_FIRST_REVISION}, $3::float8,
-                        CASE WHEN coalesce($3::float8, $4::float8) > 0
-                             THEN now() + make_interval(secs => coalesce($3::float8, $4::float8))
-                        END, $5)
-                ON CONFLICT (tenant, session_id) DO NOTHING
-                RETURNING id
-                """,
-                tenant,
                 target_id,
-                source["ttl_seconds"],
+                MAX_SEQ if through_seq is None else through_seq,
+                self._max_sessions,
+                None if idempotency is None else key.key,
+                key.fingerprint,
+                key.ttl,
+                expected_revision,
                 self._default_ttl,
-                source["metadata"],
-            )
-            if rowid is None:
-                raise SessionExistsError(f"session {target_id!r} already exists")
-            # One statement, so the copy never leaves the database.
-            status = await conn.execute(
-                "INSERT INTO items (session, seq, body) "
-                "SELECT $1, row_number() OVER (ORDER BY seq), body FROM items "
-                "WHERE session = $2 AND seq <= $3",
-                rowid,
-                source["id"],
-                through,
-            )
-            count = int(status.split()[-1])
-            await conn.execute(
-                "INSERT INTO session_labels SELECT tenant, key, value, $1 FROM session_labels "
-                "WHERE session = $2",
-                rowid,
-                source["id"],
-            )
-            revision = await conn.fetchval(
-                "UPDATE sessions SET item_count = $2, last_seq = $2 "
-                "WHERE id = $1 RETURNING revision",
-                rowid,
-                count,
-            )
-            return AppendResult(
-                count=count,
-                first_seq=1 if count else None,
-                last_seq=count or None,
-                revision=revision,
+                self._sweep_batch_rows,
             )
 
-        # The record belongs to the session the fork made: clearing it forgets the key.
-        return await self._write(tenant, target_id, idempotency, work, encode_append, decode_append)
+        row = _refused(await self._run(work), key)
+        status = row["r_status"]
+        if status == "replay":
+            return decode_append(row["r_replay"])
+        if status == "missing":
+            raise SessionMissingError(f"no session {session_id!r}")
+        if status == "exists":
+            raise SessionExistsError(f"session {target_id!r} already exists")
+        if status == "sessions":
+            raise TooManySessionsError(limit=self._max_sessions)
+        copied = row["r_count"]
+        return AppendResult(
+            count=copied,
+            first_seq=1 if copied else None,
+            last_seq=copied or None,
+            revision=row["r_revision"],
+        )
 
     async def patch_metadata(
         self,
@@ -438,7 +303,11 @@ class PostgresHistory:
             await store_labels(conn, tenant, row["id"], stored)
             return SessionInfo(*info)
 
-        return await self._write(tenant, session_id, None, work, _never, _never)
+        async def transaction(conn: Connection) -> SessionInfo:
+            async with conn.transaction():
+                return await work(conn)
+
+        return await self._run(transaction)
 
     async def read_seqs(
         self,
@@ -525,5 +394,20 @@ class PostgresHistory:
         )
 
 
-def _never(value: Any) -> Any:
-    raise AssertionError("not recorded: this write takes no idempotency key")
+# What the write functions get for "no Idempotency-Key".
+_NO_KEY = Idempotency(key="", fingerprint="", ttl=0)
+
+
+def _refused(row: Any, key: Idempotency) -> Any:
+    """A write function's row; the refusals every write may meet raised."""
+    assert row is not None
+    status = row["r_status"]
+    if status == "inflight":
+        raise IdempotencyInFlightError(f"request {key.key!r} is still running")
+    if status == "mismatch":
+        raise IdempotencyMismatchError(
+            f"idempotency key {key.key!r} was used for a different request"
+        )
+    if status == "precondition":
+        raise PreconditionFailedError(current=row["r_revision"])
+    return row
