@@ -8,10 +8,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+from pydantic import BeforeValidator
 from session_memory_client.protocol import LAST_EVENT_ID
 from starlette.responses import Response, StreamingResponse
 
 from ...history.follow import event_stream
+from ...items.numbers import ascii_digits
 from ...items.service import Reply
 from ...storage import MAX_SEQ
 from ..deps import HistoryDep, HubDep, IdempotencyKey, IfMatch, SessionId, SessionTTL, Tenant
@@ -180,6 +182,7 @@ async def follow_session(
             le=MAX_SEQ,
             description="Start after this seq (0: from the first item). Default: from now.",
         ),
+        BeforeValidator(ascii_digits),
     ] = None,
     last_event_id: Annotated[
         str | None,
