@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from session_memory.storage.sqlite import MIGRATIONS
+from session_memory.storage.sqlite import MIGRATIONS, split_script
 
 from bench import clients, peers
+from bench.history import history_bench
 from bench.loadgen import ITEM, OPS, prefill, run_clients
 from tests.utils.server import ServerProcess
 
@@ -219,7 +220,7 @@ def build_db(path: Path, sessions: list[tuple[str, int]], item_bytes: int = 200)
     conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
     conn.execute("BEGIN")
     for version, sql in MIGRATIONS:
-        for statement in filter(str.strip, sql.split(";")):
+        for statement in split_script(sql):
             conn.execute(statement)
         conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
     body = json.dumps({"role": "user", "content": "y" * (item_bytes - 32)})
@@ -544,6 +545,8 @@ def main() -> int:
 
         section("scaling: get_items(limit=20) latency, one connection", started)
         results["scaling"] = scaling(work, args.quick, 2)
+        section("history: replace, follow (append -> event), fork", started)
+        results["history"] = history_bench(work, args.postgres_url, args.quick)
         section("memory", started)
         results["memory"] = memory(work, args.quick)
         print(f"  {results['memory']}", flush=True)

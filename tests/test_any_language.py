@@ -53,6 +53,14 @@ def test_readme_api_examples(tmp_path: Path) -> None:
         200,  # read, to see the ETag
         412,  # a write with an If-Match that is not the session's revision
         201,  # append with a Session-TTL
+        200,  # replace the whole history
+        200,  # replace from a seq
+        201,  # fork
+        201,  # append with Session-Metadata
+        200,  # patch the metadata
+        200,  # list by metadata
+        200,  # list by prefix
+        200,  # follow for a second
         200,  # /healthz
         200,  # /readyz
     ]

@@ -192,9 +192,9 @@ async def test_unknown_route_is_problem_404(http: httpx2.AsyncClient) -> None:
 async def test_405_lists_every_allowed_method(http: httpx2.AsyncClient) -> None:
     response = await http.put("/v1/sessions/abc")
     assert_problem(response, 405)
-    assert response.headers["allow"] == "DELETE, GET"
-    response = await http.put(items_url("abc"))
-    assert response.headers["allow"] == "GET, POST"
+    assert response.headers["allow"] == "DELETE, GET, PATCH"
+    response = await http.patch(items_url("abc"))
+    assert response.headers["allow"] == "GET, POST, PUT"
 
 
 async def test_wrong_content_type_is_415(http: httpx2.AsyncClient, session_id: str) -> None:

@@ -214,12 +214,25 @@ async def test_cancelled_clear_settles_first(proxy: TCPProxy, remote: RemoteSess
 # -- compaction hooks -----------------------------------------------------------------
 
 
-async def test_compaction_hooks_fall_back_without_atomic_replace(remote: RemoteSession) -> None:
+async def test_compaction_hooks_replace_atomically_across_seq_gaps(remote: RemoteSession) -> None:
     await remote.add_items([_item(1), _item(2)])
-    # This service has no PUT .../items yet: the SDK is told so and keeps its fallbacks.
-    assert await remote._get_compaction_snapshot(5) is None
-    assert await type(remote)._atomic_replace_items(remote, [_item(9)]) is False
-    assert await remote.get_items() == [_item(1), _item(2)]
+    assert await type(remote)._atomic_replace_items(remote, [_item(3), _item(4)]) is True
+    assert await remote.get_items() == [_item(3), _item(4)]
+    # A suffix replace leaves a gap: seqs 3, then 5, 6, 7 (4 was replaced).
+    await remote.replace_items([_item(9)], from_seq=4)
+    await remote.add_items([_item(10), _item(11)])
+    page = await remote.read_items()
+    assert (page.first_seq, page.last_seq, len(page.items)) == (3, 7, 4)
+    snapshot = await remote._get_compaction_snapshot(10)
+    assert snapshot is not None
+    assert snapshot.items == [_item(3), _item(9), _item(10), _item(11)]
+    assert snapshot.complete
+    # items[2:] are seqs 6 and 7 whatever the gap: the client asks for their number.
+    assert await snapshot.replace_suffix(2, [_item(99)]) is True
+    assert await remote.get_items() == [_item(3), _item(9), _item(99)]
+    # The snapshot's revision has passed: a second replace changes nothing.
+    assert await snapshot.replace_suffix(0, [_item(0)]) is False
+    assert await remote.get_items() == [_item(3), _item(9), _item(99)]
 
 
 class _CompactAPI:

@@ -88,7 +88,9 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
             ("other", [{"role": "user", "content": "hi"}]),
         ):
             response = httpx2.post(
-                f"{server.base_url}/v1/sessions/{name}/items", json={"items": items}, headers=auth
+                f"{server.base_url}/v1/sessions/{name}/items",
+                json={"items": items},
+                headers={**auth, "Session-Metadata": f'{{"topic": "{name}"}}'},
             )
             assert response.status_code == 201
         yield server
@@ -113,6 +115,9 @@ def test_browse_a_conversation(ui_server: ServerProcess) -> None:
             expect(page.locator("#sessions li")).to_have_count(2)
             expect(page.locator("#sessions li", has_text="other")).to_contain_text("1 item,")
 
+            page.fill("#search", "topic=other")  # searched on the server, by metadata
+            expect(page.locator("#sessions li")).to_have_count(1)
+            expect(page.locator("#sessions li")).to_contain_text("other")
             page.fill("#search", "weather")
             expect(page.locator("#sessions li")).to_have_count(1)
             page.click("#sessions li")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from pydantic import ValidationError
 
+from .cli_history import add_history_actions
 from .config import Settings, redact_url
 from .server import EDGE_FLAGS, add_edge_arguments
 
@@ -423,6 +424,7 @@ def _add_sessions(commands: Commands) -> None:
     delete = actions.add_parser("delete", help="clear a session")
     delete.add_argument("session_id")
     sessions.set_defaults(handler=_sessions)
+    add_history_actions(actions)
 
 
 def _add_info_commands(commands: Commands) -> None:

@@ -141,6 +141,22 @@ class Settings(BaseSettings):
         ge=0,
         description="Most items a session may hold; an append past it gets 422. 0: no limit.",
     )
+    max_metadata_bytes: int = Field(
+        default=4096,
+        ge=2,
+        le=1024 * 1024,
+        description="Largest metadata object a session may carry (its JSON text, in bytes).",
+    )
+    follow_heartbeat_seconds: float = Field(
+        default=15,
+        gt=0,
+        description="A live follow stream sends a comment this often when nothing happens.",
+    )
+    max_follow_streams: int = Field(
+        default=1000,
+        ge=0,
+        description="Live follow streams one process serves at once; more get 503.",
+    )
     max_sessions_per_tenant: int = Field(
         default=0,
         ge=0,

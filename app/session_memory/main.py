@@ -18,6 +18,7 @@ from .api.errors import install_problem_handlers
 from .api.main import api_router
 from .auth import ApiKeys
 from .config import Settings
+from .history.follow import Hub, start_follow
 from .middleware.access import AccessLog
 from .middleware.head import HeadAsGet
 from .middleware.host_guard import HostGuard, allowed_hosts
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
         opened = store or store_from_url(settings.database_url, settings)
         await opened.open()
         app.state.store = opened
+        listener = await start_follow(app, opened, settings)
         sweeper = asyncio.create_task(
             _sweep_forever(opened, app.state.metrics), name="expiry-sweeper"
         )
@@ -75,6 +77,9 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            app.state.hub.stop()
+            if listener is not None:
+                await listener.stop()
             await opened.close()
 
     app = FastAPI(
@@ -90,6 +95,8 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
     app.state.settings = settings
     app.state.api_keys = api_keys
     app.state.metrics = Metrics()
+    # Replaced at startup by the backend's hub (see history.follow.start_follow).
+    app.state.hub = Hub(max_streams=settings.max_follow_streams, local=True)
     install_problem_handlers(app)
     app.include_router(api_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -6,6 +6,7 @@
     ├── Unauthorized                  401
     ├── SessionNotFound               404
     ├── IdempotencyKeyInFlight        409
+    ├── SessionExists                 409 (a fork's target)
     ├── RequestTimeout                408 (the server protocol)
     ├── PreconditionFailed            412
     ├── PayloadTooLarge               413
@@ -16,6 +17,7 @@
     ├── HeadersTooLarge               431
     ├── ServiceUnavailable            503
     ├── TooManyConnections            503 (the server protocol's connection cap)
+    ├── TooManyStreams                503 (the cap on live follow streams)
     └── HttpProblem                   any (the framework's own 404, 405, ...: about:blank)
 
 Each ``type`` is a ``session_memory_client.protocol.ProblemType``. ``problem_response``
@@ -57,8 +59,10 @@ __all__ = [
     "ProblemError",
     "RequestTimeout",
     "ServiceUnavailable",
+    "SessionExists",
     "SessionNotFound",
     "TooManyConnections",
+    "TooManyStreams",
     "Unauthorized",
     "UnsupportedMediaType",
     "as_problem",
@@ -137,6 +141,18 @@ class SessionNotFound(ProblemError):
     status = 404
     type = ProblemType.SESSION_NOT_FOUND
     title = "Session not found"
+
+
+class SessionExists(ProblemError):
+    status = 409
+    type = ProblemType.SESSION_EXISTS
+    title = "Session exists"
+
+
+class TooManyStreams(ProblemError):
+    status = 503
+    type = ProblemType.TOO_MANY_STREAMS
+    title = "Too many streams"
 
 
 class IdempotencyKeyInFlight(ProblemError):

@@ -11,6 +11,7 @@ from ._exceptions import (
     SessionMemoryError,
     TransportError,
 )
+from ._history import FollowEvent, ReplaceResult
 from ._session import RemoteSession
 from ._transport import (
     API_KEY_ENV,
@@ -36,9 +37,11 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_SESSION_ID_LENGTH",
     "ConnectError",
+    "FollowEvent",
     "ItemPage",
     "ProblemError",
     "RemoteSession",
+    "ReplaceResult",
     "RequestTimeout",
     "SessionMemoryClient",
     "SessionMemoryError",

@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._exceptions import ProblemError
+from ._history import HistoryMethods
 from ._transport import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_BACKOFF,
@@ -23,7 +20,8 @@ from ._transport import (
     Transport,
 )
 from ._types import ItemPage, SessionRecord
-from .protocol import ProblemType, session_path, validate_session_id
+from ._writes import _encode, _settle
+from .protocol import session_path, validate_session_id
 
 if TYPE_CHECKING:
     import aiohttp
@@ -38,37 +36,6 @@ logger = logging.getLogger("session_memory_client")
 _T = TypeVar("_T")
 # How many distinct page sizes a session keeps a ready URL for (a Runner uses one).
 _KEPT_LIMIT_TARGETS = 8
-
-
-async def _settle(awaitable: Awaitable[_T]) -> _T:
-    """Wait for a write's outcome even when the caller is cancelled, then re-raise.
-
-    The SDK's 0.24 stores do the same: a ``CancelledError`` never leaves while the
-    write it interrupted could still land afterwards.
-    """
-    task = asyncio.ensure_future(awaitable)
-    loop = task.get_loop()
-    cancelled: asyncio.CancelledError | None = None
-    while not task.done():
-        # A waiter of our own, not the task: cancelling the caller cancels the waiter
-        # alone. (asyncio.wait does the same with more bookkeeping, on every write.)
-        waiter = loop.create_future()
-        task.add_done_callback(partial(_wake, waiter))
-        try:
-            await waiter
-        except asyncio.CancelledError as exc:
-            cancelled = cancelled or exc
-    if cancelled is not None:
-        # The outcome (value or error) is settled; the caller asked to stop.
-        if not task.cancelled():
-            task.exception()  # retrieved, so asyncio does not log it as lost
-        raise cancelled
-    return task.result()
-
-
-def _wake(waiter: asyncio.Future[None], _task: object) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionSettings | None:
@@ -96,30 +63,7 @@ def _coerce_settings(value: SessionSettings | dict[str, Any] | None) -> SessionS
     )
 
 
-# Built once: json.dumps with options builds an encoder on every call. Keys keep their
-# order; NaN and Infinity are refused here, as JSON has no such values.
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-_ENCODE_ASCII = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-
-
-def _encode(body: dict[str, Any]) -> bytes:
-    try:
-        return _ENCODE(body).encode()
-    except UnicodeEncodeError:
-        # A lone surrogate cannot be UTF-8; as a \uXXXX escape it round-trips.
-        return _ENCODE_ASCII(body).encode()
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """The SDK's ``_CompactionSnapshot`` shape, without importing a private SDK type."""
-
-    items: list[TResponseInputItem]
-    complete: bool
-    replace_suffix: Callable[[int, list[TResponseInputItem]], Awaitable[bool]]
-
-
-class RemoteSession:
+class RemoteSession(HistoryMethods):
     """A conversation history kept by a session-memory service.
 
     Implements the OpenAI Agents SDK's ``Session`` protocol, so
@@ -184,8 +128,6 @@ class RemoteSession:
         self._last_target = self._transport.target(path + "/items/last")
         self._limit_targets: dict[int, Target] = {}
         self._closed = False
-        # None until known: whether the service can replace items atomically (PUT).
-        self._replace_supported: bool | None = None
 
     @property
     def base_url(self) -> str:
@@ -325,85 +267,6 @@ class RemoteSession:
         self._check_open()
         record: SessionRecord = (await self._transport.request("GET", self._session_target)).json()
         return record
-
-    # -- compaction hooks (OpenAIResponsesCompactionSession, openai-agents >= 0.24) ----
-    #
-    # The SDK looks these up by name. Both need a server-side atomic replace,
-    # ``PUT /v1/sessions/{id}/items`` with ``{"items": [...], "from_seq": S}`` under
-    # If-Match. Until the service has it, they report "unsupported" and the SDK falls
-    # back to ``clear_session`` + ``add_items`` (whole history) or skips compaction of a
-    # partial view with a warning, as it does for any store without them.
-
-    async def _atomic_replace_items(self, items: list[TResponseInputItem]) -> bool:
-        """Replace the whole history with ``items`` in one step; False: not supported."""
-        self._check_open()
-        if self._replace_supported is False:
-            return False
-        page = await self.read_items(limit=0)
-        return await self._replace(0, items, page.etag)
-
-    async def _get_compaction_snapshot(
-        self,
-        limit: int,
-        *,
-        prune_prefix: Callable[[TResponseInputItem], bool] | None = None,
-    ) -> _Snapshot | None:
-        """The latest ``limit`` items and a way to replace a suffix of them atomically.
-
-        None (the SDK then uses its own checks) when the service cannot replace items,
-        or when the page's sequence numbers have gaps, so an item's number is unknown.
-        ``prune_prefix`` is accepted; expired-prefix pruning is the server's business.
-        """
-        self._check_open()
-        if not await self._can_replace():
-            return None
-        page = await self.read_items(limit=limit)
-        if page.first_seq is None or page.last_seq is None or not page.items:
-            return None
-        if page.last_seq - page.first_seq + 1 != len(page.items):
-            return None
-        first_seq, etag = page.first_seq, page.etag
-
-        async def replace_suffix(start: int, output: list[TResponseInputItem]) -> bool:
-            if start >= len(page.items):
-                return False
-            return await _settle(self._replace(first_seq + start, output, etag))
-
-        return _Snapshot(page.items, not page.has_more, replace_suffix)
-
-    async def _can_replace(self) -> bool:
-        if self._replace_supported is None:
-            # A PUT that cannot apply (an ETag no session has, no items): a service
-            # without the route answers 405; one with it refuses the precondition.
-            try:
-                await self._transport.request(
-                    "PUT", self._items_target, content=b"{}", if_match='"-1"'
-                )
-            except ProblemError as exc:
-                self._replace_supported = exc.status not in (404, 405, 501)
-            else:
-                self._replace_supported = True
-        return self._replace_supported
-
-    async def _replace(
-        self, from_seq: int, items: list[TResponseInputItem], etag: str | None
-    ) -> bool:
-        body = _encode({"items": list(items), "from_seq": from_seq})
-        try:
-            await self._transport.request(
-                "PUT", self._items_target, content=body, write=True, if_match=etag or "*"
-            )
-        except ProblemError as exc:
-            if exc.status in (405, 501) or (
-                exc.status == 404 and exc.type != ProblemType.SESSION_NOT_FOUND
-            ):
-                self._replace_supported = False
-                return False
-            if exc.status == 412:
-                return False
-            raise
-        self._replace_supported = True
-        return True
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
@@ -210,18 +210,21 @@ class Transport:
         content: bytes | None = None,
         write: bool = False,
         if_match: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Reply:
         """Send one logical request; retry what is transient; raise ours for the rest.
 
         A ``write`` carries one fresh Idempotency-Key for all its attempts, so a retried
         append lands once and a retried pop removes one item, even when an earlier
-        attempt reached the server and only its answer was lost.
+        attempt reached the server and only its answer was lost. ``idempotency_key``
+        gives that key explicitly (it makes the request a write).
         """
         headers = self._read_headers
+        write = write or idempotency_key is not None
         if content is not None or write or if_match is not None:
             headers = dict(self._json_headers if content is not None else self._plain_headers)
             if write:
-                headers[IDEMPOTENCY_KEY] = str(uuid.uuid4())
+                headers[IDEMPOTENCY_KEY] = idempotency_key or str(uuid.uuid4())
             if if_match is not None:
                 headers[IF_MATCH] = if_match
         started = self._clock()
@@ -243,6 +246,39 @@ class Transport:
             delay = min(self.max_backoff, self.backoff * 2**attempt)
             await self._sleep(random.uniform(delay / 2, delay))
             attempt += 1
+
+    async def stream_lines(
+        self, target: Target, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[str]:
+        """GET ``target`` and yield its body's lines (without line ends) as they arrive.
+
+        For endless responses (server-sent events): no total timeout, only one for
+        connecting. An error status raises ``ProblemError``; a lost or refused
+        connection raises ``TransportError`` (the caller decides whether to resume).
+        No retries here: resuming a stream needs the caller's cursor.
+        """
+        client = await self._client()
+        sent = {**self._plain_headers, **(headers or {})}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout)
+        try:
+            async with client.get(
+                target, headers=sent, timeout=timeout, allow_redirects=False
+            ) as response:
+                if response.status >= 400:
+                    raise _problem_error(response.status, await response.read())
+                while True:
+                    line = await response.content.readline()
+                    if not line:
+                        return
+                    yield line.decode().rstrip("\r\n")
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectError(
+                f"could not connect to session-memory at {self.base_url}: {exc}", url=str(target)
+            ) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError(
+                f"stream from session-memory at {self.base_url} failed: {exc!r}", url=str(target)
+            ) from exc
 
     def _may_retry(self, attempt: int, started: float) -> bool:
         if self.retries is not None and attempt >= self.retries:

@@ -21,11 +21,13 @@ __all__ = [
     "ETAG",
     "IDEMPOTENCY_KEY",
     "IF_MATCH",
+    "LAST_EVENT_ID",
     "MAX_SESSION_ID_LENGTH",
     "PROBLEM_MEDIA_TYPE",
     "PROBLEM_TYPE_PREFIX",
     "REQUEST_ID",
     "SESSION_ID_PATTERN",
+    "SESSION_METADATA",
     "SESSION_TTL",
     "ProblemType",
     "session_id_error",
@@ -40,6 +42,8 @@ IDEMPOTENCY_KEY = "Idempotency-Key"
 IF_MATCH = "If-Match"
 ETAG = "ETag"
 SESSION_TTL = "Session-TTL"
+SESSION_METADATA = "Session-Metadata"
+LAST_EVENT_ID = "Last-Event-ID"
 REQUEST_ID = "X-Request-ID"
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -65,6 +69,8 @@ class ProblemType:
     TOO_MANY_CONNECTIONS = PROBLEM_TYPE_PREFIX + "too-many-connections"
     INTERNAL_ERROR = PROBLEM_TYPE_PREFIX + "internal-error"
     STORE_UNAVAILABLE = PROBLEM_TYPE_PREFIX + "store-unavailable"
+    SESSION_EXISTS = PROBLEM_TYPE_PREFIX + "session-exists"
+    TOO_MANY_STREAMS = PROBLEM_TYPE_PREFIX + "too-many-streams"
 
 
 MAX_SESSION_ID_LENGTH = 256

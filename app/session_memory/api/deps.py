@@ -13,12 +13,25 @@ from session_memory_client.protocol import (
 )
 
 from ..auth import ApiKeys
+from ..history.follow import Hub
+from ..history.service import HistoryService
 from ..items.headers import IDEMPOTENCY_KEY_PATTERN, IF_MATCH_PATTERN, SESSION_TTL_PATTERN
 from ..items.service import ItemsService
 from ..problems import InvalidInput
 from ..storage import SessionStore
 
-__all__ = ["IdempotencyKey", "IfMatch", "ItemsDep", "SessionId", "SessionTTL", "StoreDep", "Tenant"]
+__all__ = [
+    "HistoryDep",
+    "HubDep",
+    "IdempotencyKey",
+    "IfMatch",
+    "ItemsDep",
+    "SessionId",
+    "SessionMetadata",
+    "SessionTTL",
+    "StoreDep",
+    "Tenant",
+]
 
 
 def get_store(request: Request) -> SessionStore:
@@ -28,7 +41,17 @@ def get_store(request: Request) -> SessionStore:
 
 def get_items(request: Request) -> ItemsService:
     state = request.app.state
-    return ItemsService(state.store, state.settings, state.metrics)
+    return ItemsService(state.store, state.settings, state.metrics, state.hub)
+
+
+def get_history(request: Request) -> HistoryService:
+    state = request.app.state
+    return HistoryService(state.store, state.settings, state.metrics, state.hub)
+
+
+def get_hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Bearer <key>`.")
@@ -104,7 +127,20 @@ SessionTTL = Annotated[
     ),
 ]
 
+SessionMetadata = Annotated[
+    str | None,
+    Header(
+        alias="Session-Metadata",
+        description=(
+            "A JSON object (at most `max_metadata_bytes`) the session starts with when this "
+            "append creates it; ignored when the session exists (change it with PATCH)."
+        ),
+    ),
+]
+
 StoreDep = Annotated[SessionStore, Depends(get_store)]
+HistoryDep = Annotated[HistoryService, Depends(get_history)]
+HubDep = Annotated[Hub, Depends(get_hub)]
 ItemsDep = Annotated[ItemsService, Depends(get_items)]
 Tenant = Annotated[str, Depends(get_tenant)]
 SessionId = Annotated[str, Depends(valid_session_id)]

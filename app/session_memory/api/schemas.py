@@ -7,14 +7,18 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from session_memory_client.protocol import MAX_SESSION_ID_LENGTH, SESSION_ID_PATTERN
 
 __all__ = [
     "AppendRequest",
     "AppendResponse",
+    "ForkRequest",
+    "ForkResponse",
     "HealthResponse",
     "ItemPageResponse",
     "PopResponse",
     "Problem",
+    "ReplaceRequest",
     "SessionListResponse",
     "SessionRecord",
 ]
@@ -51,6 +55,44 @@ class AppendResponse(BaseModel):
     )
 
 
+class ReplaceRequest(BaseModel):
+    """Items that replace a session's tail, in order, each stored exactly as sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[dict[str, Any]] = Field(
+        description="The new items, oldest first; they get numbers above any given before.",
+        examples=[[{"role": "assistant", "content": "Summary of the conversation so far"}]],
+    )
+    from_seq: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        description="Replace the items with seq >= this; absent: the whole history.",
+    )
+
+
+class ForkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str = Field(
+        min_length=1,
+        max_length=MAX_SESSION_ID_LENGTH,
+        pattern=SESSION_ID_PATTERN,
+        description="The new session's id (the path's rules); it must not exist.",
+    )
+    through_seq: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        description="Copy the items up to this seq; absent: all of them.",
+    )
+
+
+class ForkResponse(AppendResponse):
+    session_id: str = Field(description="The new session's id.")
+
+
 class ItemPageResponse(BaseModel):
     items: list[dict[str, Any]] = Field(description="Items, oldest first, exactly as stored.")
     first_seq: int | None = Field(description="Sequence number of the first item on this page.")
@@ -75,6 +117,9 @@ class SessionRecord(BaseModel):
     updated_at: datetime
     expires_at: datetime | None = Field(
         description="When the session expires unless written again; null: never."
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="The session's metadata object ({} when none)."
     )
 
 

@@ -12,10 +12,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from session_memory_client.protocol import SESSION_METADATA
 from starlette.datastructures import Headers
 from starlette.types import Receive
 
 from ..config import Settings
+from ..history.follow import Notifier
+from ..history.payload import parse_metadata
 from ..observability import Metrics
 from ..problems import PreconditionFailed
 from ..storage import ItemPage, PreconditionFailedError, SessionStore
@@ -59,12 +62,20 @@ def _conditional() -> Iterator[None]:
 class ItemsService:
     """The item operations of one tenant's sessions; any refusal is a ``ProblemError``."""
 
-    __slots__ = ("metrics", "settings", "store")
+    __slots__ = ("metrics", "notifier", "settings", "store")
 
-    def __init__(self, store: SessionStore, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        settings: Settings,
+        metrics: Metrics,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics
+        # Told of every committed write, for live follow streams (see history.follow).
+        self.notifier = notifier
 
     async def read(
         self,
@@ -142,6 +153,11 @@ class ItemsService:
         """
         revision = expected_revision(if_match)
         seconds = session_ttl(ttl)
+        metadata = headers.get(SESSION_METADATA)
+        if metadata is not None:
+            metadata = parse_metadata(
+                metadata, self.settings.max_metadata_bytes, where=SESSION_METADATA
+            )
         body = await read_json_body(headers, receive, self.settings.max_body_bytes)
         limits = BatchLimits(
             max_items=self.settings.max_items_per_request,
@@ -154,7 +170,7 @@ class ItemsService:
             idempotency_key,
             method="POST",
             session_id=session_id,
-            body=body,
+            body=body if metadata is None else body + b"\0" + metadata.encode(),
             ttl=self.settings.idempotency_ttl_seconds,
         )
         with _conditional():
@@ -166,9 +182,12 @@ class ItemsService:
                 idempotency=idempotency,
                 expected_revision=revision,
                 ttl=seconds,
+                metadata=metadata,
             )
         self.metrics.items_written.inc(result.count)
         self.metrics.write_batch.observe(result.count)
+        if self.notifier is not None and result.revision:
+            self.notifier.publish("append", tenant, session_id, result.revision)
         return Reply(201, append_body(result), result.revision)
 
     async def pop(
@@ -187,6 +206,8 @@ class ItemsService:
             item = await self.store.pop(
                 tenant, session_id, idempotency=idempotency, expected_revision=revision
             )
+        if self.notifier is not None and item is not None:
+            self.notifier.publish("pop", tenant, session_id, 0)
         return Reply(200, pop_body(item))
 
     async def clear(self, tenant: str, session_id: str, *, if_match: str | None) -> Reply:
@@ -194,4 +215,6 @@ class ItemsService:
         revision = expected_revision(if_match)
         with _conditional():
             await self.store.clear(tenant, session_id, expected_revision=revision)
+        if self.notifier is not None:
+            self.notifier.publish("clear", tenant, session_id, 0)
         return Reply(204)

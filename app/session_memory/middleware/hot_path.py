@@ -116,7 +116,7 @@ class HotPath:
         keys: ApiKeys = state.api_keys
         tenant = keys.tenant_for(headers.get("authorization"))
         scope["state"]["tenant"] = tenant
-        items = ItemsService(state.store, state.settings, state.metrics)
+        items = ItemsService(state.store, state.settings, state.metrics, state.hub)
         method = scope["method"]
         if method == "GET":
             return await items.read(

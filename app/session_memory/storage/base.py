@@ -243,6 +243,7 @@ class SessionInfo:
     updated_at: float
     revision: int
     expires_at: float | None = None
+    metadata: str | None = None  # a JSON object's text, None when it has none
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +334,7 @@ class SessionStore(Protocol):
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
         ttl: float | None = None,
+        metadata: str | None = None,
     ) -> AppendResult:
         """Append ``items`` (JSON texts) atomically and contiguously.
 
@@ -352,6 +354,9 @@ class SessionStore(Protocol):
         Every write renews the session's expiry: its own time-to-live if it has one
         (``ttl`` sets it; 0 means never), else the store's default. An expired
         session reads as empty at once, and its next write starts it afresh.
+
+        ``metadata`` (a JSON object's text) becomes the session's metadata when this
+        append creates the session; an existing session's metadata is left as it is.
         """
         ...
 

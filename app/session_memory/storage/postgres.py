@@ -51,6 +51,8 @@ from .base import (
     session_cursor,
 )
 from .postgres_functions import WRITE_FUNCTIONS
+from .postgres_history import HISTORY_MIGRATION, PostgresHistory, store_labels
+from .postgres_history_functions import HISTORY_FUNCTIONS
 
 __all__ = ["MIGRATIONS", "PostgresStore", "migrate"]
 
@@ -141,6 +143,10 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     # Appends, pops and clears as functions: one round trip each.
     (7, WRITE_FUNCTIONS),
+    # Session metadata, its labels and the follow trigger (the history operations).
+    (8, HISTORY_MIGRATION),
+    # Replace and fork as functions: one round trip each.
+    (9, HISTORY_FUNCTIONS),
 ]
 
 # Any two-int key will do; it only has to be the same in every replica.
@@ -148,7 +154,8 @@ _MIGRATION_LOCK = 0x5E55_1011
 
 _SESSION_COLUMNS = (
     "session_id, item_count, extract(epoch FROM created_at)::float8, "
-    "extract(epoch FROM updated_at)::float8, revision, extract(epoch FROM expires_at)::float8"
+    "extract(epoch FROM updated_at)::float8, revision, extract(epoch FROM expires_at)::float8, "
+    "metadata"
 )
 _LIVE = "(expires_at IS NULL OR expires_at > now())"
 
@@ -284,7 +291,7 @@ def _refused(row: asyncpg.Record | None, key: Idempotency) -> asyncpg.Record:
     return row
 
 
-class PostgresStore:
+class PostgresStore(PostgresHistory):
     """A ``SessionStore`` on PostgreSQL through an asyncpg connection pool."""
 
     def __init__(
@@ -371,13 +378,14 @@ class PostgresStore:
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
         ttl: float | None = None,
+        metadata: str | None = None,
     ) -> AppendResult:
         count = len(items)
         if count == 0:
             return AppendResult(count=0, first_seq=None, last_seq=None)
         key = idempotency or _NO_KEY
 
-        async def work(conn: Connection) -> asyncpg.Record | None:
+        async def call(conn: Connection) -> asyncpg.Record | None:
             return await conn.fetchrow(
                 "SELECT * FROM session_memory_append("
                 "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -394,6 +402,24 @@ class PostgresStore:
                 self._default_ttl,
                 self._sweep_batch_rows,
             )
+
+        async def work(conn: Connection) -> asyncpg.Record | None:
+            if metadata is None:
+                return await call(conn)
+            # Metadata given at creation: the append and the metadata in one
+            # transaction (a round trip more, only for such appends).
+            async with conn.transaction():
+                row = await call(conn)
+                if row is not None and row["r_status"] == "ok" and row["r_first"] == 1:
+                    rowid = await conn.fetchval(
+                        "UPDATE sessions SET metadata = $3 WHERE tenant = $1 AND session_id = $2 "
+                        "RETURNING id",
+                        tenant,
+                        session_id,
+                        metadata,
+                    )
+                    await store_labels(conn, tenant, rowid, metadata)
+                return row
 
         row = _refused(await self._run(work), key)
         if row["r_status"] == "replay":

@@ -47,9 +47,10 @@ from .base import (
     revision_at,
     session_cursor,
 )
+from .sqlite_history import HISTORY_MIGRATION, SQLiteHistory, store_labels
 from .sqlite_writer import GroupCommitWriter, connect, translate
 
-__all__ = ["MIGRATIONS", "SQLiteStore", "sqlite_path_from_url"]
+__all__ = ["MIGRATIONS", "SQLiteStore", "split_script", "sqlite_path_from_url"]
 
 T = TypeVar("T")
 
@@ -135,6 +136,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE TABLE retired_sessions (id INTEGER PRIMARY KEY);
         """,
     ),
+    # Session metadata and its labels (the history operations).
+    (7, HISTORY_MIGRATION),
 ]
 
 # A session's revisions (``base.revision_at``): a new session's first, and the next one.
@@ -143,7 +146,7 @@ _FIRST_REVISION = (
 )
 _NEXT_REVISION = "max(revision + 1, :now_us)"
 _SESSION_ROWID = "(SELECT id FROM sessions WHERE tenant = ? AND session_id = ?)"
-_SESSION_COLUMNS = "session_id, item_count, created_at, updated_at, revision, expires_at"
+_SESSION_COLUMNS = "session_id, item_count, created_at, updated_at, revision, expires_at, metadata"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 # The expiry a write gives a session: now + its own TTL, else the default; none if 0.
 _EXPIRY = (
@@ -333,7 +336,7 @@ def _forget(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]) -> int:
     return gone
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteHistory):
     """A ``SessionStore`` on one SQLite file in WAL mode with ``synchronous=FULL``.
 
     Which connection does what (one rule each):
@@ -512,6 +515,7 @@ class SQLiteStore:
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
         ttl: float | None = None,
+        metadata: str | None = None,
     ) -> AppendResult:
         count = len(items)
         if count == 0:
@@ -564,6 +568,10 @@ class SQLiteStore:
                 },
             ).fetchone()
             first_seq = last_seq - count + 1
+            if metadata is not None and first_seq == 1:
+                # The append made the session: it starts with this metadata.
+                conn.execute("UPDATE sessions SET metadata = ? WHERE id = ?", (metadata, rowid))
+                store_labels(conn, tenant, rowid, metadata)
             conn.executemany(
                 "INSERT INTO items (session, seq, body) VALUES (?, ?, ?)",
                 [(rowid, first_seq + i, body) for i, body in enumerate(items)],
@@ -771,6 +779,19 @@ class SQLiteStore:
         )
 
 
+def split_script(sql: str) -> list[str]:
+    """A script's statements; a trigger's body keeps its inner semicolons."""
+    statements: list[str] = []
+    pending = ""
+    for piece in sql.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\n;"):
+                statements.append(pending)
+            pending = ""
+    return statements
+
+
 async def migrate(conn: aiosqlite.Connection, *, target: int | None = None) -> list[int]:
     """Apply pending migrations up to ``target`` (all by default); return the versions applied."""
     await conn.execute(
@@ -786,7 +807,7 @@ async def migrate(conn: aiosqlite.Connection, *, target: int | None = None) -> l
             continue
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in filter(str.strip, sql.split(";")):
+            for statement in split_script(sql):
                 await conn.execute(statement)
             await conn.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BeforeValidator
 from starlette.responses import Response
 
 from ...items.numbers import ascii_digits
 from ...problems import InvalidInput, SessionNotFound
 from ...storage import InvalidCursorError, SessionInfo
-from ..deps import IfMatch, ItemsDep, SessionId, StoreDep, Tenant
+from ..deps import HistoryDep, IfMatch, ItemsDep, SessionId, StoreDep, Tenant
 from ..errors import problem_responses
 from ..schemas import SessionListResponse, SessionRecord
 
@@ -30,6 +31,7 @@ def _record(info: SessionInfo) -> SessionRecord:
         expires_at=None
         if info.expires_at is None
         else datetime.fromtimestamp(info.expires_at, UTC),
+        metadata=json.loads(info.metadata) if info.metadata else {},
     )
 
 
@@ -41,7 +43,8 @@ def _record(info: SessionInfo) -> SessionRecord:
 )
 async def list_sessions(
     tenant: Tenant,
-    store: StoreDep,
+    request: Request,
+    history: HistoryDep,
     limit: Annotated[
         int, Query(ge=1, le=1000, description="Sessions per page."), BeforeValidator(ascii_digits)
     ] = 50,
@@ -52,10 +55,20 @@ async def list_sessions(
             description="The `next_cursor` of the previous page (opaque).",
         ),
     ] = None,
+    prefix: Annotated[
+        str | None,
+        Query(min_length=1, max_length=256, description="Only ids that start with this."),
+    ] = None,
 ) -> SessionListResponse:
-    """List sessions, most recently updated first, in keyset pages."""
+    """List sessions, most recently updated first, in keyset pages.
+
+    Filter by metadata with `metadata.<key>=<value>` (exact match on a top-level
+    string, number or boolean; several combine with AND) and by id with `prefix`.
+    """
     try:
-        page = await store.list_sessions(tenant, limit=limit, cursor=cursor)
+        page = await history.list_sessions(
+            tenant, limit=limit, cursor=cursor, query=request.query_params, prefix=prefix
+        )
     except InvalidCursorError:
         raise InvalidInput(
             "cursor must be the next_cursor of an earlier page, unchanged",

@@ -1,0 +1,113 @@
+"""Request bodies of the history routes: replace's items (kept as sent), fork, metadata."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..items.payload import BatchLimits, parse_item_batch
+from ..problems import InvalidInput, MalformedBody, PayloadTooLarge
+
+__all__ = ["parse_fork", "parse_metadata", "parse_replace"]
+
+MAX_SEQ = 2**63 - 1
+
+
+def _invalid(detail: str, *loc: object) -> InvalidInput:
+    return InvalidInput(detail, extra={"errors": [{"loc": list(loc), "msg": detail}]})
+
+
+def _load(body: bytes, where: str) -> Any:
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise MalformedBody(f"{where} is not valid UTF-8") from None
+    except ValueError as exc:
+        raise MalformedBody(f"{where} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _invalid(f"{where} is nested too deeply", "body") from None
+
+
+def _seq(value: object, name: str) -> int | None:
+    if value is None:
+        return None
+    # JSON Schema's integer takes 3.0 too: a number with no fraction is one.
+    if isinstance(value, float) and value.is_integer() and 0 <= value <= MAX_SEQ:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
+        raise _invalid(f"{name!r} must be a sequence number (an integer from 0)", "body", name)
+    return value
+
+
+def parse_replace(body: bytes, limits: BatchLimits) -> tuple[list[str], int | None]:
+    """``{"items": [...], "from_seq": S}``: the items' raw text, and S (None when absent).
+
+    The items are split by the append parser, so they are kept byte for byte and
+    bounded alike; ``from_seq`` is taken out first (it is a short number).
+    """
+    document = _load(body, "body")
+    if not isinstance(document, dict):
+        raise _invalid('body must be a JSON object: {"items": [...], "from_seq": S}', "body")
+    unknown = set(document) - {"items", "from_seq"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise _invalid(f"unknown field {name!r}; the body holds 'items' and 'from_seq'", name)
+    from_seq = _seq(document.get("from_seq"), "from_seq")
+    if "items" not in document:
+        raise _invalid("field 'items' is required", "body", "items")
+    # Re-split the original text so each item stays exactly as the client sent it:
+    # drop from_seq by parsing a copy of the body that holds only the items array.
+    start, end = _items_span(body)
+    return parse_item_batch(b'{"items":' + body[start:end] + b"}", limits), from_seq
+
+
+def _items_span(body: bytes) -> tuple[int, int]:
+    """Where the value of the top-level "items" member lies in ``body`` (valid JSON)."""
+    text = body.decode()
+    decoder = json.JSONDecoder()
+    pos = text.index("{") + 1
+    while True:
+        while text[pos] in " \t\r\n,":
+            pos += 1
+        key, pos = decoder.raw_decode(text, pos)
+        while text[pos] in " \t\r\n:":
+            pos += 1
+        _, end = decoder.raw_decode(text, pos)
+        if key == "items":
+            return len(text[:pos].encode()), len(text[:end].encode())
+        pos = end
+
+
+def parse_fork(body: bytes, *, check_id: Any) -> tuple[str, int | None]:
+    """``{"session_id": "new-id", "through_seq": S}``: the new id and S (None: all)."""
+    document = _load(body, "body")
+    if not isinstance(document, dict):
+        raise _invalid('body must be a JSON object: {"session_id": "new-id"}', "body")
+    unknown = set(document) - {"session_id", "through_seq"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise _invalid(f"unknown field {name!r}; the body holds 'session_id', 'through_seq'", name)
+    target = document.get("session_id")
+    if not isinstance(target, str):
+        raise _invalid("'session_id' (the new session's id) is required", "body", "session_id")
+    error = check_id(target)
+    if error is not None:
+        raise _invalid(error, "body", "session_id")
+    return target, _seq(document.get("through_seq"), "through_seq")
+
+
+def parse_metadata(text: str | bytes, max_bytes: int, *, where: str) -> str:
+    """A metadata object (or a merge patch) as compact JSON text, bounded by ``max_bytes``."""
+    size = len(text.encode() if isinstance(text, str) else text)
+    if size > max_bytes:
+        raise PayloadTooLarge(
+            f"{where} is {size} bytes; metadata may take at most {max_bytes}",
+            extra={"limit": "max_metadata_bytes", "max": max_bytes},
+        )
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise _invalid(f"{where} must be a JSON object", where) from None
+    if not isinstance(value, dict):
+        raise _invalid(f"{where} must be a JSON object", where)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,216 @@
+"""History operations of ``RemoteSession``: atomic replace, live follow, and the Agents
+SDK's compaction hooks built on them.
+
+``HistoryMethods`` is mixed into ``RemoteSession``; it speaks HTTP only through the
+session's ``Transport`` (``_transport``), like every other method.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import ProblemError, TransportError
+from ._transport import Reply, Target, Transport
+from ._types import ItemPage
+from ._writes import _encode, _settle, _Snapshot
+from .protocol import LAST_EVENT_ID, ProblemType
+
+if TYPE_CHECKING:
+    from agents.items import TResponseInputItem
+
+__all__ = ["FollowEvent", "HistoryMethods", "ReplaceResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceResult:
+    """Where a replace put the new items, and the session's revision after it."""
+
+    count: int
+    first_seq: int | None
+    last_seq: int | None
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class FollowEvent:
+    """One change: ``append`` (``seq`` and ``item``), or ``pop``/``replace``/``clear``
+    (``revision``: re-read the session to see what it holds now)."""
+
+    kind: str
+    seq: int | None = None
+    item: Any = None
+    revision: int | None = None
+
+
+def _revision(reply: Reply) -> int:
+    return int((reply.etag or '"0"').strip('"'))
+
+
+class HistoryMethods:
+    """``replace_items``, ``follow`` and the compaction hooks of ``RemoteSession``."""
+
+    if TYPE_CHECKING:
+        session_id: str
+        _transport: Transport
+        _path: str
+        _items_target: Target
+
+        def _check_open(self) -> None: ...
+
+        async def read_items(
+            self,
+            *,
+            limit: int | None = None,
+            after: int | None = None,
+            before: int | None = None,
+        ) -> ItemPage: ...
+
+    async def replace_items(
+        self,
+        items: list[TResponseInputItem],
+        *,
+        from_seq: int | None = None,
+        if_revision: int | None = None,
+    ) -> ReplaceResult:
+        """Replace the items from ``from_seq`` on (all when None) by ``items``, atomically.
+
+        The new items are numbered above every seq the session has given. With
+        ``if_revision`` (an ETag's number) only if the session is still at that
+        revision: else ``ProblemError`` with status 412 and nothing changes. Retried
+        like every write, under one Idempotency-Key; a cancelled call waits for the
+        outcome first.
+        """
+        self._check_open()
+        return await _settle(
+            self._replace(
+                items,
+                from_seq=from_seq,
+                if_match=None if if_revision is None else f'"{if_revision}"',
+            )
+        )
+
+    async def _replace(
+        self, items: list[TResponseInputItem], *, from_seq: int | None, if_match: str | None
+    ) -> ReplaceResult:
+        body: dict[str, Any] = {"items": list(items)}
+        if from_seq is not None:
+            body["from_seq"] = from_seq
+        reply = await self._transport.request(
+            "PUT",
+            self._items_target,
+            content=_encode(body),
+            idempotency_key=str(uuid.uuid4()),
+            if_match=if_match,
+        )
+        answer = reply.json()
+        return ReplaceResult(
+            answer["count"], answer["first_seq"], answer["last_seq"], _revision(reply)
+        )
+
+    async def follow(self, after: int | None = None) -> AsyncIterator[FollowEvent]:
+        """The session's changes as they happen (after seq ``after``; None: from now on).
+
+        An async iterator that never ends by itself (close it, or stop iterating). A
+        lost connection is resumed after the last item seen (``Last-Event-ID``), without
+        gaps or repeats, waiting the session's backoff between attempts. An error
+        answer (401, 404 for a bad id, 503 when the server has too many streams) is
+        raised as ``ProblemError``.
+        """
+        self._check_open()
+        target = self._transport.target(self._path + "/events")
+        cursor = after
+        attempt = 0
+        while True:
+            headers = {} if cursor is None else {LAST_EVENT_ID: str(cursor)}
+            fields: dict[str, str] = {}
+            try:
+                async for line in self._transport.stream_lines(target, headers):
+                    attempt = 0
+                    if line.startswith(":") or not (line or fields):
+                        continue
+                    if line:
+                        name, _, value = line.partition(":")
+                        value = value.removeprefix(" ")
+                        fields[name] = f"{fields[name]}\n{value}" if name in fields else value
+                        continue
+                    kind, data = fields.get("event", "message"), fields.get("data", "null")
+                    seq = int(fields["id"]) if "id" in fields else None
+                    fields = {}
+                    if kind == "append":
+                        cursor = seq
+                        yield FollowEvent(kind, seq=seq, item=json.loads(data))
+                    else:
+                        yield FollowEvent(kind, revision=json.loads(data).get("revision"))
+            except TransportError:
+                pass
+            # The stream ended (a restart, a proxy) or the connection was lost: resume.
+            transport = self._transport
+            await transport._sleep(min(transport.max_backoff, transport.backoff * 2**attempt))
+            attempt += 1
+
+    # -- the Agents SDK's compaction hooks (OpenAIResponsesCompactionSession) ---------
+    #
+    # The SDK looks these up by name; both use PUT .../items (atomic replace).
+
+    async def _atomic_replace_items(self, items: list[TResponseInputItem]) -> bool:
+        """Replace the whole history with ``items`` in one step (the SDK's whole-history
+        compaction): an append racing it lands either wholly before (and is replaced)
+        or after it, never half."""
+        self._check_open()
+        await _settle(self._replace(items, from_seq=None, if_match=None))
+        return True
+
+    async def _get_compaction_snapshot(
+        self,
+        limit: int,
+        *,
+        prune_prefix: Any = None,
+    ) -> _Snapshot | None:
+        """The latest ``limit`` items and a way to replace a suffix of them atomically.
+
+        ``replace_suffix(start, items)`` replaces ``items[start:]`` of the snapshot only
+        if the session is still at the snapshot's revision (If-Match), else returns
+        False and changes nothing. The page is read with its byte bound: fewer items
+        than ``limit`` come back when they are large (``complete`` says whether the
+        snapshot holds the whole history). ``prune_prefix`` is accepted; expired-prefix
+        pruning is the server's business.
+        """
+        self._check_open()
+        page = await self.read_items(limit=limit)
+        items = page.items
+        etag = page.etag
+
+        async def replace_suffix(start: int, output: list[TResponseInputItem]) -> bool:
+            if start >= len(items) or page.last_seq is None:
+                return False
+            from_seq = await self._seq_of(len(items) - start, page)
+            if from_seq is None:
+                return False
+            try:
+                await _settle(self._replace(output, from_seq=from_seq, if_match=etag or "*"))
+            except ProblemError as exc:
+                if exc.type == ProblemType.PRECONDITION_FAILED:
+                    return False
+                raise
+            return True
+
+        return _Snapshot(items, not page.has_more, replace_suffix)
+
+    async def _seq_of(self, newest: int, page: ItemPage) -> int | None:
+        """The seq of the first of the ``newest`` latest items of ``page``; None if the
+        session has moved on since (the replace would not apply anyway)."""
+        assert page.first_seq is not None
+        assert page.last_seq is not None
+        if page.last_seq - page.first_seq + 1 == len(page.items):
+            # No gaps (nothing replaced in that range): the number is known.
+            return page.last_seq - newest + 1
+        # Gaps from an earlier replace: ask for that many latest items, at the same
+        # revision, and take their first seq.
+        tail = await self.read_items(limit=newest)
+        if tail.etag != page.etag or len(tail.items) != newest:
+            return None
+        return tail.first_seq
