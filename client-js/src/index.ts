@@ -7,6 +7,7 @@ export {
   DEFAULT_RETRY_BUDGET_MS,
   DEFAULT_TIMEOUT_MS,
   MAX_BACKOFF_MS,
+  MAX_SUFFIX_ATTEMPTS,
   RemoteSession,
   type CallOptions,
   type RemoteSessionOptions,
@@ -20,6 +21,14 @@ export {
   TransportError,
   type Problem,
 } from './errors.js';
+export {
+  ALREADY_APPLIED,
+  canonicalJson,
+  operationKey,
+  SUFFIX_MISMATCH,
+  type HistoryTransaction,
+  type HistoryTransactionArgs,
+} from './history.js';
 export { canonicalItems, fromStoredItems, toStoredItems, type StoredItem } from './items.js';
 export {
   IDEMPOTENCY_KEY,

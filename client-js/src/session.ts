@@ -3,11 +3,22 @@
  * API, behaving like the Python client's `RemoteSession` (session_memory_client/_session.py).
  */
 
-import type { AgentInputItem, Session } from '@openai/agents-core';
+import { UserError, type AgentInputItem, type Session } from '@openai/agents-core';
 
 import { ConnectError, ProblemError, RequestTimeout, TransportError, type Problem } from './errors.js';
 import { canonicalItems, fromStoredItems, toStoredItems, type StoredItem } from './items.js';
-import { IDEMPOTENCY_KEY, ProblemType, sessionPath, validateSessionId } from './protocol.js';
+import {
+  ALREADY_APPLIED,
+  canonicalJson,
+  checkTransactionArgs,
+  operationKey,
+  sameItems,
+  SUFFIX_MISMATCH,
+  UNREACHABLE_ETAG,
+  type HistoryTransactionArgs,
+  type ReplaceSuffixTransaction,
+} from './history.js';
+import { ETAG, IDEMPOTENCY_KEY, IF_MATCH, ProblemType, sessionPath, validateSessionId } from './protocol.js';
 
 export const DEFAULT_BASE_URL = 'http://127.0.0.1:8000';
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -55,6 +66,27 @@ type RequestSpec = {
   headers?: Record<string, string>;
   signal?: AbortSignal | undefined;
 };
+
+/** A page of a read: `first_seq` is the seq of `items[0]`. */
+type ItemPage = { items: StoredItem[]; first_seq: number | null; last_seq: number | null; has_more: boolean };
+
+/** The latest items, the seq of the first, the ETag they were read at, and whether that is all. */
+type Tail = { items: StoredItem[]; firstSeq: number | null; etag: string; complete: boolean };
+
+/**
+ * How many times a suffix replace re-checks the history after a concurrent write
+ * made its If-Match fail; each time a write landed, so under any sane load the
+ * suffix is either confirmed or gone long before this.
+ */
+export const MAX_SUFFIX_ATTEMPTS = 16;
+
+/**
+ * The replace request for `items` from the item after seq `before` on (the whole
+ * history when null), in canonical bytes so a repeat of the operation is the same request.
+ */
+function replaceBody(items: StoredItem[], before: number | null): string {
+  return canonicalJson(before === null ? { items } : { items, from_seq: before + 1 });
+}
 
 /** A completed exchange: the body is read inside the retry loop, so a broken body is retried too. */
 type Answer = { status: number; headers: Headers; text: string };
@@ -213,12 +245,169 @@ export class RemoteSession implements Session {
     await this.request({ method: 'DELETE', path: '', signal: options.signal });
   }
 
-  // Not yet: applyHistoryTransaction (append with an operation id, replace_suffix
-  // with its expected suffix) and replaceHistoryWithCompaction. They need the
-  // service's atomic replace (PUT .../items with from_seq, If-Match, an
-  // Idempotency-Key replay); `request` already takes an explicit key (the
-  // operation id) and extra headers, and answers carry the ETag. Until then the
-  // Runner falls back to clearSession + addItems for compaction.
+  // -- history transactions (the SDK's optional capabilities) ------------------------
+
+  /**
+   * Apply one history transaction atomically, at most once per operation id.
+   *
+   * `append_items` is one append whose Idempotency-Key is derived from the
+   * operation id. `replace_suffix` reads the latest items with the session's ETag,
+   * checks that they end with `expectedSuffix`, and replaces them by `replacement`
+   * in one `PUT .../items` with `from_seq` and If-Match: if anything was written in
+   * between, the service refuses (412) and the check runs again on the new history,
+   * so a concurrent append is never overwritten. A suffix that does not match
+   * changes nothing and throws the SDK's `UserError`.
+   *
+   * Repeating an operation id with the same transaction succeeds without applying
+   * it again (the service replays the recorded outcome); reusing it for a different
+   * transaction throws `UserError` and changes nothing. The service keeps keys for
+   * its idempotency retention time (24 h by default).
+   */
+  async applyHistoryTransaction(args: HistoryTransactionArgs, options: CallOptions = {}): Promise<void> {
+    const { operationId, transaction } = checkTransactionArgs(args);
+    const key = await operationKey(this.sessionId, operationId);
+    if (transaction.type === 'append_items') {
+      const items = toStoredItems(transaction.items);
+      // The service records no key for an empty append (it writes nothing), so an
+      // empty append is a no-op here, as the SDK's in-memory session makes it.
+      if (items.length === 0) return;
+      await this.keyedWrite('POST', canonicalJson({ items }), key, {}, options);
+      return;
+    }
+    await this.replaceSuffix(transaction, key, options);
+  }
+
+  /**
+   * Replace the whole history by `items` (a compaction item and the suffix it keeps)
+   * in one transaction: readers see the old history or the new one, never an empty
+   * session in between, and the session keeps its id, TTL and metadata.
+   */
+  async replaceHistoryWithCompaction(items: AgentInputItem[], options: CallOptions = {}): Promise<void> {
+    await this.replaceStoredItems(toStoredItems(items), options);
+  }
+
+  /** Replace the whole history by items already in the stored shape; see `replaceHistoryWithCompaction`. */
+  async replaceStoredItems(items: StoredItem[], options: CallOptions = {}): Promise<void> {
+    await this.request({
+      method: 'PUT',
+      path: '/items',
+      body: JSON.stringify({ items }),
+      idempotentWrite: true,
+      signal: options.signal,
+    });
+  }
+
+  private async replaceSuffix(
+    transaction: ReplaceSuffixTransaction,
+    key: string,
+    options: CallOptions,
+  ): Promise<void> {
+    const expected = canonicalItems(transaction.expectedSuffix);
+    const replacement = toStoredItems(transaction.replacement);
+    for (let attempt = 0; attempt < MAX_SUFFIX_ATTEMPTS; attempt++) {
+      // One item more than the suffix: the seq of the item before it is where the
+      // replaced range starts, a number that stays put when the replace lands (so
+      // a repeat of this operation can rebuild the same request; see below).
+      const tail = await this.readTail(expected.length + 1, options);
+      const start = tail.items.length - expected.length;
+      const matches =
+        (start === 1 || (start === 0 && tail.complete)) &&
+        sameItems(fromStoredItems(tail.items.slice(start)), expected);
+      if (!matches) break;
+      const body = replaceBody(replacement, start === 1 ? tail.firstSeq : null);
+      try {
+        await this.keyedWrite('PUT', body, key, { [IF_MATCH]: tail.etag }, options);
+        return;
+      } catch (error) {
+        if (error instanceof ProblemError && error.type === ProblemType.PRECONDITION_FAILED) continue;
+        throw error;
+      }
+    }
+    // The suffix is not there (or never held still). Was this operation applied
+    // already? Then the history ends with its replacement, after the same item as
+    // before, and the same request replays: sent with an ETag no session has, it
+    // answers 200 when the key recorded exactly this request, 422 when the key
+    // recorded another one, and 412 (recording nothing) when the key is unused.
+    const tail = await this.readTail(replacement.length + 1, options);
+    const start = tail.items.length - replacement.length;
+    const atTail =
+      (start === 1 || (start === 0 && tail.complete)) &&
+      sameItems(fromStoredItems(tail.items.slice(start)), fromStoredItems(replacement));
+    const body = replaceBody(replacement, atTail && start === 1 ? tail.firstSeq : null);
+    try {
+      await this.keyedWrite('PUT', body, key, { [IF_MATCH]: UNREACHABLE_ETAG }, options);
+      return;
+    } catch (error) {
+      if (error instanceof ProblemError && error.type === ProblemType.PRECONDITION_FAILED) {
+        throw new UserError(SUFFIX_MISMATCH);
+      }
+      throw error;
+    }
+  }
+
+  /** A write keyed by an operation: the key reused by another request is the SDK's UserError. */
+  private async keyedWrite(
+    method: string,
+    body: string,
+    key: string,
+    headers: Record<string, string>,
+    options: CallOptions,
+  ): Promise<Answer> {
+    try {
+      return await this.request({
+        method,
+        path: '/items',
+        body,
+        idempotentWrite: key,
+        headers,
+        signal: options.signal,
+      });
+    } catch (error) {
+      if (error instanceof ProblemError && error.type === ProblemType.IDEMPOTENCY_KEY_REUSED) {
+        throw new UserError(ALREADY_APPLIED);
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * The latest `count` items (fewer when the session holds fewer), all read at one
+   * revision: a page may stop early at the service's byte bound, and the pages
+   * before it are fetched until `count` are in; a write in between starts it over.
+   */
+  private async readTail(count: number, options: CallOptions): Promise<Tail> {
+    for (;;) {
+      const items: StoredItem[] = [];
+      let etag: string | null = null;
+      let firstSeq: number | null = null;
+      let more = true;
+      let moved = false;
+      while (items.length < count && more) {
+        const query =
+          firstSeq === null
+            ? `?limit=${count - items.length}`
+            : `?before=${firstSeq}&limit=${count - items.length}`;
+        const answer = await this.request({ method: 'GET', path: '/items', query, signal: options.signal });
+        const tag = answer.headers.get(ETAG);
+        if (etag !== null && tag !== etag) {
+          moved = true;
+          break;
+        }
+        etag = tag;
+        const page = JSON.parse(answer.text) as ItemPage;
+        if (page.items.length === 0) {
+          more = false;
+          break;
+        }
+        items.unshift(...page.items);
+        firstSeq = page.first_seq;
+        more = page.has_more;
+      }
+      if (moved) continue;
+      if (etag === null) throw new TypeError('session-memory answered a read without an ETag');
+      return { items, firstSeq, etag, complete: !more };
+    }
+  }
 
   /**
    * Compare items the way they come back from the service: a JS spelling that is
@@ -241,7 +430,7 @@ export class RemoteSession implements Session {
    * Reads and clears are idempotent by nature. Writes carry one fresh
    * Idempotency-Key for all their attempts, so a retried append lands once and a
    * retried pop removes one item, even when an earlier attempt reached the server.
-   * (The atomic replace, `PUT .../items` with If-Match, will go through here too.)
+   * A history transaction passes its own key (derived from its operation id).
    */
   protected async request(spec: RequestSpec): Promise<Answer> {
     const signal = combine(this.signal, spec.signal);

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { Agent, Runner, setTracingDisabled, tool } from '@openai/agents-core';
+import { Agent, Runner, setTracingDisabled, tool, type AgentOutputItem } from '@openai/agents-core';
 import { z } from 'zod';
 
 import { RemoteSession } from '../src/index.js';
@@ -71,4 +71,36 @@ test('two Runner turns: the second sees the first, tool call and output included
   );
   assert.deepEqual(stored[2], { type: 'function_call_output', call_id: 'call_1', output: 'sunny in Oslo' });
   assert.equal(stored[1]!.call_id, 'call_1');
+});
+
+test('a model turn that returns a compaction item replaces the history in one PUT', async () => {
+  const compaction = { type: 'compaction', id: 'cmp_1', encrypted_content: 'summary-of-turn-1' } as AgentOutputItem;
+  const model = new ScriptedModel([
+    [assistantMessage('First answer.')],
+    [compaction, assistantMessage('Second answer.')],
+    [assistantMessage('Third answer.')],
+  ]);
+  const agent = new Agent({ name: 'assistant', model });
+  const methods: string[] = [];
+  const session = new RemoteSession(`compaction-${Date.now()}`, {
+    baseUrl: server.baseUrl,
+    apiKey: API_KEY,
+    fetch: (input, init) => (methods.push(init?.method ?? 'GET'), fetch(input, init)),
+  });
+  const runner = new Runner();
+  await runner.run(agent, 'one', { session });
+  await runner.run(agent, 'two', { session });
+
+  // The compaction item and what follows it, swapped in atomically: no clear, no re-add.
+  assert.ok(methods.includes('PUT'), `methods: ${methods}`);
+  assert.ok(!methods.includes('DELETE'), `methods: ${methods}`);
+  const stored = await session.getStoredItems();
+  assert.deepEqual(stored.map((item) => item.type ?? 'message'), ['compaction', 'message']);
+  assert.equal(stored[0]!.encrypted_content, 'summary-of-turn-1');
+
+  // The next turn's model input starts at the compaction item.
+  await runner.run(agent, 'three', { session });
+  const seen = model.calls.at(-1)!.input as Record<string, unknown>[];
+  assert.deepEqual(seen.map((item) => item.type ?? 'message'), ['compaction', 'message', 'message']);
+  assert.deepEqual(texts(seen), ['Second answer.', 'three']);
 });

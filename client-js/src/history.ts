@@ -1,0 +1,124 @@
+/**
+ * History transactions for `RemoteSession`: the JS Agents SDK's optional
+ * `applyHistoryTransaction` (append with an operation id, and `replace_suffix`
+ * guarded by its expected suffix), built on the service's atomic replace
+ * (`PUT .../items` with `from_seq`), If-Match and Idempotency-Key replay.
+ * The Python client's `_history.py` does the same for the Python SDK.
+ *
+ * The helpers here are pure (no I/O): the key an operation id maps to, the
+ * canonical bytes a request body is sent as, and the SDK's argument checks.
+ */
+
+import { UserError, type AgentInputItem } from '@openai/agents-core';
+
+/** The SDK's own words (MemorySession), so callers see the same errors from every session. */
+export const ALREADY_APPLIED =
+  'Session history operation was already applied with a different transaction.';
+export const SUFFIX_MISMATCH = 'Session history suffix no longer matches the transaction precondition.';
+
+/**
+ * An ETag no session ever has: revisions count up from 1, one per write across the
+ * whole store, and this one (the largest If-Match the service takes) is out of reach.
+ * A write sent with it changes nothing and records nothing, but its Idempotency-Key
+ * is still looked up first: a replay (200) or a reuse (422) shows the key is taken.
+ */
+export const UNREACHABLE_ETAG = '"999999999999999999"';
+
+export type AppendTransaction = { type: 'append_items'; items: AgentInputItem[] };
+export type ReplaceSuffixTransaction = {
+  type: 'replace_suffix';
+  expectedSuffix: AgentInputItem[];
+  replacement: AgentInputItem[];
+};
+export type HistoryTransaction = AppendTransaction | ReplaceSuffixTransaction;
+export type HistoryTransactionArgs = { operationId: string; transaction: HistoryTransaction };
+
+/** Check the arguments the way the SDK's MemorySession does, before anything is sent. */
+export function checkTransactionArgs(args: unknown): HistoryTransactionArgs {
+  if (!args || typeof args !== 'object') {
+    throw new UserError('Session history transaction arguments are invalid.');
+  }
+  const { operationId, transaction } = args as Record<string, unknown>;
+  if (typeof operationId !== 'string' || !operationId.trim()) {
+    throw new UserError('Session history transaction operationId must be a non-empty string.');
+  }
+  if (!transaction || typeof transaction !== 'object') {
+    throw new UserError('Session history transaction must be an object.');
+  }
+  const record = transaction as Record<string, unknown>;
+  const keys = Object.keys(record).sort().join(',');
+  if (record.type === 'append_items') {
+    if (keys !== 'items,type' || !Array.isArray(record.items)) {
+      throw new UserError('Session history append transaction fields are invalid.');
+    }
+  } else if (record.type === 'replace_suffix') {
+    if (
+      keys !== 'expectedSuffix,replacement,type' ||
+      !Array.isArray(record.expectedSuffix) ||
+      !Array.isArray(record.replacement)
+    ) {
+      throw new UserError('Session history suffix transaction fields are invalid.');
+    }
+  } else {
+    throw new UserError('Unsupported session history transaction type.');
+  }
+  try {
+    canonicalJson(record);
+  } catch {
+    throw new UserError('Session history transaction items contain invalid or unsupported data.');
+  }
+  return { operationId, transaction: record as HistoryTransaction };
+}
+
+/**
+ * JSON with every object's keys sorted: the same transaction gives the same bytes
+ * however its objects were built, and the service fingerprints a request by its
+ * bytes, so a repeated operation replays instead of being taken for another one.
+ */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value, new Set()));
+}
+
+function sortKeys(value: unknown, ancestors: Set<object>): unknown {
+  if (value === null || typeof value !== 'object') {
+    if (typeof value === 'number' && !Number.isFinite(value)) {
+      throw new TypeError(`${value} cannot be stored as JSON`);
+    }
+    if (typeof value === 'bigint' || typeof value === 'function' || typeof value === 'symbol') {
+      throw new TypeError(`a ${typeof value} cannot be stored as JSON`);
+    }
+    return value;
+  }
+  if (ancestors.has(value)) throw new TypeError('a cyclic value cannot be stored as JSON');
+  ancestors.add(value);
+  try {
+    if (Array.isArray(value)) return value.map((entry) => sortKeys(entry, ancestors));
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) {
+      const entry = (value as Record<string, unknown>)[key];
+      if (entry !== undefined) out[key] = sortKeys(entry, ancestors);
+    }
+    return out;
+  } finally {
+    ancestors.delete(value);
+  }
+}
+
+/**
+ * The Idempotency-Key for an operation id on one session: `op-` and the base64url
+ * SHA-256 of both (47 visible ASCII characters, whatever the id holds). The service
+ * keeps keys per credential, not per session, so the session id is part of it:
+ * the same operation id on two sessions is two operations, as in the SDK.
+ */
+export async function operationKey(sessionId: string, operationId: string): Promise<string> {
+  const data = new TextEncoder().encode(JSON.stringify([sessionId, operationId]));
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
+  let binary = '';
+  for (const byte of digest) binary += String.fromCharCode(byte);
+  return 'op-' + btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** Whether two item lists are the same once each is in the form the service gives back. */
+export function sameItems(left: readonly AgentInputItem[], right: readonly AgentInputItem[]): boolean {
+  return left.length === right.length && canonicalJson(left) === canonicalJson(right);
+}
