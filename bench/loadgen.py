@@ -71,9 +71,9 @@ def prefill(kind: str, target: str, session_id: str, count: int) -> None:
     """Put ``count`` items into a session, in large batches."""
 
     async def main() -> None:
-        import httpx2
+        import aiohttp
 
-        async with httpx2.AsyncClient(timeout=120) as http:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
             session = _session(kind, target, session_id, http)
             await session.clear_session()
             for start in range(0, count, 1000):
