@@ -32,18 +32,12 @@ from .base import (
     SWEEP_BATCH_ROWS,
     AppendResult,
     Idempotency,
-    IdempotencyInFlightError,
-    IdempotencyMismatchError,
     ItemPage,
-    PreconditionFailedError,
-    SessionFullError,
     SessionInfo,
     SessionPage,
     StoreError,
     StoreUnavailableError,
     Swept,
-    TooManySessionsError,
-    decode_append,
     decode_pop,
     page_from_rows,
     parse_session_cursor,
@@ -51,7 +45,7 @@ from .base import (
     session_cursor,
 )
 from .postgres_functions import WRITE_FUNCTIONS
-from .postgres_history import HISTORY_MIGRATION, PostgresHistory, store_labels
+from .postgres_history import HISTORY_MIGRATION, PostgresHistory, refused, store_labels
 from .postgres_history_functions import HISTORY_FUNCTIONS
 
 __all__ = ["MIGRATIONS", "PostgresStore", "migrate"]
@@ -276,21 +270,6 @@ async def _keep_session(conn: Connection) -> None:
 _NO_KEY = Idempotency(key="", fingerprint="", ttl=0)
 
 
-def _refused(row: asyncpg.Record | None, key: Idempotency) -> asyncpg.Record:
-    """A write function's row; its refusals (see ``postgres_functions``) raised."""
-    assert row is not None
-    status = row["r_status"]
-    if status == "inflight":
-        raise IdempotencyInFlightError(f"request {key.key!r} is still running")
-    if status == "mismatch":
-        raise IdempotencyMismatchError(
-            f"idempotency key {key.key!r} was used for a different request"
-        )
-    if status == "precondition":
-        raise PreconditionFailedError(current=row["r_revision"])
-    return row
-
-
 class PostgresStore(PostgresHistory):
     """A ``SessionStore`` on PostgreSQL through an asyncpg connection pool."""
 
@@ -421,21 +400,7 @@ class PostgresStore(PostgresHistory):
                     await store_labels(conn, tenant, rowid, metadata)
                 return row
 
-        row = _refused(await self._run(work), key)
-        if row["r_status"] == "replay":
-            return decode_append(row["r_replay"])
-        if row["r_status"] == "full":
-            assert max_items is not None
-            held, kept = row["r_held"], row["r_kept"]
-            raise SessionFullError(limit=max_items, count=held + kept, adding=count, kept=kept)
-        if row["r_status"] == "sessions":
-            raise TooManySessionsError(limit=self._max_sessions)
-        return AppendResult(
-            count=count,
-            first_seq=row["r_first"],
-            last_seq=row["r_last"],
-            revision=row["r_revision"],
-        )
+        return self._written(await self._run(work), key, count, max_items)
 
     async def pop(
         self,
@@ -460,7 +425,7 @@ class PostgresStore(PostgresHistory):
                 self._sweep_batch_rows,
             )
 
-        row = _refused(await self._run(work), key)
+        row = refused(await self._run(work), key)
         if row["r_status"] == "replay":
             return decode_pop(row["r_replay"])
         item: str | None = row["r_item"]
@@ -527,7 +492,7 @@ class PostgresStore(PostgresHistory):
                 self._sweep_batch_rows,
             )
 
-        _refused(await self._run(work), _NO_KEY)
+        refused(await self._run(work), _NO_KEY)
 
     async def read(
         self,

@@ -44,7 +44,7 @@ from .history import (
 if TYPE_CHECKING:
     from .postgres import Connection
 
-__all__ = ["HISTORY_MIGRATION", "PostgresHistory", "store_labels"]
+__all__ = ["HISTORY_MIGRATION", "PostgresHistory", "refused", "store_labels"]
 
 T = TypeVar("T")
 
@@ -161,6 +161,26 @@ class PostgresHistory:
 
         async def _run(self, work: Callable[[Connection], Awaitable[T]]) -> T: ...
 
+    def _written(
+        self, row: Any, key: Idempotency, count: int, max_items: int | None
+    ) -> AppendResult:
+        """Where an append or a replace landed, from its write function's row (or why not)."""
+        row = refused(row, key)
+        if row["r_status"] == "replay":
+            return decode_append(row["r_replay"])
+        if row["r_status"] == "full":
+            assert max_items is not None
+            held, kept = row["r_held"], row["r_kept"]
+            raise SessionFullError(limit=max_items, count=held + kept, adding=count, kept=kept)
+        if row["r_status"] == "sessions":
+            raise TooManySessionsError(limit=self._max_sessions)
+        return AppendResult(
+            count=count,
+            first_seq=row["r_first"],
+            last_seq=row["r_last"],
+            revision=row["r_revision"],
+        )
+
     async def _purge(self, conn: Connection, tenant: str, session_id: str) -> None:
         """Delete the session if it has expired (as every write does), so it starts afresh."""
         await conn.execute(
@@ -201,21 +221,7 @@ class PostgresHistory:
                 self._sweep_batch_rows,
             )
 
-        row = _refused(await self._run(work), key)
-        if row["r_status"] == "replay":
-            return decode_append(row["r_replay"])
-        if row["r_status"] == "full":
-            assert max_items is not None
-            held, kept = row["r_held"], row["r_kept"]
-            raise SessionFullError(limit=max_items, count=held + kept, adding=count, kept=kept)
-        if row["r_status"] == "sessions":
-            raise TooManySessionsError(limit=self._max_sessions)
-        return AppendResult(
-            count=count,
-            first_seq=row["r_first"],
-            last_seq=row["r_last"],
-            revision=row["r_revision"],
-        )
+        return self._written(await self._run(work), key, count, max_items)
 
     async def fork(
         self,
@@ -245,7 +251,7 @@ class PostgresHistory:
                 self._sweep_batch_rows,
             )
 
-        row = _refused(await self._run(work), key)
+        row = refused(await self._run(work), key)
         status = row["r_status"]
         if status == "replay":
             return decode_append(row["r_replay"])
@@ -398,7 +404,7 @@ class PostgresHistory:
 _NO_KEY = Idempotency(key="", fingerprint="", ttl=0)
 
 
-def _refused(row: Any, key: Idempotency) -> Any:
+def refused(row: Any, key: Idempotency) -> Any:
     """A write function's row; the refusals every write may meet raised."""
     assert row is not None
     status = row["r_status"]
