@@ -14,7 +14,6 @@ from starlette.responses import Response, StreamingResponse
 
 from ...history.follow import event_stream
 from ...items.numbers import ascii_digits
-from ...items.service import Reply
 from ...storage import MAX_SEQ
 from ..deps import HistoryDep, HubDep, IdempotencyKey, IfMatch, SessionId, SessionTTL, Tenant
 from ..errors import problem_responses
@@ -25,7 +24,7 @@ from ..schemas import (
     ReplaceRequest,
     SessionRecord,
 )
-from .items import ETAG_HEADER
+from .items import ETAG_HEADER, reply_response
 from .sessions import _record
 
 __all__ = ["router"]
@@ -33,10 +32,6 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/sessions", tags=["history"])
 
 JSON = "application/json"
-
-
-def _response(reply: Reply) -> Response:
-    return Response(reply.body, status_code=reply.status, media_type=JSON, headers=reply.headers)
 
 
 def _body(model: Any, *media: str) -> dict[str, Any]:
@@ -77,7 +72,7 @@ async def replace_items(
         idempotency_key=idempotency_key,
         ttl=ttl,
     )
-    return _response(reply)
+    return reply_response(reply)
 
 
 @router.post(
@@ -112,7 +107,7 @@ async def fork_session(
         if_match=if_match,
         idempotency_key=idempotency_key,
     )
-    return _response(reply)
+    return reply_response(reply)
 
 
 _MERGE_PATCH = "application/merge-patch+json"

@@ -15,7 +15,7 @@ from ..deps import IdempotencyKey, IfMatch, ItemsDep, SessionId, SessionTTL, Ten
 from ..errors import problem_responses
 from ..schemas import AppendRequest, AppendResponse, ItemPageResponse, PopResponse
 
-__all__ = ["router"]
+__all__ = ["reply_response", "router"]
 
 router = APIRouter(prefix="/v1/sessions", tags=["items"])
 
@@ -29,7 +29,8 @@ ETAG_HEADER = {
 }
 
 
-def _response(reply: Reply) -> Response:
+def reply_response(reply: Reply) -> Response:
+    """The items service's reply as a response (the one rendering for every items route)."""
     if reply.stream is not None:
         return StreamingResponse(reply.stream, media_type=JSON, headers=reply.headers)
     return Response(reply.body, status_code=reply.status, media_type=JSON, headers=reply.headers)
@@ -81,7 +82,9 @@ async def get_items(
     above S. `before=S`: the latest `limit` items below S. Both: the first `limit`
     items strictly between them.
     """
-    return _response(await items.read(tenant, session_id, limit=limit, after=after, before=before))
+    return reply_response(
+        await items.read(tenant, session_id, limit=limit, after=after, before=before)
+    )
 
 
 _APPEND_BODY: dict[str, Any] = {
@@ -122,7 +125,7 @@ async def add_items(
         idempotency_key=idempotency_key,
         ttl=ttl,
     )
-    return _response(reply)
+    return reply_response(reply)
 
 
 @router.delete(
@@ -140,4 +143,4 @@ async def pop_last_item(
 ) -> Response:
     """Remove and return the newest item; `{"item": null}` when the session is empty."""
     reply = await items.pop(tenant, session_id, if_match=if_match, idempotency_key=idempotency_key)
-    return _response(reply)
+    return reply_response(reply)
