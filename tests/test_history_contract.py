@@ -18,8 +18,8 @@ from session_memory.storage import (
     TooManySessionsError,
     store_from_url,
 )
-from session_memory.storage.history import (
-    HistoryStore,
+from session_memory.storage.contract import HistoryStore
+from session_memory.storage.errors import (
     MetadataTooLargeError,
     SessionExistsError,
     SessionMissingError,

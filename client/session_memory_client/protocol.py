@@ -22,6 +22,7 @@ __all__ = [
     "IDEMPOTENCY_KEY",
     "IF_MATCH",
     "LAST_EVENT_ID",
+    "MAX_SEQ",
     "MAX_SESSION_ID_LENGTH",
     "PROBLEM_MEDIA_TYPE",
     "PROBLEM_TYPE_PREFIX",
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 API_PREFIX = "/v1"
+
+# Sequence numbers, revisions and cursors are signed 64-bit integers on the wire.
+MAX_SEQ = 2**63 - 1
 
 # Header names, as sent (HTTP compares them case-insensitively).
 IDEMPOTENCY_KEY = "Idempotency-Key"

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from session_memory_client.protocol import MAX_SESSION_ID_LENGTH, SESSION_ID_PATTERN
+from session_memory_client.protocol import MAX_SEQ, MAX_SESSION_ID_LENGTH, SESSION_ID_PATTERN
 
 __all__ = [
     "AppendRequest",
@@ -67,7 +67,7 @@ class ReplaceRequest(BaseModel):
     from_seq: int | None = Field(
         default=None,
         ge=0,
-        le=2**63 - 1,
+        le=MAX_SEQ,
         description="Replace the items with seq >= this; absent: the whole history.",
     )
 
@@ -84,7 +84,7 @@ class ForkRequest(BaseModel):
     through_seq: int | None = Field(
         default=None,
         ge=0,
-        le=2**63 - 1,
+        le=MAX_SEQ,
         description="Copy the items up to this seq; absent: all of them.",
     )
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..config import Settings
 from ..problems import TooManyStreams
-from ..storage.history import HistoryStore
+from ..storage.contract import HistoryStore
 
 __all__ = [
     "Change",

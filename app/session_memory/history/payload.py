@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from session_memory_client.protocol import MAX_SEQ
+
 from ..items.payload import BatchLimits, parse_item_batch
 from ..problems import InvalidInput, MalformedBody, PayloadTooLarge
 
 __all__ = ["parse_fork", "parse_metadata", "parse_replace"]
-
-MAX_SEQ = 2**63 - 1
 
 
 def _invalid(detail: str, *loc: object) -> InvalidInput:

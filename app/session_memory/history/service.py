@@ -22,12 +22,8 @@ from ..items.wire import append_body
 from ..observability import Metrics
 from ..problems import InvalidInput, PayloadTooLarge, SessionExists, SessionNotFound
 from ..storage import SessionInfo, SessionPage
-from ..storage.history import (
-    HistoryStore,
-    MetadataTooLargeError,
-    SessionExistsError,
-    SessionMissingError,
-)
+from ..storage.contract import HistoryStore
+from ..storage.errors import MetadataTooLargeError, SessionExistsError, SessionMissingError
 from .follow import Notifier
 from .payload import parse_fork, parse_metadata, parse_replace
 

@@ -1,7 +1,10 @@
-"""Storage backends behind one protocol, chosen by the database URL's scheme.
+"""Storage backends behind one contract, chosen by the database URL's scheme.
 
-Backends are imported only when their scheme is used, so a SQLite deployment never
-imports a PostgreSQL driver.
+Shared by every backend: the contract (``contract``), the records it takes and
+returns (``records``), its errors (``errors``), paging (``paging``) and metadata
+(``metadata``). Each backend is a package of its own (``sqlite``, ``postgres``),
+imported only when its scheme is used, so a SQLite deployment never imports a
+PostgreSQL driver.
 
 Owns the data and its durability. May import ``config`` and nothing else of the
 service: it knows nothing of HTTP, problems or metrics (it raises ``StoreError``).
@@ -13,24 +16,29 @@ import importlib
 from urllib.parse import urlsplit
 
 from ..config import Settings, redact_url
-from .base import (
+from .contract import HistoryStore, SessionStore
+from .errors import (
+    IdempotencyInFlightError,
+    IdempotencyMismatchError,
+    InvalidCursorError,
+    MetadataTooLargeError,
+    PreconditionFailedError,
+    SessionExistsError,
+    SessionFullError,
+    SessionMissingError,
+    StoreError,
+    StoreUnavailableError,
+    TooManySessionsError,
+)
+from .records import (
     ANY_REVISION,
     MAX_SEQ,
     AppendResult,
     Idempotency,
-    IdempotencyInFlightError,
-    IdempotencyMismatchError,
-    InvalidCursorError,
     ItemPage,
-    PreconditionFailedError,
-    SessionFullError,
     SessionInfo,
     SessionPage,
-    SessionStore,
-    StoreError,
-    StoreUnavailableError,
     Swept,
-    TooManySessionsError,
 )
 
 __all__ = [
@@ -38,14 +46,18 @@ __all__ = [
     "BACKENDS",
     "MAX_SEQ",
     "AppendResult",
+    "HistoryStore",
     "Idempotency",
     "IdempotencyInFlightError",
     "IdempotencyMismatchError",
     "InvalidCursorError",
     "ItemPage",
+    "MetadataTooLargeError",
     "PreconditionFailedError",
+    "SessionExistsError",
     "SessionFullError",
     "SessionInfo",
+    "SessionMissingError",
     "SessionPage",
     "SessionStore",
     "StoreError",
@@ -63,7 +75,7 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def store_from_url(url: str, settings: Settings | None = None) -> SessionStore:
+def store_from_url(url: str, settings: Settings | None = None) -> HistoryStore:
     """Build (not open) the store a database URL names, tuned by ``settings``."""
     scheme = urlsplit(url).scheme.split("+", 1)[0]
     target = BACKENDS.get(scheme)
@@ -74,5 +86,5 @@ def store_from_url(url: str, settings: Settings | None = None) -> SessionStore:
         )
     module_name, class_name = target.split(":")
     store_class = getattr(importlib.import_module(module_name), class_name)
-    store: SessionStore = store_class.from_url(url, settings or Settings(database_url=url))
+    store: HistoryStore = store_class.from_url(url, settings or Settings(database_url=url))
     return store

@@ -27,7 +27,12 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from ..config import Settings
-from .base import (
+from .errors import StoreError, StoreUnavailableError
+from .paging import page_from_rows, parse_session_cursor, read_shape, session_cursor
+from .postgres_functions import WRITE_FUNCTIONS
+from .postgres_history import HISTORY_MIGRATION, PostgresHistory, refused, store_labels
+from .postgres_history_functions import HISTORY_FUNCTIONS
+from .records import (
     EMPTY_PAGE,
     SWEEP_BATCH_ROWS,
     AppendResult,
@@ -35,18 +40,9 @@ from .base import (
     ItemPage,
     SessionInfo,
     SessionPage,
-    StoreError,
-    StoreUnavailableError,
     Swept,
     decode_pop,
-    page_from_rows,
-    parse_session_cursor,
-    read_shape,
-    session_cursor,
 )
-from .postgres_functions import WRITE_FUNCTIONS
-from .postgres_history import HISTORY_MIGRATION, PostgresHistory, refused, store_labels
-from .postgres_history_functions import HISTORY_FUNCTIONS
 
 __all__ = ["MIGRATIONS", "PostgresStore", "migrate"]
 

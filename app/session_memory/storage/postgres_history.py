@@ -16,30 +16,20 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .base import (
-    MAX_SEQ,
-    AppendResult,
-    Idempotency,
+from .errors import (
     IdempotencyInFlightError,
     IdempotencyMismatchError,
+    MetadataTooLargeError,
     PreconditionFailedError,
+    SessionExistsError,
     SessionFullError,
-    SessionInfo,
-    SessionPage,
+    SessionMissingError,
     TooManySessionsError,
     check_revision,
-    decode_append,
-    parse_session_cursor,
-    session_cursor,
 )
-from .history import (
-    MetadataTooLargeError,
-    SessionExistsError,
-    SessionMissingError,
-    labels_of,
-    merge_patch,
-    seq_page,
-)
+from .metadata import labels_of, merge_patch
+from .paging import parse_session_cursor, seq_page, session_cursor
+from .records import MAX_SEQ, AppendResult, Idempotency, SessionInfo, SessionPage, decode_append
 
 if TYPE_CHECKING:
     from .postgres import Connection

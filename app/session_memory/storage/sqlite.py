@@ -21,31 +21,29 @@ from urllib.parse import unquote, urlsplit
 import aiosqlite
 
 from ..config import Settings
-from .base import (
+from .errors import (
+    IdempotencyInFlightError,
+    IdempotencyMismatchError,
+    SessionFullError,
+    StoreUnavailableError,
+    TooManySessionsError,
+    check_revision,
+)
+from .paging import item_bytes, page_from_rows, parse_session_cursor, read_shape, session_cursor
+from .records import (
     EMPTY_PAGE,
     SWEEP_BATCH_ROWS,
     AppendResult,
     Idempotency,
-    IdempotencyInFlightError,
-    IdempotencyMismatchError,
     ItemPage,
-    SessionFullError,
     SessionInfo,
     SessionPage,
-    StoreUnavailableError,
     Swept,
-    TooManySessionsError,
-    check_revision,
     decode_append,
     decode_pop,
     encode_append,
     encode_pop,
-    item_bytes,
-    page_from_rows,
-    parse_session_cursor,
-    read_shape,
     revision_at,
-    session_cursor,
 )
 from .sqlite_history import HISTORY_MIGRATION, SQLiteHistory, store_labels
 from .sqlite_writer import GroupCommitWriter, connect, translate

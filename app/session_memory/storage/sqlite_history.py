@@ -11,26 +11,24 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .base import (
-    AppendResult,
-    Idempotency,
-    SessionFullError,
-    SessionInfo,
-    SessionPage,
-    check_revision,
-    decode_append,
-    encode_append,
-    parse_session_cursor,
-    revision_at,
-    session_cursor,
-)
-from .history import (
+from .errors import (
     MetadataTooLargeError,
     SessionExistsError,
+    SessionFullError,
     SessionMissingError,
-    labels_of,
-    merge_patch,
-    seq_page,
+    check_revision,
+)
+from .metadata import labels_of, merge_patch
+from .paging import parse_session_cursor, seq_page, session_cursor
+from .records import (
+    MAX_SEQ,
+    AppendResult,
+    Idempotency,
+    SessionInfo,
+    SessionPage,
+    decode_append,
+    encode_append,
+    revision_at,
 )
 
 __all__ = ["HISTORY_MIGRATION", "SQLiteHistory", "store_labels"]
@@ -405,7 +403,7 @@ class SQLiteHistory:
 
 
 def _through(through_seq: int | None) -> int:
-    return 2**63 - 1 if through_seq is None else through_seq
+    return MAX_SEQ if through_seq is None else through_seq
 
 
 def _full(limit: int, count: int, adding: int, kept: int = 0) -> SessionFullError:

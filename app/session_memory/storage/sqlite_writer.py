@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .base import StoreError, StoreUnavailableError
+from .errors import StoreError, StoreUnavailableError
 
 __all__ = ["GroupCommitWriter", "connect", "translate"]
 

@@ -1,0 +1,252 @@
+"""The storage contract every backend implements: ``SessionStore`` for items and
+``HistoryStore`` for the history operations (replace, fork, metadata).
+
+Items cross this boundary as JSON text exactly as the client sent it: a backend
+stores and returns that text unchanged and never parses it. Metadata crosses it as
+the JSON text of an object, already validated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from .records import AppendResult, Idempotency, ItemPage, SessionInfo, SessionPage, Swept
+
+__all__ = ["HistoryStore", "SessionStore"]
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Per-tenant, per-session ordered item storage.
+
+    Every method is safe to call concurrently from many tasks (and, for backends
+    that allow several server processes, from many processes). A write is
+    acknowledged only once its transaction has committed durably.
+    """
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema. Called once before any other method."""
+
+    async def close(self) -> None:
+        """Finish pending writes and release connections. Idempotent."""
+
+    async def ping(self) -> None:
+        """Run a trivial query; raise ``StoreUnavailableError`` if the database does not answer."""
+
+    async def append(
+        self,
+        tenant: str,
+        session_id: str,
+        items: Sequence[str],
+        *,
+        max_items: int | None = None,
+        idempotency: Idempotency | None = None,
+        expected_revision: int | None = None,
+        ttl: float | None = None,
+        metadata: str | None = None,
+    ) -> AppendResult:
+        """Append ``items`` (JSON texts) atomically and contiguously.
+
+        Either every item lands, with consecutive sequence numbers and no other
+        writer's item between them, or none does. Creates the session on first
+        write. An empty sequence is a no-op that returns ``count=0`` and no seqs.
+        With ``max_items``, an append that would leave the session holding more
+        (popped items kept for replay count) raises ``SessionFullError`` and stores
+        nothing. A store made with a session limit per tenant raises
+        ``TooManySessionsError`` instead of creating a session past it. With ``idempotency``, see
+        ``Idempotency``; a second call with the key while the first still runs
+        raises ``IdempotencyInFlightError``. With ``expected_revision`` (0: the
+        session must not exist; ``ANY_REVISION``: it must), a session at another
+        revision raises ``PreconditionFailedError``. The result carries the new
+        revision.
+
+        Every write renews the session's expiry: its own time-to-live if it has one
+        (``ttl`` sets it; 0 means never), else the store's default. An expired
+        session reads as empty at once, and its next write starts it afresh.
+
+        ``metadata`` (a JSON object's text) becomes the session's metadata when this
+        append creates the session; an existing session's metadata is left as it is.
+        """
+        ...
+
+    async def read(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        limit: int | None = None,
+        after: int | None = None,
+        before: int | None = None,
+        max_bytes: int | None = None,
+    ) -> ItemPage:
+        """Read items oldest first.
+
+        - neither cursor: the latest ``limit`` items (all when ``limit`` is None);
+        - ``after``: the first ``limit`` items with seq > after;
+        - ``before``: the latest ``limit`` items with seq < before.
+        ``after`` and ``before`` are not both given. An unknown session reads as empty.
+
+        With ``max_bytes`` the page also stops, in its direction of travel, before
+        the item that would take its items past that many bytes of JSON, with
+        ``has_more`` true; its first item is returned whatever its size. The read
+        holds at most about ``max_bytes`` plus one item in memory.
+        """
+        ...
+
+    async def pop(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        idempotency: Idempotency | None = None,
+        expected_revision: int | None = None,
+    ) -> str | None:
+        """Remove and return the newest item atomically, or None when the session is empty.
+
+        With many concurrent callers each item is returned to exactly one of them.
+        ``idempotency`` works as for ``append``: a replay returns the same item again
+        and removes nothing.
+        """
+        ...
+
+    async def clear(
+        self, tenant: str, session_id: str, *, expected_revision: int | None = None
+    ) -> None:
+        """Delete the session's items, its record and its idempotency records.
+
+        Clearing an unknown session is a no-op.
+
+        ``expected_revision`` works as for ``append``.
+        """
+
+    async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:
+        """Return the session's record, or None when it does not exist."""
+        ...
+
+    async def list_sessions(
+        self, tenant: str, *, limit: int, cursor: str | None = None
+    ) -> SessionPage:
+        """List a tenant's sessions, most recently updated first.
+
+        ``cursor`` is a previous page's ``next_cursor``: the walk goes on after it. A
+        cursor no listing gave out raises ``InvalidCursorError``.
+        """
+        ...
+
+    async def all_sessions(
+        self, *, after: tuple[str, str] | None = None, limit: int = 500
+    ) -> list[tuple[str, str]]:
+        """(tenant, session id) of live sessions of every tenant, in that order, for export.
+
+        ``after`` is the last pair of the previous page.
+        """
+        ...
+
+    async def count_sessions(self) -> int:
+        """How many live (unexpired) sessions the store holds, all tenants together."""
+        ...
+
+    async def sweep(self) -> Swept:
+        """Delete expired sessions (with their items) and idempotency records.
+
+        Works in small transactions (a batch of rows of each kind at a time), so a
+        huge session never holds other writers back for long; the items of a cleared
+        session too big to delete at once are deleted here as well.
+        """
+        ...
+
+
+@runtime_checkable
+class HistoryStore(SessionStore, Protocol):
+    """A ``SessionStore`` that can also replace a history's tail, fork it, and label it."""
+
+    async def replace(
+        self,
+        tenant: str,
+        session_id: str,
+        items: Sequence[str],
+        *,
+        from_seq: int | None = None,
+        max_items: int | None = None,
+        idempotency: Idempotency | None = None,
+        expected_revision: int | None = None,
+        ttl: float | None = None,
+    ) -> AppendResult:
+        """Replace every item with seq >= ``from_seq`` (all when None) by ``items``, atomically.
+
+        Items before ``from_seq`` are untouched. The new items get sequence numbers
+        above the highest the session ever gave, so numbers never go backwards or
+        repeat. An unknown session is created (an empty ``items`` then does nothing
+        and returns revision 0). ``max_items``, ``idempotency``, ``expected_revision``
+        and ``ttl`` work as for ``append``. The result carries the new revision.
+        """
+        ...
+
+    async def fork(
+        self,
+        tenant: str,
+        session_id: str,
+        target_id: str,
+        *,
+        through_seq: int | None = None,
+        idempotency: Idempotency | None = None,
+        expected_revision: int | None = None,
+    ) -> AppendResult:
+        """Create ``target_id`` holding a copy of the items up to ``through_seq`` (all when None).
+
+        The copies keep their order and are numbered from 1; the metadata and the
+        session's own time-to-live are copied too. Atomic: the target appears whole
+        or not at all. Raises ``SessionMissingError`` when the source does not exist
+        and ``SessionExistsError`` when the target does. ``expected_revision`` is the
+        source's. The result describes the new session's items and revision.
+        """
+        ...
+
+    async def patch_metadata(
+        self,
+        tenant: str,
+        session_id: str,
+        patch: str,
+        *,
+        max_bytes: int,
+        expected_revision: int | None = None,
+    ) -> SessionInfo:
+        """Apply a JSON Merge Patch (``patch``, an object's text) to the session's metadata.
+
+        Raises ``SessionMissingError`` for an unknown session and ``MetadataTooLargeError``
+        when the result would pass ``max_bytes`` (nothing changes). A patch is a write:
+        the revision moves on. Returns the updated record.
+        """
+        ...
+
+    async def read_seqs(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        after: int,
+        limit: int,
+        max_bytes: int | None = None,
+    ) -> tuple[list[tuple[int, str]], bool]:
+        """The first items above ``after``, oldest first, each with its seq, and whether
+        more follow: at most ``limit`` of them and, past ``max_bytes`` of bodies, fewer
+        (the first comes whatever its size), as ``SessionStore.read`` bounds a page."""
+        ...
+
+    async def last_seq(self, tenant: str, session_id: str) -> int:
+        """The highest sequence number the live session has given (0: no session)."""
+        ...
+
+    async def find_sessions(
+        self,
+        tenant: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        prefix: str | None = None,
+    ) -> SessionPage:
+        """``list_sessions`` narrowed to sessions whose metadata holds every pair in
+        ``metadata`` (see ``labels_of``) and whose id starts with ``prefix``."""
+        ...

@@ -1,0 +1,100 @@
+"""The errors a store raises: one tree under ``StoreError``.
+
+The service maps each to a problem in one place (``problems.as_problem``).
+"""
+
+from __future__ import annotations
+
+from .records import ANY_REVISION
+
+__all__ = [
+    "IdempotencyInFlightError",
+    "IdempotencyMismatchError",
+    "InvalidCursorError",
+    "MetadataTooLargeError",
+    "PreconditionFailedError",
+    "SessionExistsError",
+    "SessionFullError",
+    "SessionMissingError",
+    "StoreError",
+    "StoreUnavailableError",
+    "TooManySessionsError",
+    "check_revision",
+]
+
+
+class StoreError(Exception):
+    """Base class of the errors a store raises."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached or did not answer in time."""
+
+
+class IdempotencyMismatchError(StoreError):
+    """An idempotency key came back with a different request; nothing was done."""
+
+
+class IdempotencyInFlightError(StoreError):
+    """A request with this idempotency key is still running; nothing was done."""
+
+
+class InvalidCursorError(StoreError, ValueError):
+    """A session-listing cursor that no listing gave out."""
+
+
+class PreconditionFailedError(StoreError):
+    """The session's revision is not the one the write expected; nothing was done."""
+
+    def __init__(self, *, current: int | None) -> None:
+        super().__init__(f"the session is at revision {current}")
+        self.current = current
+
+
+class SessionFullError(StoreError):
+    """An append would take a session past its item limit; nothing was stored.
+
+    ``count`` counts the items the session holds and the popped items it keeps for
+    replay (``kept``: see ``Idempotency``).
+    """
+
+    def __init__(self, *, limit: int, count: int, adding: int, kept: int = 0) -> None:
+        super().__init__(f"session holds {count} items; adding {adding} would pass {limit}")
+        self.limit = limit
+        self.count = count
+        self.adding = adding
+        self.kept = kept
+
+
+class TooManySessionsError(StoreError):
+    """A write would create a session past the tenant's session limit; nothing was done."""
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(f"the tenant already holds {limit} sessions")
+        self.limit = limit
+
+
+class SessionExistsError(StoreError):
+    """The session a fork would create already exists; nothing was done."""
+
+
+class SessionMissingError(StoreError):
+    """The session the operation needs does not exist; nothing was done."""
+
+
+class MetadataTooLargeError(StoreError):
+    """Merged metadata would pass its size limit; nothing changed."""
+
+    def __init__(self, *, size: int, limit: int) -> None:
+        super().__init__(f"metadata would be {size} bytes; the limit is {limit}")
+        self.size = size
+        self.limit = limit
+
+
+def check_revision(expected: int | None, current: int) -> None:
+    """Raise ``PreconditionFailedError`` unless ``current`` (0: no session) is as expected."""
+    if expected is None:
+        return
+    if current > 0 if expected == ANY_REVISION else current == expected:
+        return
+    raise PreconditionFailedError(current=current)
