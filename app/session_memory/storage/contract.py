@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from .records import AppendResult, Idempotency, ItemPage, SessionInfo, SessionPage, Swept
 
-__all__ = ["HistoryStore", "SessionStore"]
+__all__ = ["ChangeFeed", "ChangeSink", "HistoryStore", "SessionStore"]
 
 
 @runtime_checkable
@@ -161,6 +161,12 @@ class SessionStore(Protocol):
 class HistoryStore(SessionStore, Protocol):
     """A ``SessionStore`` that can also replace a history's tail, fork it, and label it."""
 
+    def change_feed(self, sink: ChangeSink) -> ChangeFeed | None:
+        """The feed of every process's writes to ``sink`` (not started), or None when
+        every write goes through this process (SQLite), whose services then publish
+        each write themselves."""
+        ...
+
     async def replace(
         self,
         tenant: str,
@@ -250,3 +256,35 @@ class HistoryStore(SessionStore, Protocol):
         """``list_sessions`` narrowed to sessions whose metadata holds every pair in
         ``metadata`` (see ``labels_of``) and whose id starts with ``prefix``."""
         ...
+
+
+class ChangeSink(Protocol):
+    """Where a store's change feed hands the changes it hears of (the follow hub)."""
+
+    stopping: bool  # the server is shutting down: no need to unregister anything
+
+    def deliver(self, tenant: str, session_id: str, kind: str, revision: int) -> None:
+        """A write committed: ``append``, ``pop``, ``replace`` or ``clear`` at ``revision``."""
+
+    def wake_all(self) -> None:
+        """Changes may have been missed (the feed reconnected): every follower re-reads."""
+
+    def followed(self) -> list[tuple[str, str]]:
+        """The (tenant, session id) pairs this process follows now."""
+        ...
+
+
+class ChangeFeed(Protocol):
+    """A backend's own feed of committed writes from every process (PostgreSQL's LISTEN).
+
+    ``add`` and ``remove_soon`` tell the database which sessions this process follows,
+    so only their writes are announced.
+    """
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def add(self, tenant: str, session_id: str) -> None: ...
+
+    def remove_soon(self, tenant: str, session_id: str) -> None: ...
