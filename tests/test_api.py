@@ -275,12 +275,13 @@ async def test_body_over_limit_is_413_even_when_chunked(
 
 
 async def test_readyz_is_503_when_store_is_closed(tmp_path: Path) -> None:
-    app = create_app(Settings())
     store = SQLiteStore(tmp_path / "r.db")
-    await store.open()
-    app.state.store = store
+    app = create_app(Settings(), store=store)
     transport = httpx2.ASGITransport(app=app)
-    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx2.AsyncClient(transport=transport, base_url="http://test") as http,
+    ):
         assert (await http.get("/readyz")).status_code == 200
         await store.close()
         assert_problem(await http.get("/readyz"), 503)

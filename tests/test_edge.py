@@ -278,13 +278,14 @@ class _Records(logging.Handler):
 async def test_readyz_detail_is_generic(tmp_path: Path) -> None:
     records = _Records()
     logging.getLogger("session_memory").addHandler(records)
-    app = create_app(Settings())
     store = SQLiteStore(tmp_path / "r.db")
-    await store.open()
-    app.state.store = store
-    await store.close()
+    app = create_app(Settings(), store=store)
     transport = httpx2.ASGITransport(app=app)
-    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx2.AsyncClient(transport=transport, base_url="http://test") as http,
+    ):
+        await store.close()
         try:
             response = await http.get("/readyz")
         finally:

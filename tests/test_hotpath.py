@@ -9,7 +9,8 @@ from urllib.parse import quote
 import httpx2
 import pytest
 from session_memory import Settings, create_app
-from session_memory.middleware.hot_path import HotPath, parse_item_query
+from session_memory.api.fast_path import FastPath, parse_query
+from session_memory.api.table import ROUTES
 from session_memory.storage import MAX_SEQ
 from session_memory.storage.sqlite import SQLiteStore
 from starlette.types import Receive, Scope, Send
@@ -42,25 +43,22 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         SQLiteStore(tmp_path / "plain.db", clock=lambda: 1_800_000_000.0),
         SQLiteStore(tmp_path / "hot.db", clock=lambda: 1_800_000_000.0),
     ]
-    plain_app, hot_app = create_app(Settings()), create_app(Settings())
-    for app, store in zip((plain_app, hot_app), stores, strict=True):
-        await store.open()
-        app.state.store = store
+    plain_app = create_app(Settings(), store=stores[0])
+    hot_app = create_app(Settings(), store=stores[1])
     fell: list[str] = []
 
     async def recording(scope: Scope, receive: Receive, send: Send) -> None:
         fell.append(f"{scope['method']} {scope['path']}?{scope['query_string'].decode()}")
         await hot_app(scope, receive, send)
 
-    hot = HotPath(hot_app)
-    hot.app = recording  # type: ignore[assignment]
+    hot = FastPath(recording, hot_app)
     async with (
+        plain_app.router.lifespan_context(plain_app),
+        hot_app.router.lifespan_context(hot_app),
         httpx2.AsyncClient(transport=httpx2.ASGITransport(app=plain_app), base_url="http://t") as a,
         httpx2.AsyncClient(transport=httpx2.ASGITransport(app=hot), base_url="http://t") as b,
     ):
         yield Pair(a, b, fell)
-    for store in stores:
-        await store.close()
 
 
 @pytest.mark.parametrize("session_id", ["plain", "with space", "..", "100%", "会话 🙂", "a?b#c"])
@@ -148,16 +146,23 @@ async def test_bad_session_id_goes_to_the_routes(pair: Pair) -> None:
     assert len(pair.fell_through) == 1
 
 
-def test_parse_item_query() -> None:
-    assert parse_item_query(b"") == {}
-    assert parse_item_query(b"limit=20") == {b"limit": 20}
-    assert parse_item_query(b"limit=5&after=9") == {b"limit": 5, b"after": 9}
-    assert parse_item_query(f"limit={MAX_SEQ}".encode()) == {b"limit": MAX_SEQ}
+def test_parse_query() -> None:
+    read = next(r for r in ROUTES if r.operation_id == "items-get")
+    append = next(r for r in ROUTES if r.operation_id == "items-add")
+    assert parse_query(read, b"limit=20") == {"limit": 20}
+    assert parse_query(read, b"limit=5&after=9") == {"limit": 5, "after": 9}
+    assert parse_query(read, f"limit={MAX_SEQ}".encode()) == {"limit": MAX_SEQ}
+    assert parse_query(append, b"") == {}
     for deferred in [
+        b"",  # a read without a limit is not hot (it may stream)
         b"limit=",
         b"limit",
         b"limit=+1",
         b"limit=1e3",
+        b"limit=1&limit=2",
+        b"after=1",
+        b"foo=1&limit=1",
         f"limit={MAX_SEQ + 1}".encode(),
     ]:
-        assert parse_item_query(deferred) is None, deferred
+        assert parse_query(read, deferred) is None, deferred
+    assert parse_query(append, b"limit=1") is None

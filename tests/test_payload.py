@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from session_memory.items.payload import BatchLimits, parse_item_batch
 from session_memory.problems import InvalidInput, MalformedBody
+from session_memory.wire.items import BatchLimits, parse_item_batch
 
 
 def test_parse_keeps_each_item_byte_for_byte() -> None:

@@ -15,19 +15,21 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
 from .api.errors import install_problem_handlers
+from .api.fast_path import FastPath
 from .api.main import api_router
 from .auth import ApiKeys
 from .config import Settings
-from .history.follow import Hub, start_follow
+from .draining import Draining
 from .middleware.access import AccessLog
 from .middleware.head import HeadAsGet
 from .middleware.host_guard import HostGuard, allowed_hosts
-from .middleware.hot_path import HotPath
 from .middleware.raw_path import RawPath
 from .middleware.request_id import RequestId
 from .observability import Metrics, configure_logging
 from .problems import PROBLEM_MEDIA_TYPE
-from .storage import SessionStore, StoreError, store_from_url
+from .services import Services
+from .storage import StoreError, store_from_url
+from .storage.contract import HistoryStore, SessionStore
 
 __all__ = ["app_version", "create_app", "create_asgi_app"]
 
@@ -48,38 +50,44 @@ def app_version() -> str:
         return "0.0.0"
 
 
-def create_app(settings: Settings | None = None, *, store: SessionStore | None = None) -> FastAPI:
-    """Build the app. The store is opened on startup and closed (writes flushed) on shutdown."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: HistoryStore | None = None,
+    api_keys: ApiKeys | None = None,
+    draining: Draining | None = None,
+) -> FastAPI:
+    """Build the app. Its lifespan opens the store and builds the services container,
+    and closes the store (writes flushed) on shutdown."""
     settings = settings or Settings()
-
-    api_keys = ApiKeys.load(
-        settings.api_keys.get_secret_value() if settings.api_keys else None,
-        settings.api_keys_file,
-    )
+    keys = api_keys if api_keys is not None else load_api_keys(settings)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if api_keys.open:
+        if keys.open:
             logger.warning(
                 "NO API KEYS CONFIGURED: anyone who can reach this server can read and write "
                 "every session. Set SESSION_MEMORY_API_KEYS or SESSION_MEMORY_API_KEYS_FILE."
             )
         opened = store or store_from_url(settings.database_url, settings)
         await opened.open()
-        app.state.store = opened
-        listener = await start_follow(app, opened, settings)
-        sweeper = asyncio.create_task(
-            _sweep_forever(opened, app.state.metrics), name="expiry-sweeper"
-        )
+        services = Services.build(settings, keys, metrics, opened)
+        if draining is not None:
+            draining.add(services.hub.stop)
+        if services.hub.feed is not None:
+            await services.hub.feed.start()
+        app.state.services = services
+        sweeper = asyncio.create_task(_sweep_forever(opened, metrics), name="expiry-sweeper")
         try:
             yield
         finally:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
-            app.state.hub.stop()
-            if listener is not None:
-                await listener.stop()
+            services.hub.stop()
+            if services.hub.feed is not None:
+                await services.hub.feed.stop()
             await opened.close()
 
     app = FastAPI(
@@ -92,15 +100,22 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
         docs_url=None,
         redoc_url=None,
     )
+    # Before the lifespan runs: the middleware counts every request, served or not.
     app.state.settings = settings
-    app.state.api_keys = api_keys
-    app.state.metrics = Metrics()
-    # Replaced at startup by the backend's hub (see history.follow.start_follow).
-    app.state.hub = Hub(max_streams=settings.max_follow_streams, local=True)
+    app.state.api_keys = keys
+    app.state.metrics = metrics
     install_problem_handlers(app)
     app.include_router(api_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def load_api_keys(settings: Settings) -> ApiKeys:
+    """The API keys the settings name (inline or in a file)."""
+    return ApiKeys.load(
+        settings.api_keys.get_secret_value() if settings.api_keys else None,
+        settings.api_keys_file,
+    )
 
 
 SWEEP_INTERVAL_SECONDS = 60.0
@@ -127,17 +142,22 @@ async def _sweep_forever(store: SessionStore, metrics: Metrics) -> None:
         await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
 
 
-def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
+def create_asgi_app(
+    settings: Settings | None = None,
+    *,
+    api_keys: ApiKeys | None = None,
+    draining: Draining | None = None,
+) -> ASGIApp:
     """What the server runs: the app behind the middleware (see ``middleware``).
 
-    The hot path sits outside FastAPI's own middleware, which is where its saving is;
+    The fast path sits outside FastAPI's own middleware, which is where its saving is;
     with ``hot_path`` off every request goes to FastAPI. Header size is bounded
     earlier, by the server's protocol (``server.protocol``), while headers arrive.
     """
-    app = create_app(settings)
-    settings = app.state.settings
+    settings = settings or Settings()
+    app = create_app(settings, api_keys=api_keys, draining=draining)
     configure_logging(settings.log_level)
-    inner: ASGIApp = HotPath(app) if settings.hot_path else app
+    inner: ASGIApp = FastPath(app, app) if settings.hot_path else app
     hosts = allowed_hosts(settings.allowed_hosts, open_mode=app.state.api_keys.open)
     guarded = HostGuard(HeadAsGet(RawPath(inner)), hosts)
     return RequestId(AccessLog(guarded, app.state.metrics, enabled=settings.access_log))

@@ -13,15 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .storage import (
-    IdempotencyInFlightError,
-    IdempotencyMismatchError,
-    PreconditionFailedError,
-    SessionFullError,
-    StoreError,
-    StoreUnavailableError,
-    TooManySessionsError,
-)
+from .storage.errors import RefusedError, StoreError, StoreUnavailableError
 
 __all__ = [
     "CLIENT_CLOSED_REQUEST",
@@ -37,13 +29,6 @@ _logger = logging.getLogger("session_memory")
 # The status a request is counted and logged with when its client went away before
 # the answer was complete (nginx's "client closed request"): not a server error.
 CLIENT_CLOSED_REQUEST = 499
-_REFUSALS = (
-    SessionFullError,
-    TooManySessionsError,
-    IdempotencyMismatchError,
-    IdempotencyInFlightError,
-    PreconditionFailedError,
-)
 
 # Latency buckets around what this service answers in: sub-millisecond reads to
 # seconds-long streams.
@@ -110,7 +95,7 @@ class Metrics:
 
     def store_error(self, exc: StoreError) -> None:
         """Count and log a failed store call; refusals the caller caused are neither."""
-        if isinstance(exc, _REFUSALS):
+        if isinstance(exc, RefusedError):
             return
         if isinstance(exc, StoreUnavailableError):
             self.store_errors.labels("unavailable").inc()

@@ -28,6 +28,7 @@ through it, so a problem reads the same whichever part found it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import orjson
@@ -35,10 +36,16 @@ from session_memory_client.protocol import PROBLEM_MEDIA_TYPE, ProblemType
 from starlette.responses import Response
 
 from .observability import Metrics
+from .replies import etag
 from .storage import (
     IdempotencyInFlightError,
     IdempotencyMismatchError,
+    InvalidCursorError,
+    MetadataTooLargeError,
+    PreconditionFailedError,
+    SessionExistsError,
     SessionFullError,
+    SessionMissingError,
     StoreError,
     StoreUnavailableError,
     TooManySessionsError,
@@ -240,39 +247,82 @@ def problem_response(exc: ProblemError, instance: str) -> Response:
 
 
 def _store_problem(exc: StoreError) -> ProblemError:
-    """The problem a client sees for a store error (an outage's cause is logged, not sent).
+    """The problem a client sees for a store error: the one mapping there is.
 
-    A failed If-Match is the items service's to answer: its 412 carries the ETag.
+    An outage's cause is logged, not sent.
     """
-    if isinstance(exc, SessionFullError):
-        kept = (
-            f" ({exc.kept} of them popped items kept until their Idempotency-Key expires)"
-            if exc.kept
-            else ""
-        )
-        return InvalidInput(
-            f"the session holds {exc.count} items{kept} and may hold at most {exc.limit}; "
-            f"adding {exc.adding} would pass that. Nothing was stored.",
-            extra={"limit": "max_items_per_session", "max": exc.limit},
-        )
-    if isinstance(exc, TooManySessionsError):
-        return InvalidInput(
+    for kind, render in _STORE_PROBLEMS:
+        if isinstance(exc, kind):
+            return render(exc)
+    return ProblemError("the server failed to handle this request")
+
+
+def _session_full(exc: Any) -> ProblemError:
+    kept = (
+        f" ({exc.kept} of them popped items kept until their Idempotency-Key expires)"
+        if exc.kept
+        else ""
+    )
+    return InvalidInput(
+        f"the session holds {exc.count} items{kept} and may hold at most {exc.limit}; "
+        f"adding {exc.adding} would pass that. Nothing was stored.",
+        extra={"limit": "max_items_per_session", "max": exc.limit},
+    )
+
+
+def _precondition_failed(exc: Any) -> ProblemError:
+    return PreconditionFailed(
+        "the session changed since you read it (its ETag no longer matches If-Match); "
+        "read it again and retry",
+        headers=None if exc.current is None else {"ETag": etag(exc.current)},
+    )
+
+
+_STORE_PROBLEMS: tuple[tuple[type[StoreError], Callable[[Any], ProblemError]], ...] = (
+    (SessionFullError, _session_full),
+    (
+        TooManySessionsError,
+        lambda exc: InvalidInput(
             f"this tenant holds {exc.limit} sessions, the most it may hold; clear one "
             "before starting another. Nothing was stored.",
             extra={"limit": "max_sessions_per_tenant", "max": exc.limit},
-        )
-    if isinstance(exc, IdempotencyMismatchError):
-        return IdempotencyKeyReused(
+        ),
+    ),
+    (PreconditionFailedError, _precondition_failed),
+    (
+        IdempotencyMismatchError,
+        lambda _: IdempotencyKeyReused(
             "this Idempotency-Key was already used for a different request; use a new key "
             "for a new request"
-        )
-    if isinstance(exc, IdempotencyInFlightError):
-        return IdempotencyKeyInFlight(
+        ),
+    ),
+    (
+        IdempotencyInFlightError,
+        lambda _: IdempotencyKeyInFlight(
             "a request with this Idempotency-Key is still running; retry after it finishes"
-        )
-    if isinstance(exc, StoreUnavailableError):
-        return ServiceUnavailable("the database did not answer; retry shortly")
-    return ProblemError("the server failed to handle this request")
+        ),
+    ),
+    (SessionMissingError, lambda exc: SessionNotFound(str(exc))),
+    (SessionExistsError, lambda exc: SessionExists(f"{exc}; fork into a new id")),
+    (
+        MetadataTooLargeError,
+        lambda exc: PayloadTooLarge(
+            f"the merged metadata would be {exc.size} bytes; the limit is {exc.limit}",
+            extra={"limit": "max_metadata_bytes", "max": exc.limit},
+        ),
+    ),
+    (
+        InvalidCursorError,
+        lambda _: InvalidInput(
+            "cursor must be the next_cursor of an earlier page, unchanged",
+            extra={"errors": [{"loc": ["query", "cursor"], "msg": "not a cursor"}]},
+        ),
+    ),
+    (
+        StoreUnavailableError,
+        lambda _: ServiceUnavailable("the database did not answer; retry shortly"),
+    ),
+)
 
 
 def as_problem(exc: Exception, metrics: Metrics, where: str) -> ProblemError:

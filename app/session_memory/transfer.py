@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 from session_memory_client import SessionMemoryClient
 
-from .items.payload import parse_item_batch, split_items
 from .storage import SessionStore
+from .wire.items import parse_item_batch, split_items
 
 __all__ = ["ImportReport", "export_from_server", "export_line", "export_lines", "import_lines"]
 

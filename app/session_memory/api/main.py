@@ -1,17 +1,16 @@
-"""Gathers the routers into one."""
+"""Gathers the routers into one: the route table's API, then the probes, browser and docs."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from .routes import docs, health, history, items, sessions, ui
+from .register import table_router
+from .routes import docs, health, ui
 
 __all__ = ["api_router"]
 
 api_router = APIRouter()
 api_router.include_router(health.router)
-api_router.include_router(sessions.router)
-api_router.include_router(items.router)
-api_router.include_router(history.router)
+api_router.include_router(table_router())
 api_router.include_router(ui.router)
 api_router.include_router(docs.router)

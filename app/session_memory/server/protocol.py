@@ -208,9 +208,6 @@ class EdgeProtocol(HttpToolsProtocol):
     def shutdown(self) -> None:
         # Live follow streams never end by themselves: end them now, so a graceful
         # shutdown does not wait out its timeout on them.
-        from ..history.follow import stop_all_streams
-
-        stop_all_streams()
         super().shutdown()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

@@ -13,6 +13,7 @@ __all__ = [
     "InvalidCursorError",
     "MetadataTooLargeError",
     "PreconditionFailedError",
+    "RefusedError",
     "SessionExistsError",
     "SessionFullError",
     "SessionMissingError",
@@ -27,23 +28,30 @@ class StoreError(Exception):
     """Base class of the errors a store raises."""
 
 
+class RefusedError(StoreError):
+    """The caller's request was refused as the contract says; nothing was done.
+
+    Not a failure of the store: such errors are answered, not logged or counted.
+    """
+
+
 class StoreUnavailableError(StoreError):
     """The database cannot be reached or did not answer in time."""
 
 
-class IdempotencyMismatchError(StoreError):
+class IdempotencyMismatchError(RefusedError):
     """An idempotency key came back with a different request; nothing was done."""
 
 
-class IdempotencyInFlightError(StoreError):
+class IdempotencyInFlightError(RefusedError):
     """A request with this idempotency key is still running; nothing was done."""
 
 
-class InvalidCursorError(StoreError, ValueError):
+class InvalidCursorError(RefusedError, ValueError):
     """A session-listing cursor that no listing gave out."""
 
 
-class PreconditionFailedError(StoreError):
+class PreconditionFailedError(RefusedError):
     """The session's revision is not the one the write expected; nothing was done."""
 
     def __init__(self, *, current: int | None) -> None:
@@ -51,7 +59,7 @@ class PreconditionFailedError(StoreError):
         self.current = current
 
 
-class SessionFullError(StoreError):
+class SessionFullError(RefusedError):
     """An append would take a session past its item limit; nothing was stored.
 
     ``count`` counts the items the session holds and the popped items it keeps for
@@ -66,7 +74,7 @@ class SessionFullError(StoreError):
         self.kept = kept
 
 
-class TooManySessionsError(StoreError):
+class TooManySessionsError(RefusedError):
     """A write would create a session past the tenant's session limit; nothing was done."""
 
     def __init__(self, *, limit: int) -> None:
@@ -74,15 +82,15 @@ class TooManySessionsError(StoreError):
         self.limit = limit
 
 
-class SessionExistsError(StoreError):
+class SessionExistsError(RefusedError):
     """The session a fork would create already exists; nothing was done."""
 
 
-class SessionMissingError(StoreError):
+class SessionMissingError(RefusedError):
     """The session the operation needs does not exist; nothing was done."""
 
 
-class MetadataTooLargeError(StoreError):
+class MetadataTooLargeError(RefusedError):
     """Merged metadata would pass its size limit; nothing changed."""
 
     def __init__(self, *, size: int, limit: int) -> None:

@@ -391,6 +391,9 @@ class SQLiteStore(SQLiteHistory):
             sweep_batch_rows=settings.sweep_batch_rows,
         )
 
+    def change_feed(self, sink: Any) -> None:
+        return None
+
     # -- lifecycle -------------------------------------------------------------------
 
     async def open(self) -> None:

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from ...problems import ServiceUnavailable
 from ...storage import StoreError
-from ..deps import StoreDep
+from ..deps import services_of
 from ..errors import problem_responses
 from ..schemas import HealthResponse
 
@@ -29,7 +29,7 @@ logger = logging.getLogger("session_memory")
 )
 async def metrics(request: Request) -> Response:
     """Prometheus metrics: requests, latency, items written and read, batch sizes, errors."""
-    registry = request.app.state.metrics.registry
+    registry = services_of(request.app).metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -45,10 +45,10 @@ async def healthz() -> HealthResponse:
     responses=problem_responses(503),
     operation_id="health-ready",
 )
-async def readyz(store: StoreDep) -> HealthResponse:
+async def readyz(request: Request) -> HealthResponse:
     """The store answers a query; 503 when it does not."""
     try:
-        await store.ping()
+        await services_of(request.app).store.ping()
     except StoreError as exc:
         # The driver's text can name hosts, users and paths: it goes to the log only.
         logger.warning("readiness check failed: %s", exc)

@@ -7,8 +7,8 @@ from typing import Any
 
 from session_memory_client.protocol import MAX_SEQ
 
-from ..items.payload import BatchLimits, parse_item_batch
 from ..problems import InvalidInput, MalformedBody, PayloadTooLarge
+from .items import BatchLimits, parse_item_batch
 
 __all__ = ["parse_fork", "parse_metadata", "parse_replace"]
 

@@ -1,8 +1,9 @@
-"""The request headers that condition an item write, each parsed in exactly one place.
+"""The request headers that condition a request, each parsed in exactly one place.
 
 - ``If-Match``: the session's revision as an ETag (optimistic concurrency), or ``*``.
 - ``Session-TTL``: how long the session lives after a write.
 - ``Idempotency-Key``: a retry of a write replays its first outcome.
+- ``Last-Event-ID``: where a resumed event stream goes on.
 
 The ``*_PATTERN`` strings only document the headers in OpenAPI; the parsers below are
 what refuses a bad header (with one message, whichever path the request took).
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from session_memory_client.protocol import IDEMPOTENCY_KEY, IF_MATCH, SESSION_TTL
+from session_memory_client.protocol import IDEMPOTENCY_KEY, IF_MATCH, LAST_EVENT_ID, SESSION_TTL
 
 from ..problems import InvalidInput
 from ..storage import ANY_REVISION, Idempotency
@@ -22,11 +23,13 @@ from .numbers import is_ascii_digits
 __all__ = [
     "IDEMPOTENCY_KEY_PATTERN",
     "IF_MATCH_PATTERN",
+    "LAST_EVENT_ID_PATTERN",
     "MAX_SESSION_TTL",
     "SESSION_TTL_PATTERN",
-    "etag",
     "expected_revision",
     "idempotency_for",
+    "idempotency_key",
+    "last_event_id",
     "session_ttl",
 ]
 
@@ -45,11 +48,6 @@ _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 def _invalid(header: str, detail: str, msg: str) -> InvalidInput:
     return InvalidInput(detail, extra={"errors": [{"loc": ["header", header], "msg": msg}]})
-
-
-def etag(revision: int) -> str:
-    """The ETag of a session at ``revision`` (``"0"``: the session does not exist)."""
-    return f'"{revision}"'
 
 
 def expected_revision(if_match: str | None) -> int | None:
@@ -82,21 +80,45 @@ def session_ttl(header: str | None) -> float | None:
     return float(value)
 
 
-def idempotency_for(
-    key: str | None, *, method: str, session_id: str, body: bytes, ttl: float
-) -> Idempotency | None:
-    """The store's ``Idempotency`` for a request, None without a key, 422 for a bad key."""
-    if key is None:
+def idempotency_key(header: str | None) -> str | None:
+    """An Idempotency-Key header: 1 to 255 visible ASCII characters; None without one."""
+    if header is None:
         return None
-    if not _IDEMPOTENCY_KEY.fullmatch(key):
+    if not _IDEMPOTENCY_KEY.fullmatch(header):
         raise _invalid(
             IDEMPOTENCY_KEY,
             "the Idempotency-Key header must be 1 to 255 visible ASCII characters "
             "(a UUID is a good choice)",
             "invalid key",
         )
+    return header
+
+
+def idempotency_for(
+    key: str | None, *, method: str, session_id: str, body: bytes, ttl: float
+) -> Idempotency | None:
+    """The store's ``Idempotency`` for a request with a (checked) key; None without one.
+
+    The fingerprint covers the method, the session and the body, so the same key
+    sent with another request is told apart.
+    """
+    if key is None:
+        return None
     digest = hashlib.sha256()
     for part in (method.encode(), session_id.encode(), body):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return Idempotency(key=key, fingerprint=digest.hexdigest(), ttl=ttl)
+
+
+LAST_EVENT_ID_PATTERN = r"^[0-9]{1,18}$"
+_LAST_EVENT_ID = re.compile(LAST_EVENT_ID_PATTERN)
+
+
+def last_event_id(header: str | None) -> int | None:
+    """A Last-Event-ID header (the seq a reconnecting stream saw last); None without one."""
+    if header is None:
+        return None
+    if not _LAST_EVENT_ID.fullmatch(header):
+        raise _invalid(LAST_EVENT_ID, "Last-Event-ID takes the id of an append event", "not an id")
+    return int(header)

@@ -23,12 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from starlette.datastructures import Headers
-from starlette.requests import ClientDisconnect
-from starlette.types import Receive
-
-from ..problems import InvalidInput, MalformedBody, PayloadTooLarge, UnsupportedMediaType
-from .numbers import is_ascii_digits
+from ..problems import InvalidInput, MalformedBody
 
 __all__ = [
     "INLINE_PARSE_BYTES",
@@ -36,7 +31,6 @@ __all__ = [
     "BatchLimits",
     "parse_item_batch",
     "parse_item_batch_async",
-    "read_json_body",
     "run_off_loop",
     "split_items",
 ]
@@ -89,41 +83,6 @@ INLINE_PARSE_BYTES = 64 * 1024
 # One thread: large bodies are validated one at a time, which bounds the memory
 # validation can hold to one item's worth whatever the number of uploads.
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="payload")
-
-
-async def read_json_body(headers: Headers, receive: Receive, max_bytes: int) -> bytes:
-    """Read a JSON body, refusing other media types and anything over ``max_bytes``.
-
-    The size is checked against Content-Length up front and again while receiving,
-    so a chunked upload cannot grow past the limit in memory.
-    """
-    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    ):
-        raise UnsupportedMediaType(
-            f"send the body as application/json (got {media_type or 'no Content-Type'})"
-        )
-    too_large = PayloadTooLarge(
-        f"the request body exceeds the limit of {max_bytes} bytes",
-        extra={"limit": "max_body_bytes", "max": max_bytes},
-    )
-    declared = headers.get("content-length")
-    if declared is not None and is_ascii_digits(declared) and int(declared) > max_bytes:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _type_name(value: object) -> str:

@@ -1,0 +1,374 @@
+"""The route table: every operation of the ``/v1`` API, defined once.
+
+Each ``Route`` says its method and path, how its query, headers and body become its
+typed request (``services.requests``), which service call answers it, and what the
+OpenAPI document says of it. The FastAPI routes (``api.register``, and so
+``openapi.json``) and the fast path (``api.fast_path``) are both built from this
+table, so a header is added in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from session_memory_client.protocol import (
+    IDEMPOTENCY_KEY,
+    IF_MATCH,
+    LAST_EVENT_ID,
+    MAX_SEQ,
+    SESSION_METADATA,
+    SESSION_TTL,
+)
+
+from ..config import Settings
+from ..replies import JSON, Reply
+from ..services import Services
+from ..services import requests as rq
+from ..wire.headers import (
+    IDEMPOTENCY_KEY_PATTERN,
+    IF_MATCH_PATTERN,
+    LAST_EVENT_ID_PATTERN,
+    SESSION_TTL_PATTERN,
+    expected_revision,
+    idempotency_key,
+    last_event_id,
+    session_ttl,
+)
+from ..wire.history import parse_metadata
+from . import schemas
+
+__all__ = ["ROUTES", "Body", "HeaderParam", "QueryParam", "Route"]
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderParam:
+    """A request header: ``parse`` turns its value (None: absent) into the request's field."""
+
+    field: str
+    name: str
+    parse: Callable[[str | None, Settings], Any]
+    description: str
+    pattern: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParam:
+    """A query parameter: an integer in [``ge``, ``le``] (ASCII digits), or a string."""
+
+    field: str
+    kind: type[int] | type[str]
+    description: str
+    default: Any = None
+    ge: int = 0
+    le: int = MAX_SEQ
+    pattern: str | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A JSON body, read whole within ``max_bytes`` (a setting) before the service runs."""
+
+    schema: dict[str, Any]
+    max_bytes: Callable[[Settings], int]
+    media_types: tuple[str, ...] = (JSON,)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One operation. ``name`` and ``doc`` become its OpenAPI summary and description."""
+
+    name: str
+    method: str
+    path: str
+    operation_id: str
+    tag: str
+    doc: str
+    request: Callable[..., Any]
+    call: Callable[[Services, Any], Awaitable[Reply]]
+    problems: tuple[int, ...]
+    status: int = 200
+    response_model: type[BaseModel] | None = None
+    etag: bool = False
+    query: tuple[QueryParam, ...] = ()
+    headers: tuple[HeaderParam, ...] = ()
+    body: Body | None = None
+    # Query parameters named metadata.<key> become the request's ``filters``.
+    filters: bool = False
+    # Served by the fast path when the query holds every one of these.
+    hot: frozenset[str] | None = None
+    responses: dict[int | str, dict[str, Any]] | None = None
+
+    @property
+    def has_session(self) -> bool:
+        return "{session_id}" in self.path
+
+
+def _max_body(settings: Settings) -> int:
+    return settings.max_body_bytes
+
+
+def _max_patch(settings: Settings) -> int:
+    # A merge patch may hold nulls that vanish when merged: allow it some room.
+    return min(settings.max_body_bytes, 4 * settings.max_metadata_bytes)
+
+
+def _metadata(value: str | None, settings: Settings) -> str | None:
+    if value is None:
+        return None
+    return parse_metadata(value, settings.max_metadata_bytes, where=SESSION_METADATA)
+
+
+IF_MATCH_HEADER = HeaderParam(
+    "expected_revision",
+    IF_MATCH,
+    lambda value, _: expected_revision(value),
+    "Write only if the session is still at this ETag (as a read returned it), "
+    'or `*` for "only if the session exists"; otherwise 412.',
+    IF_MATCH_PATTERN,
+)
+IDEMPOTENCY_KEY_HEADER = HeaderParam(
+    "idempotency_key",
+    IDEMPOTENCY_KEY,
+    lambda value, _: idempotency_key(value),
+    "A unique key (a UUID) for this write. A retry with the same key and request "
+    "gets the first outcome back and changes nothing; the same key with another "
+    "request is a 422; a retry while the first still runs is a 409.",
+    IDEMPOTENCY_KEY_PATTERN,
+)
+SESSION_TTL_HEADER = HeaderParam(
+    "ttl",
+    SESSION_TTL,
+    lambda value, _: session_ttl(value),
+    "Seconds the session lives after each write (0: never expires). Kept for the "
+    "session until changed; without it the service default applies.",
+    SESSION_TTL_PATTERN,
+)
+SESSION_METADATA_HEADER = HeaderParam(
+    "metadata",
+    SESSION_METADATA,
+    _metadata,
+    "A JSON object (at most `max_metadata_bytes`) the session starts with when this "
+    "append creates it; ignored when the session exists (change it with PATCH).",
+)
+LAST_EVENT_ID_HEADER = HeaderParam(
+    "last_event_id",
+    LAST_EVENT_ID,
+    lambda value, _: last_event_id(value),
+    "Resume after this seq (what a reconnecting EventSource sends).",
+    LAST_EVENT_ID_PATTERN,
+)
+
+LIMIT = QueryParam(
+    "limit",
+    int,
+    "At most this many items. Without `after`/`before`: the latest N, oldest first. "
+    "A page also stops before passing the server's max_read_page_bytes (has_more "
+    "then says there is more; its first item comes whatever its size). "
+    "Omit for all items (the response then streams).",
+)
+AFTER = QueryParam("after", int, "Only items with a sequence number above this.")
+BEFORE = QueryParam("before", int, "Only items with a sequence number below this.")
+
+_SESSIONS = "/v1/sessions"
+_ITEMS = "/v1/sessions/{session_id}/items"
+_MERGE_PATCH = "application/merge-patch+json"
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        name="list_sessions",
+        method="GET",
+        path=_SESSIONS,
+        operation_id="sessions-list",
+        tag="sessions",
+        doc="List sessions, most recently updated first, in keyset pages.\n\n"
+        "Filter by metadata with `metadata.<key>=<value>` (exact match on a top-level\n"
+        "string, number or boolean; several combine with AND) and by id with `prefix`.",
+        request=rq.ListSessions,
+        call=lambda s, r: s.history.list(r),
+        problems=(401, 422, 503),
+        response_model=schemas.SessionListResponse,
+        query=(
+            QueryParam("limit", int, "Sessions per page.", default=50, ge=1, le=1000),
+            QueryParam(
+                "cursor",
+                str,
+                "The `next_cursor` of the previous page (opaque).",
+                pattern=r"^[A-Za-z0-9_-]{1,2048}$",
+            ),
+            QueryParam(
+                "prefix", str, "Only ids that start with this.", min_length=1, max_length=256
+            ),
+        ),
+        filters=True,
+    ),
+    Route(
+        name="get_session",
+        method="GET",
+        path=_SESSIONS + "/{session_id}",
+        operation_id="sessions-get",
+        tag="sessions",
+        doc="Show one session's record: item count, created and updated times.",
+        request=rq.GetSession,
+        call=lambda s, r: s.history.get(r),
+        problems=(401, 404, 422, 503),
+        response_model=schemas.SessionRecord,
+    ),
+    Route(
+        name="clear_session",
+        method="DELETE",
+        path=_SESSIONS + "/{session_id}",
+        operation_id="sessions-clear",
+        tag="sessions",
+        doc="Delete a session's items and its record; an unknown session is a no-op.",
+        request=rq.ClearSession,
+        call=lambda s, r: s.items.clear(r),
+        problems=(401, 412, 422, 503),
+        status=204,
+        headers=(IF_MATCH_HEADER,),
+    ),
+    Route(
+        name="get_items",
+        method="GET",
+        path=_ITEMS,
+        operation_id="items-get",
+        tag="items",
+        doc="Read a session's items, oldest first; the latest `limit` or a keyset page.\n\n"
+        "Without cursors: the latest `limit` items. `after=S`: the first `limit` items\n"
+        "above S. `before=S`: the latest `limit` items below S. Both: the first `limit`\n"
+        "items strictly between them.",
+        request=rq.ReadItems,
+        call=lambda s, r: s.items.read(r),
+        problems=(401, 422, 503),
+        response_model=schemas.ItemPageResponse,
+        etag=True,
+        query=(LIMIT, AFTER, BEFORE),
+        hot=frozenset({"limit"}),
+    ),
+    Route(
+        name="add_items",
+        method="POST",
+        path=_ITEMS,
+        operation_id="items-add",
+        tag="items",
+        doc="Append items atomically: all land next to each other, or none does.",
+        request=rq.AppendItems,
+        call=lambda s, r: s.items.append(r),
+        problems=(401, 400, 409, 412, 413, 415, 422, 503),
+        status=201,
+        response_model=schemas.AppendResponse,
+        etag=True,
+        headers=(
+            IDEMPOTENCY_KEY_HEADER,
+            IF_MATCH_HEADER,
+            SESSION_TTL_HEADER,
+            SESSION_METADATA_HEADER,
+        ),
+        body=Body(_schema(schemas.AppendRequest), _max_body),
+        hot=frozenset(),
+    ),
+    Route(
+        name="pop_last_item",
+        method="DELETE",
+        path=_ITEMS + "/last",
+        operation_id="items-pop",
+        tag="items",
+        doc='Remove and return the newest item; `{"item": null}` when the session is empty.',
+        request=rq.PopItem,
+        call=lambda s, r: s.items.pop(r),
+        problems=(401, 409, 412, 422, 503),
+        response_model=schemas.PopResponse,
+        headers=(IDEMPOTENCY_KEY_HEADER, IF_MATCH_HEADER),
+        hot=frozenset(),
+    ),
+    Route(
+        name="replace_items",
+        method="PUT",
+        path=_ITEMS,
+        operation_id="items-replace",
+        tag="history",
+        doc="Replace the items from `from_seq` on (all when absent) in one transaction.\n\n"
+        "The new items are numbered above the highest number the session ever gave.\n"
+        "With If-Match it is a compare-and-swap.",
+        request=rq.ReplaceItems,
+        call=lambda s, r: s.history.replace(r),
+        problems=(401, 400, 409, 412, 413, 415, 422, 503),
+        response_model=schemas.AppendResponse,
+        etag=True,
+        headers=(IDEMPOTENCY_KEY_HEADER, IF_MATCH_HEADER, SESSION_TTL_HEADER),
+        body=Body(_schema(schemas.ReplaceRequest), _max_body),
+    ),
+    Route(
+        name="fork_session",
+        method="POST",
+        path=_SESSIONS + "/{session_id}/fork",
+        operation_id="sessions-fork",
+        tag="history",
+        doc="Copy the items through `through_seq` (all when absent) into a new session, "
+        "from 1.\n\n409 when the new session exists, 404 when this one does not. If-Match "
+        "is this\nsession's ETag; the response's ETag is the new session's.",
+        request=rq.ForkSession,
+        call=lambda s, r: s.history.fork(r),
+        problems=(401, 400, 404, 409, 412, 413, 415, 422, 503),
+        status=201,
+        response_model=schemas.ForkResponse,
+        etag=True,
+        headers=(IDEMPOTENCY_KEY_HEADER, IF_MATCH_HEADER),
+        body=Body(_schema(schemas.ForkRequest), _max_body),
+    ),
+    Route(
+        name="patch_session",
+        method="PATCH",
+        path=_SESSIONS + "/{session_id}",
+        operation_id="sessions-patch",
+        tag="history",
+        doc="Change the session's metadata with a JSON Merge Patch (RFC 7396); null deletes a key.",
+        request=rq.PatchSession,
+        call=lambda s, r: s.history.patch(r),
+        problems=(401, 400, 404, 412, 413, 415, 422, 503),
+        response_model=schemas.SessionRecord,
+        etag=True,
+        headers=(IF_MATCH_HEADER,),
+        body=Body(
+            {"type": "object", "additionalProperties": True}, _max_patch, (_MERGE_PATCH, JSON)
+        ),
+    ),
+    Route(
+        name="follow_session",
+        method="GET",
+        path=_SESSIONS + "/{session_id}/events",
+        operation_id="sessions-events",
+        tag="history",
+        doc="Follow a session live: its changes as server-sent events, resumable without gaps.",
+        request=rq.FollowSession,
+        call=lambda s, r: s.history.follow(r),
+        problems=(401, 422, 503),
+        query=(
+            QueryParam(
+                "after",
+                int,
+                "Start after this seq (0: from the first item). Default: from now.",
+            ),
+        ),
+        headers=(LAST_EVENT_ID_HEADER,),
+        responses={
+            200: {
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": (
+                    "Server-sent events: `append` (id: the seq, data: the item as stored), "
+                    '`pop`, `replace` and `clear` (data: `{"revision": N}`); a comment '
+                    "line now and then as a heartbeat."
+                ),
+            }
+        },
+    ),
+)

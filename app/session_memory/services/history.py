@@ -1,0 +1,165 @@
+"""The history service: replace a session's tail, fork it, read and change its record,
+list sessions, and follow a session live.
+
+A sibling of ``services.items``, with the same rules: If-Match is a compare-and-swap
+(the store refuses, the edge answers 412 with the current ETag), Idempotency-Key
+replays the first outcome, the item limits are the append limits.
+"""
+
+from __future__ import annotations
+
+from session_memory_client.protocol import session_id_error
+
+from ..config import Settings
+from ..observability import Metrics
+from ..problems import InvalidInput, SessionNotFound
+from ..replies import Reply
+from ..storage.contract import HistoryStore
+from ..wire.headers import idempotency_for
+from ..wire.history import parse_fork, parse_metadata, parse_replace
+from ..wire.items import run_off_loop
+from ..wire.render import append_body, fork_body, session_body, session_list_body
+from .events import event_stream
+from .hub import Hub
+from .items import ItemsService
+from .requests import (
+    FollowSession,
+    ForkSession,
+    GetSession,
+    ListSessions,
+    PatchSession,
+    ReplaceItems,
+)
+
+__all__ = ["MAX_FILTERS", "HistoryService"]
+
+# Metadata filters one listing may combine.
+MAX_FILTERS = 8
+
+_EVENT_STREAM = "text/event-stream"
+_STREAM_HEADERS = (("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no"))
+
+
+class HistoryService:
+    """Replace, fork, records, listings and follow; a refusal raises."""
+
+    __slots__ = ("hub", "items", "metrics", "settings", "store")
+
+    def __init__(self, store: HistoryStore, settings: Settings, metrics: Metrics, hub: Hub) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.hub = hub
+        self.items = ItemsService(store, settings, metrics, hub)
+
+    def _published(self, kind: str, tenant: str, session_id: str, revision: int | None) -> None:
+        if revision:
+            self.hub.publish(kind, tenant, session_id, revision)
+
+    async def replace(self, request: ReplaceItems) -> Reply:
+        """Replace the items from ``from_seq`` on (all when absent) in one transaction."""
+        items, from_seq = await run_off_loop(
+            len(request.body), parse_replace, request.body, self.items.batch_limits()
+        )
+        idempotency = idempotency_for(
+            request.idempotency_key,
+            method="PUT",
+            session_id=request.session_id,
+            body=request.body,
+            ttl=self.settings.idempotency_ttl_seconds,
+        )
+        result = await self.store.replace(
+            request.tenant,
+            request.session_id,
+            items,
+            from_seq=from_seq,
+            max_items=self.settings.max_items_per_session or None,
+            idempotency=idempotency,
+            expected_revision=request.expected_revision,
+            ttl=request.ttl,
+        )
+        self.metrics.items_written.inc(result.count)
+        self._published("replace", request.tenant, request.session_id, result.revision)
+        return Reply(200, append_body(result), result.revision)
+
+    async def fork(self, request: ForkSession) -> Reply:
+        """Copy the items through ``through_seq`` into a new session, numbered from 1."""
+        target, through_seq = parse_fork(request.body, check_id=session_id_error)
+        idempotency = idempotency_for(
+            request.idempotency_key,
+            method="FORK",
+            session_id=request.session_id,
+            body=request.body,
+            ttl=self.settings.idempotency_ttl_seconds,
+        )
+        result = await self.store.fork(
+            request.tenant,
+            request.session_id,
+            target,
+            through_seq=through_seq,
+            idempotency=idempotency,
+            expected_revision=request.expected_revision,
+        )
+        self.metrics.items_written.inc(result.count)
+        self._published("append", request.tenant, target, result.revision)
+        return Reply(201, fork_body(target, result), result.revision)
+
+    async def patch(self, request: PatchSession) -> Reply:
+        """Merge a JSON Merge Patch (RFC 7396) into the session's metadata."""
+        limit = self.settings.max_metadata_bytes
+        # The patch may hold nulls that vanish when merged: allow it some room.
+        patch = parse_metadata(request.body, 4 * limit, where="body")
+        info = await self.store.patch_metadata(
+            request.tenant,
+            request.session_id,
+            patch,
+            max_bytes=limit,
+            expected_revision=request.expected_revision,
+        )
+        return Reply(200, session_body(info), info.revision)
+
+    async def get(self, request: GetSession) -> Reply:
+        """One session's record."""
+        info = await self.store.get_session(request.tenant, request.session_id)
+        if info is None:
+            raise SessionNotFound(f"no session with id {request.session_id!r}")
+        return Reply(200, session_body(info))
+
+    async def list(self, request: ListSessions) -> Reply:
+        """A keyset page of sessions, filtered by metadata pairs and an id prefix."""
+        filters = request.filters
+        if len(filters) > MAX_FILTERS:
+            raise InvalidInput(
+                f"at most {MAX_FILTERS} metadata filters may be combined",
+                extra={"errors": [{"loc": ["query"], "msg": "too many metadata filters"}]},
+            )
+        for key, value in filters.items():
+            if not key or len(key) > 256 or len(value) > 1024:
+                raise InvalidInput(
+                    "a metadata filter is metadata.<key>=<value>, the key 1 to 256 and the "
+                    "value at most 1024 characters",
+                    extra={"errors": [{"loc": ["query", f"metadata.{key}"], "msg": "bad filter"}]},
+                )
+        tenant, limit, cursor = request.tenant, request.limit, request.cursor
+        if not filters and not request.prefix:
+            page = await self.store.list_sessions(tenant, limit=limit, cursor=cursor)
+        else:
+            page = await self.store.find_sessions(
+                tenant, limit=limit, cursor=cursor, metadata=filters, prefix=request.prefix
+            )
+        return Reply(200, session_list_body(page))
+
+    async def follow(self, request: FollowSession) -> Reply:
+        """The session's changes as a stream of server-sent events, until shutdown."""
+        self.hub.check_capacity()
+        after = request.last_event_id if request.last_event_id is not None else request.after
+        stream = event_stream(
+            self.store,
+            self.hub,
+            request.tenant,
+            request.session_id,
+            after=after,
+            heartbeat=self.settings.follow_heartbeat_seconds,
+            max_bytes=self.settings.max_read_page_bytes,
+        )
+        return Reply(200, stream=stream, media_type=_EVENT_STREAM, extra_headers=_STREAM_HEADERS)

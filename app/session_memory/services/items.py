@@ -1,0 +1,141 @@
+"""The items service: read, append, pop and clear a session's items.
+
+It takes typed requests (``services.requests``) whose headers the edge has parsed,
+parses and bounds item bodies off the event loop, calls the store, tells the hub,
+and returns a ``Reply``. A store's refusal propagates as a ``StoreError``; the edge
+maps it to a problem (``problems.as_problem``), the one mapping there is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from ..config import Settings
+from ..observability import Metrics
+from ..replies import Reply
+from ..storage import ItemPage
+from ..storage.contract import HistoryStore
+from ..wire.headers import idempotency_for
+from ..wire.items import BatchLimits, parse_item_batch_async, run_off_loop
+from ..wire.render import append_body, page_body, page_tail, pop_body
+from .hub import Hub
+from .requests import AppendItems, ClearSession, PopItem, ReadItems
+
+__all__ = ["STREAM_PAGE_ITEMS", "ItemsService"]
+
+# Items per store query when a read has no limit: the response streams page by page.
+STREAM_PAGE_ITEMS = 500
+
+
+class ItemsService:
+    """The item operations of every tenant's sessions; a refusal raises."""
+
+    __slots__ = ("hub", "metrics", "settings", "store")
+
+    def __init__(self, store: HistoryStore, settings: Settings, metrics: Metrics, hub: Hub) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        # Told of every committed write, for live follow streams.
+        self.hub = hub
+
+    def batch_limits(self) -> BatchLimits:
+        return BatchLimits(
+            max_items=self.settings.max_items_per_request,
+            max_item_bytes=self.settings.max_item_bytes,
+        )
+
+    async def read(self, request: ReadItems) -> Reply:
+        """The latest ``limit`` items or a keyset page; without a limit, all of them, streamed.
+
+        Every store read is bounded by ``max_read_page_bytes`` as well as by count: a
+        page with a limit then holds fewer items and says ``has_more`` (its first
+        item is returned whatever its size), and a stream holds one such page at a time.
+        """
+        if request.limit is not None:
+            page = await self._page(request, request.limit, request.after)
+            return Reply(200, page_body(page), page.revision)
+        # No limit: walk forward page by page so a long history streams instead of
+        # being held in memory whole. The ETag is the revision when the walk began.
+        page = await self._page(request, STREAM_PAGE_ITEMS, request.after or 0)
+        if not page.has_more:
+            return Reply(200, page_body(page), page.revision)
+        return Reply(200, revision=page.revision, stream=self._stream(request, page))
+
+    async def _page(self, request: ReadItems, limit: int, after: int | None) -> ItemPage:
+        page = await self.store.read(
+            request.tenant,
+            request.session_id,
+            limit=limit,
+            after=after,
+            before=request.before,
+            max_bytes=self.settings.max_read_page_bytes,
+        )
+        self.metrics.items_read.inc(len(page.items))
+        return page
+
+    async def _stream(self, request: ReadItems, page: ItemPage) -> AsyncIterator[bytes]:
+        first_seq, last_seq = page.first_seq, page.last_seq
+        yield b'{"items":[' + ",".join(page.items).encode()
+        while page.has_more and last_seq is not None:
+            page = await self._page(request, STREAM_PAGE_ITEMS, last_seq)
+            if page.items:
+                yield b"," + ",".join(page.items).encode()
+                last_seq = page.last_seq
+        yield page_tail(first_seq, last_seq, False)
+
+    async def append(self, request: AppendItems) -> Reply:
+        """Check the body, then append all its items or none."""
+        body, metadata = request.body, request.metadata
+        items = await parse_item_batch_async(body, self.batch_limits())
+        idempotency = await run_off_loop(
+            len(body),
+            idempotency_for,
+            request.idempotency_key,
+            method="POST",
+            session_id=request.session_id,
+            body=body if metadata is None else body + b"\0" + metadata.encode(),
+            ttl=self.settings.idempotency_ttl_seconds,
+        )
+        result = await self.store.append(
+            request.tenant,
+            request.session_id,
+            items,
+            max_items=self.settings.max_items_per_session or None,
+            idempotency=idempotency,
+            expected_revision=request.expected_revision,
+            ttl=request.ttl,
+            metadata=metadata,
+        )
+        self.metrics.items_written.inc(result.count)
+        self.metrics.write_batch.observe(result.count)
+        if result.revision:
+            self.hub.publish("append", request.tenant, request.session_id, result.revision)
+        return Reply(201, append_body(result), result.revision)
+
+    async def pop(self, request: PopItem) -> Reply:
+        """Remove and return the newest item."""
+        idempotency = idempotency_for(
+            request.idempotency_key,
+            method="DELETE",
+            session_id=request.session_id,
+            body=b"",
+            ttl=self.settings.idempotency_ttl_seconds,
+        )
+        item = await self.store.pop(
+            request.tenant,
+            request.session_id,
+            idempotency=idempotency,
+            expected_revision=request.expected_revision,
+        )
+        if item is not None:
+            self.hub.publish("pop", request.tenant, request.session_id, 0)
+        return Reply(200, pop_body(item))
+
+    async def clear(self, request: ClearSession) -> Reply:
+        """Delete the session's items and its record."""
+        await self.store.clear(
+            request.tenant, request.session_id, expected_revision=request.expected_revision
+        )
+        self.hub.publish("clear", request.tenant, request.session_id, 0)
+        return Reply(204)

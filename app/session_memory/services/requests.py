@@ -1,0 +1,120 @@
+"""The typed requests the services take, one per operation.
+
+The edge (``api.table``) builds them from a request's path, query, headers and
+body, already parsed and bounded; the services never see HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "AppendItems",
+    "ClearSession",
+    "FollowSession",
+    "ForkSession",
+    "GetSession",
+    "ListSessions",
+    "PatchSession",
+    "PopItem",
+    "ReadItems",
+    "ReplaceItems",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadItems:
+    """The latest ``limit`` items, or a keyset page between ``after`` and ``before``."""
+
+    tenant: str
+    session_id: str
+    limit: int | None = None
+    after: int | None = None
+    before: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendItems:
+    """Append a body's items; ``metadata`` starts a session this append creates."""
+
+    tenant: str
+    session_id: str
+    body: bytes
+    expected_revision: int | None = None
+    idempotency_key: str | None = None
+    ttl: float | None = None
+    metadata: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PopItem:
+    tenant: str
+    session_id: str
+    expected_revision: int | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClearSession:
+    tenant: str
+    session_id: str
+    expected_revision: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceItems:
+    """Replace the items from the body's ``from_seq`` on with the body's items."""
+
+    tenant: str
+    session_id: str
+    body: bytes
+    expected_revision: int | None = None
+    idempotency_key: str | None = None
+    ttl: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForkSession:
+    tenant: str
+    session_id: str
+    body: bytes
+    expected_revision: int | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PatchSession:
+    """A JSON Merge Patch (RFC 7396) of the session's metadata."""
+
+    tenant: str
+    session_id: str
+    body: bytes
+    expected_revision: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetSession:
+    tenant: str
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListSessions:
+    """A page of sessions; ``filters`` are the ``metadata.<key>=<value>`` pairs."""
+
+    tenant: str
+    limit: int = 50
+    cursor: str | None = None
+    prefix: str | None = None
+    filters: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowSession:
+    """Follow from ``after`` (``Last-Event-ID`` wins over the query); None: from now."""
+
+    tenant: str
+    session_id: str
+    after: int | None = None
+    last_event_id: int | None = None
