@@ -112,6 +112,14 @@ def _max_body(settings: Settings) -> int:
     return settings.max_body_bytes
 
 
+# A fork's body is an id and a number: nothing near a batch of items.
+FORK_BODY_BYTES = 16 * 1024
+
+
+def _max_fork(settings: Settings) -> int:
+    return min(settings.max_body_bytes, FORK_BODY_BYTES)
+
+
 def _max_patch(settings: Settings) -> int:
     # A merge patch may hold nulls that vanish when merged: allow it some room.
     return min(settings.max_body_bytes, 4 * settings.max_metadata_bytes)
@@ -323,7 +331,7 @@ ROUTES: tuple[Route, ...] = (
         response_model=schemas.ForkResponse,
         etag=True,
         headers=(IDEMPOTENCY_KEY_HEADER, IF_MATCH_HEADER),
-        body=Body(_schema(schemas.ForkRequest), _max_body),
+        body=Body(_schema(schemas.ForkRequest), _max_fork),
     ),
     Route(
         name="patch_session",

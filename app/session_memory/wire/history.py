@@ -8,7 +8,7 @@ from typing import Any
 from session_memory_client.protocol import MAX_SEQ
 
 from ..problems import InvalidInput, MalformedBody, PayloadTooLarge
-from .items import BatchLimits, parse_item_batch
+from .items import BatchLimits, parse_item_body
 
 __all__ = ["parse_fork", "parse_metadata", "parse_replace"]
 
@@ -42,40 +42,15 @@ def _seq(value: object, name: str) -> int | None:
 def parse_replace(body: bytes, limits: BatchLimits) -> tuple[list[str], int | None]:
     """``{"items": [...], "from_seq": S}``: the items' raw text, and S (None when absent).
 
-    The items are split by the append parser, so they are kept byte for byte and
-    bounded alike; ``from_seq`` is taken out first (it is a short number).
+    The append parser splits it, so the items are kept byte for byte and bounded
+    alike (count, size, nesting) before anything is built.
     """
-    document = _load(body, "body")
-    if not isinstance(document, dict):
-        raise _invalid('body must be a JSON object: {"items": [...], "from_seq": S}', "body")
-    unknown = set(document) - {"items", "from_seq"}
-    if unknown:
-        name = sorted(unknown)[0]
-        raise _invalid(f"unknown field {name!r}; the body holds 'items' and 'from_seq'", name)
-    from_seq = _seq(document.get("from_seq"), "from_seq")
-    if "items" not in document:
-        raise _invalid("field 'items' is required", "body", "items")
-    # Re-split the original text so each item stays exactly as the client sent it:
-    # drop from_seq by parsing a copy of the body that holds only the items array.
-    start, end = _items_span(body)
-    return parse_item_batch(b'{"items":' + body[start:end] + b"}", limits), from_seq
+    items, scalars = parse_item_body(body, limits, _REPLACE_SCALARS)
+    from_seq = scalars.get("from_seq")
+    return items, None if from_seq is None else _seq(json.loads(from_seq), "from_seq")
 
 
-def _items_span(body: bytes) -> tuple[int, int]:
-    """Where the value of the top-level "items" member lies in ``body`` (valid JSON)."""
-    text = body.decode()
-    decoder = json.JSONDecoder()
-    pos = text.index("{") + 1
-    while True:
-        while text[pos] in " \t\r\n,":
-            pos += 1
-        key, pos = decoder.raw_decode(text, pos)
-        while text[pos] in " \t\r\n:":
-            pos += 1
-        _, end = decoder.raw_decode(text, pos)
-        if key == "items":
-            return len(text[:pos].encode()), len(text[:end].encode())
-        pos = end
+_REPLACE_SCALARS = frozenset({"from_seq"})
 
 
 def parse_fork(body: bytes, *, check_id: Any) -> tuple[str, int | None]:

@@ -31,6 +31,7 @@ __all__ = [
     "BatchLimits",
     "parse_item_batch",
     "parse_item_batch_async",
+    "parse_item_body",
     "run_off_loop",
     "split_items",
 ]
@@ -155,13 +156,22 @@ def parse_item_batch(body: bytes, limits: BatchLimits = NO_LIMITS) -> list[str]:
     (422) for JSON of the wrong shape or past a limit, naming the index of the
     first bad item.
     """
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedBody(f"body is not valid UTF-8 (bad byte at offset {exc.start})") from None
-    if text.startswith("\ufeff"):
-        raise MalformedBody("body starts with a byte order mark; send plain UTF-8 JSON")
+    return parse_item_body(body, limits)[0]
 
+
+# The longest text a scalar member beside the items may have (a sequence number's).
+MAX_SCALAR_CHARS = 32
+
+
+def parse_item_body(
+    body: bytes, limits: BatchLimits = NO_LIMITS, scalars: frozenset[str] = frozenset()
+) -> tuple[list[str], dict[str, str]]:
+    """``parse_item_batch`` for a body that may also hold the short scalar members named
+    in ``scalars`` (``{"items": [...], "from_seq": 3}``): the items, and each such
+    member's JSON text. Every body that carries items goes through this one parser,
+    so each is bounded alike, whatever else it holds.
+    """
+    text = _body_text(body)
     pos = _skip_ws(text, 0)
     if not text.startswith("{", pos):
         if pos == len(text):
@@ -170,37 +180,63 @@ def parse_item_batch(body: bytes, limits: BatchLimits = NO_LIMITS) -> list[str]:
         raise _shape_error(
             f"body must be a JSON object with an items array, not {_type_name(value)}"
         )
-    items: list[str] | None = None
-    pos = _skip_ws(text, pos + 1)
-    if text.startswith("}", pos):
-        pos += 1
-    else:
-        while True:
-            if not text.startswith('"', pos):
-                raise _malformed(text, pos, "expected a property name in double quotes")
-            key, pos = _decode_value(text, pos, "body")
-            pos = _skip_ws(text, pos)
-            if not text.startswith(":", pos):
-                raise _malformed(text, pos, "expected ':'")
-            pos = _skip_ws(text, pos + 1)
-            if key != "items":
-                raise _shape_error(f"unknown field {key!r}; the body holds only 'items'", loc=[key])
-            if items is not None:
-                raise _shape_error("field 'items' appears twice", loc=["items"])
-            items, pos = _split_array(text, pos, limits)
-            pos = _skip_ws(text, pos)
-            if text.startswith("}", pos):
-                pos += 1
-                break
-            if not text.startswith(",", pos):
-                raise _malformed(text, pos, "expected ',' or '}'")
-            pos = _skip_ws(text, pos + 1)
-
+    items, scalar_texts, pos = _members(text, _skip_ws(text, pos + 1), limits, scalars)
     if _skip_ws(text, pos) != len(text):
         raise _malformed(text, pos, "extra data after the JSON value")
     if items is None:
         raise _shape_error("field 'items' is required", loc=["items"])
-    return items
+    return items, scalar_texts
+
+
+def _body_text(body: bytes) -> str:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedBody(f"body is not valid UTF-8 (bad byte at offset {exc.start})") from None
+    if text.startswith("\ufeff"):
+        raise MalformedBody("body starts with a byte order mark; send plain UTF-8 JSON")
+    return text
+
+
+def _members(
+    text: str, pos: int, limits: BatchLimits, scalars: frozenset[str]
+) -> tuple[list[str] | None, dict[str, str], int]:
+    """The object's members from ``pos`` (after its ``{``) through its ``}``."""
+    items: list[str] | None = None
+    found: dict[str, str] = {}
+    if text.startswith("}", pos):
+        return items, found, pos + 1
+    while True:
+        if not text.startswith('"', pos):
+            raise _malformed(text, pos, "expected a property name in double quotes")
+        key, pos = _decode_value(text, pos, "body")
+        pos = _skip_ws(text, pos)
+        if not text.startswith(":", pos):
+            raise _malformed(text, pos, "expected ':'")
+        pos = _skip_ws(text, pos + 1)
+        if key in found or (key == "items" and items is not None):
+            raise _shape_error(f"field {key!r} appears twice", loc=[key])
+        if key == "items":
+            items, pos = _split_array(text, pos, limits)
+        elif key in scalars:
+            found[str(key)], pos = _scalar(text, pos, str(key))
+        else:
+            holds = " and ".join(repr(name) for name in ["items", *sorted(scalars)])
+            raise _shape_error(f"unknown field {key!r}; the body holds only {holds}", loc=[key])
+        pos = _skip_ws(text, pos)
+        if text.startswith("}", pos):
+            return items, found, pos + 1
+        if not text.startswith(",", pos):
+            raise _malformed(text, pos, "expected ',' or '}'")
+        pos = _skip_ws(text, pos + 1)
+
+
+def _scalar(text: str, pos: int, key: str) -> tuple[str, int]:
+    # Validated by the placeholder decoder (nothing is built), then kept short.
+    _, end = _decode_value(text, pos, key)
+    if end - pos > MAX_SCALAR_CHARS:
+        raise _shape_error(f"{key!r} is too long for what it holds", loc=[key])
+    return text[pos:end], end
 
 
 def split_items(body: bytes) -> list[str]:
