@@ -24,6 +24,7 @@ from session_memory_client.protocol import (
 )
 
 from ..config import Settings
+from ..problems import InvalidInput
 from ..replies import JSON, Reply
 from ..services import Services
 from ..services import requests as rq
@@ -128,7 +129,15 @@ def _max_patch(settings: Settings) -> int:
 def _metadata(value: str | None, settings: Settings) -> str | None:
     if value is None:
         return None
-    return parse_metadata(value, settings.max_metadata_bytes, where=SESSION_METADATA)
+    # Header values arrive as Latin-1 (ASGI); the metadata was sent as UTF-8.
+    try:
+        text = value.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            f"{SESSION_METADATA} must be UTF-8 JSON",
+            extra={"errors": [{"loc": ["header", SESSION_METADATA], "msg": "not UTF-8"}]},
+        ) from None
+    return parse_metadata(text, settings.max_metadata_bytes, where=SESSION_METADATA)
 
 
 IF_MATCH_HEADER = HeaderParam(

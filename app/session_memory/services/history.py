@@ -133,11 +133,16 @@ class HistoryService:
                 f"at most {MAX_FILTERS} metadata filters may be combined",
                 extra={"errors": [{"loc": ["query"], "msg": "too many metadata filters"}]},
             )
+        if request.prefix is not None and "\x00" in request.prefix:
+            raise InvalidInput(
+                "prefix may not hold U+0000",
+                extra={"errors": [{"loc": ["query", "prefix"], "msg": "holds U+0000"}]},
+            )
         for key, value in filters.items():
-            if not key or len(key) > 256 or len(value) > 1024:
+            if not key or len(key) > 256 or len(value) > 1024 or "\x00" in key + value:
                 raise InvalidInput(
                     "a metadata filter is metadata.<key>=<value>, the key 1 to 256 and the "
-                    "value at most 1024 characters",
+                    "value at most 1024 characters, neither holding U+0000",
                     extra={"errors": [{"loc": ["query", f"metadata.{key}"], "msg": "bad filter"}]},
                 )
         tenant, limit, cursor = request.tenant, request.limit, request.cursor

@@ -7,6 +7,8 @@ import binascii
 import json
 from typing import Any
 
+from session_memory_client.protocol import session_id_error
+
 from .errors import InvalidCursorError
 from .records import MAX_SEQ, ItemPage
 
@@ -31,9 +33,14 @@ def parse_session_cursor(cursor: str) -> tuple[int, str]:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         revision, session_id = json.loads(text)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
         raise InvalidCursorError("not a cursor a session listing gave out") from exc
-    if type(revision) is not int or not 0 <= revision <= MAX_SEQ or not isinstance(session_id, str):
+    if (
+        type(revision) is not int
+        or not 0 <= revision <= MAX_SEQ
+        or session_id_error(session_id) is not None
+    ):
+        # A crafted id (a lone surrogate, a NUL) would fail in the database instead.
         raise InvalidCursorError("not a cursor a session listing gave out")
     return revision, session_id
 

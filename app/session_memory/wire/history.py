@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from session_memory_client.protocol import MAX_SEQ
@@ -80,9 +81,33 @@ def parse_metadata(text: str | bytes, max_bytes: int, *, where: str) -> str:
             extra={"limit": "max_metadata_bytes", "max": max_bytes},
         )
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise _invalid(f"{where} must be a JSON object", where) from None
     if not isinstance(value, dict):
         raise _invalid(f"{where} must be a JSON object", where)
+    if not _storable(value):
+        raise _invalid(
+            f"{where} holds U+0000 or a lone surrogate (\\ud800-\\udfff), which cannot be stored",
+            where,
+        )
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _no_constant(name: str) -> None:
+    # NaN and Infinity are not JSON (items refuse them too).
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _storable(value: object) -> bool:
+    """No string in it holds U+0000 or a lone surrogate: text neither backend can keep."""
+    if isinstance(value, str):
+        return "\x00" not in value and not _SURROGATE.search(value)
+    if isinstance(value, dict):
+        return all(_storable(key) and _storable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    return True
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
