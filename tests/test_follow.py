@@ -119,3 +119,21 @@ async def test_postgres_notifies_only_followed_sessions() -> None:
         finally:
             await listener.close()
             await store.close()
+
+
+@pytest.mark.slow
+async def test_head_of_an_event_stream_ends_and_frees_its_slot(tmp_path: Path) -> None:
+    env = {"SESSION_MEMORY_MAX_FOLLOW_STREAMS": "1"}
+    server = ServerProcess(f"sqlite:///{tmp_path}/s.db", log_path=tmp_path / "s.log", env=env)
+    with server:
+        async with httpx2.AsyncClient(base_url=server.base_url, timeout=10) as http:
+            for _ in range(3):
+                head = await http.head(session_path("s") + "/events")
+                assert head.status_code == 200
+                assert head.headers["content-type"].startswith("text/event-stream")
+                assert head.content == b""
+            # The one slot is free again: HEADs held none once answered.
+            async with http.stream("GET", session_path("s") + "/events") as response:
+                assert response.status_code == 200
+                stream = events(response)
+                assert await asyncio.wait_for(anext(stream), 10) == {"comment": "following"}
