@@ -105,7 +105,7 @@ def _written(
     )
 
 
-async def store_labels(conn: Connection, tenant: str, rowid: int, metadata: str | None) -> None:
+async def _store_labels(conn: Connection, tenant: str, rowid: int, metadata: str | None) -> None:
     """Make session_labels hold exactly the labels of ``metadata`` for session ``rowid``."""
     await conn.execute("DELETE FROM session_labels WHERE session = $1", rowid)
     labels = labels_of(metadata)
@@ -169,7 +169,7 @@ async def append(
                     session_id,
                     metadata,
                 )
-                await store_labels(conn, tenant, rowid, metadata)
+                await _store_labels(conn, tenant, rowid, metadata)
     # Read after the transaction: a refusal still commits the purge of an expired session.
     return _written(row, key, len(items), max_items, rules)
 
@@ -342,7 +342,7 @@ async def patch_metadata(
             rules.default_ttl,
         )
         assert info is not None
-        await store_labels(conn, tenant, row["id"], stored)
+        await _store_labels(conn, tenant, row["id"], stored)
         return SessionInfo(*info)
 
 
