@@ -306,7 +306,7 @@ BEGIN
             r_status := 'precondition';
             RETURN;
         END IF;
-        -- Nothing to replace and nothing to put: no session is made.
+        -- A missing session with nothing to put in it is not made.
         EXIT WHEN v_id IS NOT NULL OR v_count = 0;
         IF p_max_items IS NOT NULL AND v_count > p_max_items THEN
             r_status := 'full';
