@@ -1,4 +1,4 @@
-"""PL/pgSQL functions that make each PostgreSQL write one round trip.
+"""Migration 7 (released: never edited): appends, pops and clears as PL/pgSQL functions.
 
 An append, a pop or a clear is one ``SELECT * FROM session_memory_<op>(...)``: the
 function runs the whole write (idempotency lock and record, expiry purge, revision
@@ -9,10 +9,9 @@ matching ``StoreError``), so a refused write leaves nothing behind but the purge
 expired session, which any write may do.
 
 Each statement inside a function takes a fresh snapshot (READ COMMITTED), so a
-statement after a row lock sees every write committed while it waited: the same
-reasoning as the multi-statement transactions these replace (see ``postgres``).
+statement after a row lock sees every write committed while it waited.
 
-Installed by a migration; a later change is a new migration with ``CREATE OR REPLACE``.
+Migration 10 (``v10_shared_blocks``) redefines the write functions over shared helpers.
 """
 
 from __future__ import annotations

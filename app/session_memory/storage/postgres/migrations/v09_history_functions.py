@@ -1,21 +1,19 @@
-"""PL/pgSQL functions that make a PostgreSQL replace or fork one round trip.
+"""Migration 9 (released: never edited): replace and fork as PL/pgSQL functions.
 
-As ``postgres_functions`` does for append, pop and clear: the whole write (the
-idempotency lock, replay and record, the expiry purge, the revision check, the
-limits, the write itself) runs inside one ``SELECT * FROM session_memory_<op>(...)``,
-reusing that module's helpers, and a refusal comes back as a status decided before
-anything changed (the store raises the matching ``StoreError``).
+As migration 7 (``v07_write_functions``) does for append, pop and clear: the whole
+write (the idempotency lock, replay and record, the expiry purge, the revision
+check, the limits, the write itself) runs inside one
+``SELECT * FROM session_memory_<op>(...)``, reusing that migration's helpers, and a
+refusal comes back as a status decided before anything changed (the store raises
+the matching ``StoreError``).
 
-Installed by a migration; a later change is a new migration with ``CREATE OR REPLACE``.
+Migration 10 (``v10_shared_blocks``) redefines both over shared helpers.
 """
 
 from __future__ import annotations
 
 __all__ = ["HISTORY_FUNCTIONS"]
 
-# Statuses: ok, replay (r_replay), inflight, mismatch, precondition (r_revision: the
-# session's), full (r_held: items left after the replace, r_kept), sessions (the
-# tenant's session limit).
 HISTORY_FUNCTIONS = """
 CREATE FUNCTION session_memory_replace(
     p_tenant text, p_session text, p_items text[], p_from bigint, p_max_items bigint,

@@ -1,0 +1,198 @@
+"""PostgreSQL reads, as plain functions over a connection: each one statement.
+
+One statement, so what a read returns comes from one snapshot (the items and the
+revision they are at). Reads bounded by bytes cut in SQL by ``octet_length``, which
+PostgreSQL reads from a stored value's header (TOAST keeps it): the rows past the
+bound are never fetched or sent. Items are ``text``, not ``jsonb``: they come back
+byte for byte.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from ..paging import page_from_rows, parse_session_cursor, read_shape, seq_page, session_cursor
+from ..records import ItemPage, SessionInfo, SessionPage
+from .driver import Connection
+from .sql import SESSION_COLUMNS, live
+
+__all__ = [
+    "all_sessions",
+    "count_sessions",
+    "find_sessions",
+    "get_session",
+    "last_seq",
+    "ping",
+    "read",
+    "read_seqs",
+]
+
+
+@functools.cache
+def _read_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
+    # Parameters: $1 tenant, $2 session id, then after, before and the row count.
+    join = ["i.session = s.id"]
+    for wanted, op in ((after, ">"), (before, "<")):
+        if wanted:
+            join.append(f"i.seq {op} ${len(join) + 2}")
+    sql = (
+        "SELECT s.revision, i.seq, i.body FROM sessions s "
+        f"LEFT JOIN items i ON {' AND '.join(join)} "
+        f"WHERE s.tenant = $1 AND s.session_id = $2 AND {live('s')} "
+        f"ORDER BY i.seq {'ASC' if forward else 'DESC'}"
+    )
+    return sql + (f" LIMIT ${len(join) + 2}" if limited else "")
+
+
+@functools.cache
+def _bounded_read_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
+    """``_read_sql``, keeping rows only until their bodies pass a byte bound (last $).
+
+    The row that passes the bound is sent (the second, when the first alone passes
+    it), and ``page_from_rows`` cuts before it and says there is more.
+    """
+    inner = _read_sql(after, before, forward, limited)
+    bound = f"${2 + after + before + limited + 1}"
+    order = f"ORDER BY r.seq {'ASC' if forward else 'DESC'}"
+    return (
+        "SELECT revision, seq, body FROM ("
+        "SELECT r.revision, r.seq, r.body, row_number() OVER w AS n, "
+        "coalesce(sum(octet_length(r.body)) OVER w, 0) - coalesce(octet_length(r.body), 0)"
+        f" AS before_it FROM ({inner}) r WINDOW w AS ({order} ROWS UNBOUNDED PRECEDING)"
+        f") page WHERE before_it <= {bound} OR n <= 2 "
+        f"ORDER BY seq {'ASC' if forward else 'DESC'}"
+    )
+
+
+async def ping(conn: Connection) -> None:
+    """A trivial query on the store's own table (so a missing schema fails too)."""
+    await conn.fetchval("SELECT 1 FROM sessions LIMIT 1")
+
+
+async def read(
+    conn: Connection,
+    tenant: str,
+    session_id: str,
+    *,
+    limit: int | None,
+    after: int | None,
+    before: int | None,
+    max_bytes: int | None,
+) -> ItemPage:
+    """``SessionStore.read`` with a ``limit`` of None or above 0."""
+    forward, fetch = read_shape(limit, after)
+    params = [value for value in (after, before, fetch, max_bytes) if value is not None]
+    shape = (after is not None, before is not None, forward, fetch is not None)
+    sql = _read_sql(*shape) if max_bytes is None else _bounded_read_sql(*shape)
+    rows = await conn.fetch(sql, tenant, session_id, *params)
+    return page_from_rows(list(rows), limit, forward, max_bytes)
+
+
+async def read_seqs(
+    conn: Connection,
+    tenant: str,
+    session_id: str,
+    *,
+    after: int,
+    limit: int,
+    max_bytes: int | None,
+) -> tuple[list[tuple[int, str]], bool]:
+    """``HistoryStore.read_seqs``, cut by bytes in SQL as ``read`` is."""
+    rows = await conn.fetch(
+        "SELECT seq, body FROM (SELECT i.seq, i.body, row_number() OVER w AS n, "
+        "coalesce(sum(octet_length(i.body)) OVER w, 0) - octet_length(i.body) AS before "
+        "FROM sessions s JOIN items i ON i.session = s.id "
+        f"WHERE s.tenant = $1 AND s.session_id = $2 AND i.seq > $3 AND {live('s')} "
+        "WINDOW w AS (ORDER BY i.seq ROWS UNBOUNDED PRECEDING) ORDER BY i.seq LIMIT $4"
+        ") page WHERE $5::bigint IS NULL OR before <= $5 OR n <= 2 ORDER BY seq",
+        tenant,
+        session_id,
+        after,
+        limit + 1,
+        max_bytes,
+    )
+    return seq_page([(row[0], row[1]) for row in rows], limit, max_bytes)
+
+
+async def last_seq(conn: Connection, tenant: str, session_id: str) -> int:
+    """``HistoryStore.last_seq``."""
+    value = await conn.fetchval(
+        f"SELECT last_seq FROM sessions WHERE tenant = $1 AND session_id = $2 AND {live()}",
+        tenant,
+        session_id,
+    )
+    return int(value or 0)
+
+
+async def get_session(conn: Connection, tenant: str, session_id: str) -> SessionInfo | None:
+    """``SessionStore.get_session``."""
+    row = await conn.fetchrow(
+        f"SELECT {SESSION_COLUMNS} FROM sessions "
+        f"WHERE tenant = $1 AND session_id = $2 AND {live()}",
+        tenant,
+        session_id,
+    )
+    return SessionInfo(*row) if row is not None else None
+
+
+async def all_sessions(
+    conn: Connection, *, after: tuple[str, str] | None, limit: int
+) -> list[tuple[str, str]]:
+    """``SessionStore.all_sessions``."""
+    tenant, session_id = after or ("", None)
+    rows = await conn.fetch(
+        f"SELECT tenant, session_id FROM sessions WHERE {live()} AND "
+        "(tenant > $1 OR (tenant = $1 AND ($2::text IS NULL OR session_id > $2))) "
+        "ORDER BY tenant, session_id LIMIT $3",
+        tenant,
+        session_id,
+        limit,
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+async def count_sessions(conn: Connection) -> int:
+    """``SessionStore.count_sessions``."""
+    return int(await conn.fetchval(f"SELECT count(*) FROM sessions WHERE {live()}"))
+
+
+async def find_sessions(
+    conn: Connection,
+    tenant: str,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    prefix: str | None = None,
+) -> SessionPage:
+    """``HistoryStore.find_sessions``; without filters, ``SessionStore.list_sessions``."""
+    params: list[Any] = [tenant]
+    where = ["s.tenant = $1", live("s")]
+    for key, value in (metadata or {}).items():
+        params += [key, value]
+        where.append(
+            "EXISTS (SELECT 1 FROM session_labels l WHERE l.tenant = $1 "
+            f"AND l.key = ${len(params) - 1} AND l.value = ${len(params)} "
+            "AND l.session = s.id)"
+        )
+    if prefix:
+        params.append(prefix)
+        where.append(f"starts_with(s.session_id, ${len(params)})")
+    if cursor is not None:
+        # The listing's own cursor scheme (``session_cursor``): (revision, id).
+        params += parse_session_cursor(cursor)
+        where.append(f"(s.revision, s.session_id) < (${len(params) - 1}, ${len(params)})")
+    params.append(limit + 1)
+    rows = await conn.fetch(
+        f"SELECT {SESSION_COLUMNS} FROM sessions s WHERE {' AND '.join(where)} "
+        f"ORDER BY s.revision DESC, s.session_id DESC LIMIT ${len(params)}",
+        *params,
+    )
+    sessions = [SessionInfo(*row) for row in rows[:limit]]
+    last = sessions[-1] if len(rows) > limit else None
+    return SessionPage(
+        sessions=sessions,
+        next_cursor=None if last is None else session_cursor(last.revision, last.session_id),
+    )
