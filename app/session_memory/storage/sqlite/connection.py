@@ -1,0 +1,141 @@
+"""SQLite connections and who owns them: each one belongs to one thread.
+
+A connection is made, used and closed on its owner's thread, and sqlite3's own check
+(``check_same_thread``, left on) makes any other thread that touches it fail with
+``ProgrammingError`` instead of sharing it by accident. ``OwnedConnection`` is one
+connection with a thread of its own (the writer's, and each threaded reader's);
+``ReaderPool`` hands a read to whichever threaded reader is free. The event loop's
+own inline reader is a plain ``connect`` made on the loop's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import unquote, urlsplit
+
+from ..errors import StoreError, StoreUnavailableError
+
+__all__ = ["OwnedConnection", "ReaderPool", "connect", "sqlite_path_from_url", "translate"]
+
+T = TypeVar("T")
+
+
+def sqlite_path_from_url(url: str) -> Path:
+    """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` to a path."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc or parts.query or not parts.path[1:]:
+        raise ValueError(
+            f"not a SQLite URL: {url!r}; expected sqlite:///relative.db or sqlite:////abs.db"
+        )
+    path = unquote(parts.path[1:])
+    if path == ":memory:":
+        raise ValueError("in-memory SQLite is not supported: each connection would see its own")
+    return Path(path)
+
+
+def connect(path: Path, busy_timeout_ms: int, *, query_only: bool = False) -> sqlite3.Connection:
+    """A raw connection that commits durably, owned by the calling thread."""
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    # FULL: every commit is fsynced before the write is acknowledged.
+    conn.execute("PRAGMA synchronous = FULL")
+    if query_only:
+        conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def translate(exc: BaseException) -> StoreError:
+    """A SQLite failure as a store error (locked or unreadable: unavailable)."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailableError(f"SQLite: {exc}")
+    return StoreError(f"SQLite: {exc}")
+
+
+class OwnedConnection:
+    """One connection and the one thread that makes, uses and closes it.
+
+    Work reaches the connection only as a function run on that thread (``run``); the
+    attribute holding it is set and cleared there too.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._thread: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self, path: Path, busy_timeout_ms: int, *, query_only: bool = False) -> None:
+        """Start the thread and make the connection on it."""
+        # One worker, kept until shutdown: every call runs on the same thread.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=self._name)
+        await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._open, path, busy_timeout_ms, query_only
+        )
+
+    def _open(self, path: Path, busy_timeout_ms: int, query_only: bool) -> None:
+        self._conn = connect(path, busy_timeout_ms, query_only=query_only)
+
+    def run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Run ``fn(connection)`` on the owner's thread, after the calls queued before it."""
+        if self._thread is None:
+            raise StoreUnavailableError("the store is not open")
+        return asyncio.get_running_loop().run_in_executor(self._thread, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            raise StoreUnavailableError("the store is not open")
+        return fn(self._conn)
+
+    async def close(self) -> None:
+        """Close the connection on its thread (after the calls queued before), then stop it."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        await asyncio.get_running_loop().run_in_executor(thread, self._close)
+        thread.shutdown()
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+class ReaderPool:
+    """Read-only connections, each owned by its thread; a read takes whichever is free."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._all: list[OwnedConnection] = []
+        self._free: asyncio.Queue[OwnedConnection] = asyncio.Queue()
+
+    async def open(self, path: Path, busy_timeout_ms: int) -> None:
+        for number in range(self._size):
+            reader = OwnedConnection(f"sqlite-reader-{number}")
+            await reader.open(path, busy_timeout_ms, query_only=True)
+            self._all.append(reader)
+            self._free.put_nowait(reader)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` on a free reader's thread: the whole read is one hop there."""
+        if not self._all:
+            raise StoreUnavailableError("the store is not open")
+        reader = await self._free.get()
+        try:
+            return await reader.run(fn)
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+        finally:
+            self._free.put_nowait(reader)
+
+    async def close(self) -> None:
+        readers, self._all = self._all, []
+        for reader in readers:
+            await reader.close()
+        self._free = asyncio.Queue()
