@@ -11,11 +11,14 @@ own inline reader is a plain ``connect`` made on the loop's thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeAlias, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ..errors import StoreError, StoreUnavailableError
@@ -23,6 +26,8 @@ from ..errors import StoreError, StoreUnavailableError
 __all__ = ["OwnedConnection", "ReaderPool", "connect", "sqlite_path_from_url", "translate"]
 
 T = TypeVar("T")
+# A function for the owner's thread, and the future on the loop that gets its outcome.
+_Call: TypeAlias = tuple[Callable[[], Any], asyncio.Future[Any]]
 
 
 def sqlite_path_from_url(url: str) -> Path:
@@ -59,25 +64,37 @@ def translate(exc: BaseException) -> StoreError:
     return StoreError(f"SQLite: {exc}")
 
 
+def _answer(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """On the loop: hand a call's outcome to its future (unless its caller went away)."""
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
 class OwnedConnection:
     """One connection and the one thread that makes, uses and closes it.
 
-    Work reaches the connection only as a function run on that thread (``run``); the
-    attribute holding it is set and cleared there too.
+    Work reaches the connection only as a function run on that thread (``run``), in
+    the order submitted; the attribute holding it is set and cleared there too. The
+    thread takes calls from a queue and answers each on the caller's loop: one hop
+    each way and nothing more, so a small read pays little for it.
     """
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._thread: ThreadPoolExecutor | None = None
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
 
     async def open(self, path: Path, busy_timeout_ms: int, *, query_only: bool = False) -> None:
         """Start the thread and make the connection on it."""
-        # One worker, kept until shutdown: every call runs on the same thread.
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix=self._name)
-        await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._open, path, busy_timeout_ms, query_only
-        )
+        # A daemon: a store never closed must not keep the process from exiting.
+        self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+        self._thread.start()
+        await self._queue(functools.partial(self._open, path, busy_timeout_ms, query_only))
 
     def _open(self, path: Path, busy_timeout_ms: int, query_only: bool) -> None:
         self._conn = connect(path, busy_timeout_ms, query_only=query_only)
@@ -86,20 +103,39 @@ class OwnedConnection:
         """Run ``fn(connection)`` on the owner's thread, after the calls queued before it."""
         if self._thread is None:
             raise StoreUnavailableError("the store is not open")
-        return asyncio.get_running_loop().run_in_executor(self._thread, self._call, fn)
+        return self._queue(functools.partial(self._call, fn))
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
             raise StoreUnavailableError("the store is not open")
         return fn(self._conn)
 
+    def _queue(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._calls.put((fn, future))
+        return future
+
+    def _serve(self) -> None:
+        """The owner's thread: run the calls queued until told to stop."""
+        while (call := self._calls.get()) is not None:
+            fn, future = call
+            try:
+                outcome = (True, fn())
+            except BaseException as exc:
+                outcome = (False, exc)
+            # A loop already closed has no one left waiting for the answer.
+            with contextlib.suppress(RuntimeError):
+                future.get_loop().call_soon_threadsafe(_answer, future, *outcome)
+
     async def close(self) -> None:
         """Close the connection on its thread (after the calls queued before), then stop it."""
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        await asyncio.get_running_loop().run_in_executor(thread, self._close)
-        thread.shutdown()
+        try:
+            await self._queue(self._close)
+        finally:
+            self._calls.put(None)
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
