@@ -94,7 +94,11 @@ class OwnedConnection:
         # A daemon: a store never closed must not keep the process from exiting.
         self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
         self._thread.start()
-        await self._queue(functools.partial(self._open, path, busy_timeout_ms, query_only))
+        try:
+            await self._queue(functools.partial(self._open, path, busy_timeout_ms, query_only))
+        except BaseException:
+            await self.close()  # no connection: the thread has nothing to serve
+            raise
 
     def _open(self, path: Path, busy_timeout_ms: int, query_only: bool) -> None:
         self._conn = connect(path, busy_timeout_ms, query_only=query_only)
