@@ -15,7 +15,7 @@ from session_memory.storage import (
     SessionFullError,
 )
 from session_memory.storage.sqlite import SQLiteStore
-from session_memory.storage.sqlite_writer import GroupCommitWriter
+from session_memory.storage.sqlite.writer import GroupCommitWriter
 
 T = "tenant-a"
 

@@ -1,53 +1,36 @@
 """The SQLite group-commit writer: the one connection that writes a database file.
 
-Ownership rule: the writer's ``sqlite3`` connection is made, used and closed only on
-the writer's own thread, and nothing else writes the file. Every write is a function
-of that connection, submitted from the event loop; the writer runs all the writes
-waiting (up to ``max_group_ops``) in one transaction and commits once, so concurrent
-requests share one fsync (``synchronous = FULL``: a write's future is answered only
-after its COMMIT returned). One write that fails spoils only itself: each write runs
-under its own savepoint, so a refusal (a stale If-Match, an idempotency mismatch, a full
-session) rolls back that write alone and the group still commits once. (The model:
-aiosqlite's ``Connection``, one thread per connection with calls queued to it;
-datasette's one write thread per database.)
+Ownership rule: the writer's connection is an ``OwnedConnection``: made, used and
+closed only on the writer's own thread (sqlite3 refuses any other), and nothing else
+writes the file. Every write is a function of that connection, submitted from the
+event loop; the writer runs all the writes waiting (up to ``max_group_ops``) in one
+transaction and commits once, so concurrent requests share one fsync (``synchronous
+= FULL``: a write's future is answered only after its COMMIT returned). One write that
+fails spoils only itself: each write runs under its own savepoint, so a refusal (a
+stale If-Match, an idempotency mismatch, a full session) rolls back that write alone
+and the group still commits once. (The model: aiosqlite's ``Connection``, one thread
+per connection with calls queued to it; datasette's one write thread per database.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import StoreError, StoreUnavailableError
+from ..errors import StoreError, StoreUnavailableError
+from .connection import OwnedConnection, translate
 
-__all__ = ["GroupCommitWriter", "connect", "translate"]
+__all__ = ["GroupCommitWriter", "Write"]
 
 T = TypeVar("T")
+# One write: a function of the writer's connection.
 Write = Callable[[sqlite3.Connection], Any]
-
-
-def connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
-    """A raw connection that commits durably; the caller owns it (and its thread)."""
-    # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    # FULL: every commit is fsynced before the write is acknowledged.
-    conn.execute("PRAGMA synchronous = FULL")
-    return conn
-
-
-def translate(exc: BaseException) -> StoreError:
-    """A SQLite failure as a store error (locked or unreadable: unavailable)."""
-    if isinstance(exc, StoreError):
-        return exc
-    if isinstance(exc, sqlite3.OperationalError):
-        return StoreUnavailableError(f"SQLite: {exc}")
-    return StoreError(f"SQLite: {exc}")
 
 
 @dataclass
@@ -83,8 +66,7 @@ class GroupCommitWriter:
         self.path = path
         self._busy_timeout_ms = busy_timeout_ms
         self._max_group_ops = max_group_ops
-        self._thread: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._owner = OwnedConnection("sqlite-writer")
         self._queue: asyncio.Queue[_WriteOp | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         # Transactions committed: one per group, so tests can count fsyncs.
@@ -92,10 +74,7 @@ class GroupCommitWriter:
 
     async def open(self) -> None:
         """Start the thread, make the connection on it, and start taking writes."""
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        self._conn = await asyncio.get_running_loop().run_in_executor(
-            self._thread, connect, self.path, self._busy_timeout_ms
-        )
+        await self._owner.open(self.path, self._busy_timeout_ms)
         self._task = asyncio.create_task(self._loop(), name="sqlite-writer")
 
     async def close(self) -> None:
@@ -104,12 +83,7 @@ class GroupCommitWriter:
             self._queue.put_nowait(None)
             await self._task
             self._task = None
-        if self._thread is not None:
-            if self._conn is not None:
-                await asyncio.get_running_loop().run_in_executor(self._thread, self._conn.close)
-                self._conn = None
-            self._thread.shutdown()
-            self._thread = None
+        await self._owner.close()
 
     def submit(self, run: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue ``run``; the future holds its result once its group has committed.
@@ -123,7 +97,6 @@ class GroupCommitWriter:
         return op.future
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         stopping = False
         while not stopping:
             first = await self._queue.get()
@@ -140,11 +113,11 @@ class GroupCommitWriter:
                     stopping = True
                     break
                 group.append(op)
-            commit = loop.run_in_executor(self._thread, self._commit, [op.run for op in group])
+            commit = self._owner.run(functools.partial(self._commit, [op.run for op in group]))
             await asyncio.wait([commit])
             _settle(group, commit)
 
-    def _commit(self, runs: list[Write]) -> list[tuple[bool, Any]]:
+    def _commit(self, runs: list[Write], conn: sqlite3.Connection) -> list[tuple[bool, Any]]:
         """On the writer's thread: run every write in one transaction, then commit once.
 
         Each write runs under a savepoint: one that raises is rolled back to it and
@@ -152,8 +125,6 @@ class GroupCommitWriter:
         Only a failure of the transaction itself (BEGIN, COMMIT, a savepoint that cannot
         be rolled back to) fails the whole group.
         """
-        conn = self._conn
-        assert conn is not None
         outcomes: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
