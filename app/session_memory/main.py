@@ -18,6 +18,7 @@ from .api.errors import install_problem_handlers
 from .api.main import api_router
 from .auth import ApiKeys
 from .config import Settings
+from .draining import Draining
 from .history.follow import Hub, start_follow
 from .middleware.access import AccessLog
 from .middleware.head import HeadAsGet
@@ -48,14 +49,19 @@ def app_version() -> str:
         return "0.0.0"
 
 
-def create_app(settings: Settings | None = None, *, store: SessionStore | None = None) -> FastAPI:
-    """Build the app. The store is opened on startup and closed (writes flushed) on shutdown."""
-    settings = settings or Settings()
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: SessionStore | None = None,
+    api_keys: ApiKeys | None = None,
+    draining: Draining | None = None,
+) -> FastAPI:
+    """Build the app. The store is opened on startup and closed (writes flushed) on shutdown.
 
-    api_keys = ApiKeys.load(
-        settings.api_keys.get_secret_value() if settings.api_keys else None,
-        settings.api_keys_file,
-    )
+    ``api_keys``: as ``serve`` loaded them (from the settings when None).
+    """
+    settings = settings or Settings()
+    api_keys = ApiKeys.from_settings(settings) if api_keys is None else api_keys
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,6 +74,8 @@ def create_app(settings: Settings | None = None, *, store: SessionStore | None =
         await opened.open()
         app.state.store = opened
         listener = await start_follow(app, opened, settings)
+        if draining is not None:  # live streams end as connections do, before this shutdown
+            draining.add(app.state.hub.stop)
         sweeper = asyncio.create_task(
             _sweep_forever(opened, app.state.metrics), name="expiry-sweeper"
         )
@@ -127,14 +135,19 @@ async def _sweep_forever(store: SessionStore, metrics: Metrics) -> None:
         await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
 
 
-def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
+def create_asgi_app(
+    settings: Settings | None = None,
+    *,
+    api_keys: ApiKeys | None = None,
+    draining: Draining | None = None,
+) -> ASGIApp:
     """What the server runs: the app behind the middleware (see ``middleware``).
 
     The hot path sits outside FastAPI's own middleware, which is where its saving is;
     with ``hot_path`` off every request goes to FastAPI. Header size is bounded
     earlier, by the server's protocol (``server.protocol``), while headers arrive.
     """
-    app = create_app(settings)
+    app = create_app(settings, api_keys=api_keys, draining=draining)
     settings = app.state.settings
     configure_logging(settings.log_level)
     inner: ASGIApp = HotPath(app) if settings.hot_path else app
