@@ -220,3 +220,17 @@ def test_imports_are_resolved() -> None:
     # Relative (``from ..config import Settings``) and absolute imports both land.
     assert "session_memory.config" in graph["session_memory.server.startup"]
     assert "session_memory_client.protocol" in graph["session_memory.server.protocol"]
+
+
+def test_the_server_does_not_import_the_services() -> None:
+    # The connection layer tells the app of a shutdown through ``Draining``; it
+    # reaches into no service's module to do it.
+    graph = _import_graph()
+    reached = {
+        f"{name} -> {target}"
+        for name, targets in graph.items()
+        if name.startswith("session_memory.server")
+        for target in targets
+        if target.startswith(("session_memory.history", "session_memory.items"))
+    }
+    assert not reached, "\n".join(sorted(reached))

@@ -81,6 +81,7 @@ SERVE_FLAGS = ["host", "port", "database_url", "log_level", *LIMIT_FLAGS, *EDGE_
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # Imported here, like the server's other parts: the other commands start without them.
     from .server.run import serve
 
     # Everything that can be checked is checked before anything is opened:

@@ -49,6 +49,14 @@ def check_database_url(url: str) -> str:
             f"malformed PostgreSQL URL {redact_url(url)!r}: write "
             "postgresql://user:password@host:5432/database"
         )
+    else:
+        try:
+            urlsplit(url).port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise ValueError(
+                f"malformed PostgreSQL URL {redact_url(url)!r}: the port must be a number "
+                "from 0 to 65535"
+            ) from None
     return url
 
 
