@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import Settings
 from .problems import Unauthorized
 
 __all__ = ["ApiKeys", "parse_key_lines"]
@@ -63,6 +64,15 @@ class ApiKeys:
         if keys_file is not None:
             entries += parse_key_lines(keys_file.read_text().splitlines(), source=str(keys_file))
         return cls(tuple(entries))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiKeys:
+        """The keys ``settings`` configure (``api_keys`` and ``api_keys_file``).
+
+        ``OSError`` if the file cannot be read, ``ValueError`` naming a malformed entry.
+        """
+        secret = settings.api_keys.get_secret_value() if settings.api_keys else None
+        return cls.load(secret, settings.api_keys_file)
 
     @property
     def open(self) -> bool:

@@ -8,17 +8,19 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from pydantic import ValidationError
 
 from .cli_history import add_history_actions
-from .config import Settings, redact_url
+from .config import Settings
 from .server import EDGE_FLAGS, add_edge_arguments
 
 if TYPE_CHECKING:
+    import socket
     from typing import TypeAlias
 
+    from .auth import ApiKeys
     from .storage import SessionStore
 
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -79,20 +81,32 @@ SERVE_FLAGS = ["host", "port", "database_url", "log_level", *LIMIT_FLAGS, *EDGE_
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .auth import ApiKeys
-    from .server import serve
-    from .server.startup import (
-        StartupError,
-        bind_listener,
-        claim_sqlite_file,
-        prepare_sqlite_folder,
-        sqlite_file,
-        summary,
-    )
+    # Imported here, like the server's other parts: the other commands start without them.
+    from .server.run import serve
 
     # Everything that can be checked is checked before anything is opened:
     # settings, keys, the data folder, the port, then the claim on a SQLite file.
     settings = _settings(args, SERVE_FLAGS)
+    keys = _serve_keys(settings)
+    if args.workers > 1 and settings.database.sqlite_path is not None:
+        raise SystemExit(
+            "session-memory: --workers needs PostgreSQL; one process owns a SQLite "
+            "database (run one process per SQLite file)"
+        )
+    listener, claim = _claim_place(settings)
+    try:
+        line = _summary(settings, keys, port=int(listener.getsockname()[1]))
+        # The settings and keys read here are the ones every server process uses.
+        return serve(settings, api_keys=keys, workers=args.workers, listener=listener, summary=line)
+    finally:
+        if claim is not None:
+            claim.close()
+
+
+def _serve_keys(settings: Settings) -> ApiKeys:
+    """The API keys, read once; refused: none on a network address without ``allow_open``."""
+    from .auth import ApiKeys
+
     if (
         settings.api_keys is None
         and settings.api_keys_file is None
@@ -105,10 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
             "SESSION_MEMORY_API_KEYS_FILE), or SESSION_MEMORY_ALLOW_OPEN=true to accept that."
         )
     try:
-        keys = ApiKeys.load(
-            settings.api_keys.get_secret_value() if settings.api_keys else None,
-            settings.api_keys_file,
-        )
+        return ApiKeys.from_settings(settings)
     except OSError as exc:
         raise SystemExit(
             f"session-memory: cannot read the keys file {settings.api_keys_file}: "
@@ -116,12 +127,18 @@ def _serve(args: argparse.Namespace) -> int:
         ) from None
     except ValueError as exc:
         raise SystemExit(f"session-memory: {exc}") from None
-    database = sqlite_file(settings)
-    if args.workers > 1 and database is not None:
-        raise SystemExit(
-            "session-memory: --workers needs PostgreSQL; one process owns a SQLite "
-            "database (run one process per SQLite file)"
-        )
+
+
+def _claim_place(settings: Settings) -> tuple[socket.socket, IO[str] | None]:
+    """The data folder checked, the port bound, then a SQLite file claimed (its lock held)."""
+    from .server.startup import (
+        StartupError,
+        bind_listener,
+        claim_sqlite_file,
+        prepare_sqlite_folder,
+    )
+
+    database = settings.database.sqlite_path
     try:
         if database is not None:
             prepare_sqlite_folder(database)
@@ -129,24 +146,19 @@ def _serve(args: argparse.Namespace) -> int:
         claim = claim_sqlite_file(database) if database is not None else None
     except StartupError as exc:
         raise SystemExit(f"session-memory: {exc}") from None
-    port = int(listener.getsockname()[1])
-    line = summary(
+    return listener, claim
+
+
+def _summary(settings: Settings, keys: ApiKeys, *, port: int) -> tuple[str, dict[str, Any]]:
+    from .server.startup import summary
+
+    return summary(
         settings,
         version=_version(),
         port=port,
         tenants=len({tenant for tenant, _ in keys.entries}),
         keys=len(keys.entries),
     )
-    try:
-        if args.workers > 1:
-            # Worker processes build their own app from the environment.
-            for name in SERVE_FLAGS:
-                if getattr(args, name, None) is not None:
-                    os.environ[f"SESSION_MEMORY_{name.upper()}"] = str(getattr(settings, name))
-        return serve(settings, workers=args.workers, listener=listener, summary=line)
-    finally:
-        if claim is not None:
-            claim.close()
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -156,7 +168,7 @@ def _migrate(args: argparse.Namespace) -> int:
         """Opening a store applies every pending migration; that is all."""
 
     _with_store(settings, nothing)
-    print(f"session-memory: schema is current in {redact_url(settings.database_url)}")
+    print(f"session-memory: schema is current in {settings.database.redacted}")
     return 0
 
 
@@ -321,7 +333,7 @@ def _config(args: argparse.Namespace) -> int:
     settings = _settings(args, [])
     effective = settings.model_dump(mode="json")
     # SecretStr already dumps as asterisks; a password inside the URL needs masking too.
-    effective["database_url"] = redact_url(settings.database_url)
+    effective["database_url"] = settings.database.redacted
     sys.stdout.write(json.dumps(effective, indent=2) + "\n")
     return 0
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Literal, Self
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "check_database_url", "redact_url"]
+__all__ = ["Database", "Settings", "check_database_url", "redact_url"]
 
 
 # Schemes store_from_url knows (a "+driver" suffix is allowed), and the forms to name.
@@ -48,6 +49,14 @@ def check_database_url(url: str) -> str:
             f"malformed PostgreSQL URL {redact_url(url)!r}: write "
             "postgresql://user:password@host:5432/database"
         )
+    else:
+        try:
+            urlsplit(url).port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise ValueError(
+                f"malformed PostgreSQL URL {redact_url(url)!r}: the port must be a number "
+                "from 0 to 65535"
+            ) from None
     return url
 
 
@@ -60,10 +69,54 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class Settings(BaseSettings):
-    """Every setting has a documented default; the README's table lists them."""
+@dataclass(frozen=True)
+class Database:
+    """The database URL, parsed once (by ``Settings``) into what its users need."""
 
-    model_config = SettingsConfigDict(env_prefix="SESSION_MEMORY_", extra="ignore")
+    url: str
+    """As configured, password included."""
+    backend: Literal["sqlite", "postgresql"]
+    redacted: str
+    """The URL with its password masked, for logs and messages."""
+    name: str
+    """SQLite: the file's absolute path; PostgreSQL: the database (by default the user's)."""
+    host: str
+    """PostgreSQL: ``host:port`` (``local socket`` without a host); SQLite: empty."""
+    sqlite_path: Path | None
+    """SQLite: the database file, absolute (relative URLs are read from the working folder)."""
+    postgres_dsn: str | None
+    """PostgreSQL: the URL as asyncpg takes it (without a ``+asyncpg`` driver suffix)."""
+
+    @classmethod
+    def parse(cls, url: str) -> Database:
+        """``url``, checked by :func:`check_database_url` (``ValueError`` if it is malformed)."""
+        scheme, _, rest = check_database_url(url).partition(":")
+        redacted = redact_url(url)
+        if scheme.split("+", 1)[0].lower() == "sqlite":
+            # sqlite:///relative or sqlite:////absolute: the path follows the third slash.
+            path = Path(unquote(rest[3:])).absolute()
+            return cls(url, "sqlite", redacted, str(path), "", path, None)
+        parts = urlsplit(url)
+        return cls(
+            url,
+            "postgresql",
+            redacted,
+            name=parts.path.lstrip("/") or parts.username or "",
+            host=f"{parts.hostname or 'local socket'}:{parts.port or 5432}",
+            sqlite_path=None,
+            postgres_dsn=url.replace("postgresql+asyncpg://", "postgresql://", 1),
+        )
+
+
+class Settings(BaseSettings):
+    """Every setting has a documented default; the README's table lists them.
+
+    Immutable once read, so what is derived from them (``database``) stays true.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SESSION_MEMORY_", extra="ignore", frozen=True)
+
+    _database: Database = PrivateAttr()
 
     database_url: str = Field(
         default="sqlite:///./data/sessions.db",
@@ -219,6 +272,16 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url_form(cls, url: str) -> str:
         return check_database_url(url)
+
+    @model_validator(mode="after")
+    def _parse_database_url(self) -> Self:
+        self._database = Database.parse(self.database_url)
+        return self
+
+    @property
+    def database(self) -> Database:
+        """``database_url``, parsed: the one reading of it every part of the service uses."""
+        return self._database
 
     def binds_loopback_only(self) -> bool:
         """Whether ``host`` is a loopback address (or localhost)."""

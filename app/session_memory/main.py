@@ -60,7 +60,7 @@ def create_app(
     """Build the app. Its lifespan opens the store and builds the services container,
     and closes the store (writes flushed) on shutdown."""
     settings = settings or Settings()
-    keys = api_keys if api_keys is not None else load_api_keys(settings)
+    keys = ApiKeys.from_settings(settings) if api_keys is None else api_keys
     metrics = Metrics()
 
     @asynccontextmanager
@@ -73,7 +73,7 @@ def create_app(
         opened = store or store_from_url(settings.database_url, settings)
         await opened.open()
         services = Services.build(settings, keys, metrics, opened)
-        if draining is not None:
+        if draining is not None:  # live streams end as connections do, before this shutdown
             draining.add(services.hub.stop)
         if services.hub.feed is not None:
             await services.hub.feed.start()
@@ -108,14 +108,6 @@ def create_app(
     app.include_router(api_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
-
-
-def load_api_keys(settings: Settings) -> ApiKeys:
-    """The API keys the settings name (inline or in a file)."""
-    return ApiKeys.load(
-        settings.api_keys.get_secret_value() if settings.api_keys else None,
-        settings.api_keys_file,
-    )
 
 
 SWEEP_INTERVAL_SECONDS = 60.0

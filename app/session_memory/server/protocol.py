@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Final
 
 from session_memory_client.protocol import PROBLEM_MEDIA_TYPE
 from uvicorn._types import ASGISendEvent
@@ -40,6 +40,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.server import ServerState
 
+from ..draining import Draining
 from ..problems import (
     HeadersTooLarge,
     MalformedRequest,
@@ -49,12 +50,62 @@ from ..problems import (
     problem_body,
 )
 
-__all__ = ["EdgeLimits", "EdgeProtocol"]
+__all__ = ["UVICORN_PRIVATE_API", "EdgeLimits", "EdgeProtocol"]
 
 logger = logging.getLogger("session_memory")
 
 # How long a refused connection's input is read and dropped before it is closed.
 LINGER_SECONDS = 2.0
+
+# Everything of uvicorn's private httptools protocol this module relies on, in one
+# place: per module or class, a method's parameters (after ``self``), or None for an
+# attribute (of the class, or of an instance: uvicorn sets most in ``__init__``).
+# tests/test_edge.py checks each against the installed uvicorn; pyproject.toml pins
+# uvicorn to the versions checked. Add here what a new override relies on.
+UVICORN_PRIVATE_API: Final[dict[str, dict[str, tuple[str, ...] | None]]] = {
+    "uvicorn._types": {"ASGISendEvent": None},
+    "uvicorn.server": {"ServerState": None},
+    "uvicorn.protocols.http.httptools_impl": {
+        "STATUS_LINE": None,
+        "HttpToolsProtocol": None,
+        "RequestResponseCycle": None,
+    },
+    "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol": {
+        "__init__": ("config", "server_state", "app_state", "_loop"),
+        "shutdown": (),
+        "connection_made": ("transport",),
+        "connection_lost": ("exc",),
+        "data_received": ("data",),
+        # Starts a request's task: the cycle is swapped to OneWriteCycle just before.
+        "_start_asgi_task": ("cycle", "app"),
+        "on_message_begin": (),
+        "on_url": ("url",),
+        "on_header": ("name", "value"),
+        "on_headers_complete": (),
+        "on_message_complete": (),
+        "send_400_response": ("msg",),
+        "timeout_keep_alive_handler": (),
+        "loop": None,
+        "transport": None,
+        "flow": None,
+        "connections": None,
+        "cycle": None,
+        "pipeline": None,
+        "timeout_keep_alive": None,
+        "timeout_keep_alive_task": None,
+    },
+    "uvicorn.protocols.http.httptools_impl:RequestResponseCycle": {
+        "send": ("message",),
+        "transport": None,
+        "response_started": None,
+        "response_complete": None,
+        "chunked_encoding": None,
+        "disconnected": None,
+        "message_event": None,
+        "waiting_for_100_continue": None,
+    },
+    "uvicorn.protocols.http.flow_control:FlowControl": {"read_paused": None},
+}
 
 
 @dataclass(frozen=True)
@@ -178,7 +229,11 @@ class OneWriteCycle(RequestResponseCycle):
 
 
 class EdgeProtocol(HttpToolsProtocol):
-    """One client connection; its bounds are ``config.edge_limits`` (set by ``server.serve``)."""
+    """One client connection, held to ``limits``; ``draining`` is told when shutdown begins.
+
+    uvicorn makes it with its own four arguments; ``limits`` and ``draining`` are
+    bound beforehand (``server.run.uvicorn_config``).
+    """
 
     def __init__(
         self,
@@ -186,9 +241,13 @@ class EdgeProtocol(HttpToolsProtocol):
         server_state: ServerState,
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        limits: EdgeLimits,
+        draining: Draining,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self.limits: EdgeLimits = cast(Any, config).edge_limits
+        self.limits = limits
+        self.draining = draining
         # The request head being read: bytes received, headers and bytes parsed.
         self._head_bytes = 0
         self._head_count = 0
@@ -206,8 +265,9 @@ class EdgeProtocol(HttpToolsProtocol):
     # -- connections -------------------------------------------------------------
 
     def shutdown(self) -> None:
-        # Live follow streams never end by themselves: end them now, so a graceful
-        # shutdown does not wait out its timeout on them.
+        # Live follow streams never end by themselves: the app ends them now, so a
+        # graceful shutdown does not wait out its timeout on them (see ``Draining``).
+        self.draining.begin()
         super().shutdown()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

@@ -13,7 +13,6 @@ import os
 import socket
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import unquote, urlsplit
 
 import uvicorn
 
@@ -26,7 +25,6 @@ __all__ = [
     "claim_sqlite_file",
     "data_location",
     "prepare_sqlite_folder",
-    "sqlite_file",
     "summary",
 ]
 
@@ -35,26 +33,12 @@ class StartupError(Exception):
     """A start-up mistake the operator can fix; the message names the fix."""
 
 
-def sqlite_file(settings: Settings) -> Path | None:
-    """The absolute path of the SQLite database, or None on PostgreSQL."""
-    url = settings.database_url
-    if not url.lower().startswith("sqlite"):
-        return None
-    # Settings has checked the form: sqlite:///relative or sqlite:////absolute.
-    return Path(unquote(url.split(":", 1)[1][3:])).absolute()
-
-
 def data_location(settings: Settings) -> dict[str, Any]:
     """Where the data lives, for the summary: a path, or a host and database (no password)."""
-    path = sqlite_file(settings)
-    if path is not None:
-        return {"backend": "sqlite", "database": str(path)}
-    parts = urlsplit(settings.database_url)
-    return {
-        "backend": "postgresql",
-        "database": (parts.path.lstrip("/") or parts.username or ""),
-        "database_host": f"{parts.hostname or 'local socket'}:{parts.port or 5432}",
-    }
+    database = settings.database
+    if database.backend == "sqlite":
+        return {"backend": "sqlite", "database": database.name}
+    return {"backend": "postgresql", "database": database.name, "database_host": database.host}
 
 
 def prepare_sqlite_folder(path: Path) -> None:
