@@ -57,10 +57,10 @@ def _with_store(settings: Settings, work: Callable[[SessionStore], Awaitable[T]]
     """Open the configured store (applying migrations), run ``work``, close it (flushed)."""
     import asyncio
 
-    from .storage import store_from_url
+    from .storage import store_for
 
     async def run() -> T:
-        store = store_from_url(settings.database_url, settings)
+        store = store_for(settings)
         await store.open()
         try:
             return await work(store)

@@ -28,7 +28,7 @@ from .middleware.request_id import RequestId
 from .observability import Metrics, configure_logging
 from .problems import PROBLEM_MEDIA_TYPE
 from .services import Services
-from .storage import StoreError, store_from_url
+from .storage import StoreError, store_for
 from .storage.contract import HistoryStore, SessionStore
 
 __all__ = ["app_version", "create_app", "create_asgi_app"]
@@ -70,7 +70,7 @@ def create_app(
                 "NO API KEYS CONFIGURED: anyone who can reach this server can read and write "
                 "every session. Set SESSION_MEMORY_API_KEYS or SESSION_MEMORY_API_KEYS_FILE."
             )
-        opened = store or store_from_url(settings.database_url, settings)
+        opened = store or store_for(settings)
         await opened.open()
         services = Services.build(settings, keys, metrics, opened)
         if draining is not None:  # live streams end as connections do, before this shutdown

@@ -13,9 +13,8 @@ service: it knows nothing of HTTP, problems or metrics (it raises ``StoreError``
 from __future__ import annotations
 
 import importlib
-from urllib.parse import urlsplit
 
-from ..config import Settings, redact_url
+from ..config import Database, Settings
 from .contract import HistoryStore, SessionStore
 from .errors import (
     IdempotencyInFlightError,
@@ -64,27 +63,28 @@ __all__ = [
     "StoreUnavailableError",
     "Swept",
     "TooManySessionsError",
+    "store_for",
     "store_from_url",
 ]
 
-# scheme -> "module:class"; the class has a ``from_url(url, settings)`` constructor.
+# backend -> "module:class"; the class has a ``from_database(database, settings)`` constructor.
 BACKENDS: dict[str, str] = {
     "sqlite": "session_memory.storage.sqlite:SQLiteStore",
     "postgresql": "session_memory.storage.postgres:PostgresStore",
-    "postgres": "session_memory.storage.postgres:PostgresStore",
 }
 
 
-def store_from_url(url: str, settings: Settings | None = None) -> HistoryStore:
-    """Build (not open) the store a database URL names, tuned by ``settings``."""
-    scheme = urlsplit(url).scheme.split("+", 1)[0]
-    target = BACKENDS.get(scheme)
-    if target is None:
-        known = ", ".join(f"{name}://" for name in sorted(BACKENDS))
-        raise ValueError(
-            f"unsupported database URL scheme {scheme!r} in {redact_url(url)!r}; use {known}"
-        )
-    module_name, class_name = target.split(":")
+def store_for(settings: Settings, database: Database | None = None) -> HistoryStore:
+    """Build (not open) the store of ``database`` (default: the configured one,
+    ``settings.database``), tuned by ``settings``."""
+    database = database or settings.database
+    module_name, class_name = BACKENDS[database.backend].split(":")
     store_class = getattr(importlib.import_module(module_name), class_name)
-    store: HistoryStore = store_class.from_url(url, settings or Settings(database_url=url))
+    store: HistoryStore = store_class.from_database(database, settings)
     return store
+
+
+def store_from_url(url: str, settings: Settings | None = None) -> HistoryStore:
+    """Build (not open) the store a database URL names; ``ValueError`` for a URL no
+    backend takes (naming the forms it could take)."""
+    return store_for(settings or Settings(), Database.parse(url))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
-from ...config import Settings
+from ...config import Database, Settings
 from ..contract import ChangeFeed, ChangeSink
 from ..errors import StoreError, StoreUnavailableError
 from ..records import (
@@ -72,9 +72,10 @@ class PostgresStore:
         self._pool: Pool | None = None
 
     @classmethod
-    def from_url(cls, url: str, settings: Settings) -> PostgresStore:
+    def from_database(cls, database: Database, settings: Settings) -> PostgresStore:
+        assert database.postgres_dsn is not None
         return cls(
-            url.replace("postgresql+asyncpg://", "postgresql://", 1),
+            database.postgres_dsn,
             pool_size=settings.pg_pool_size,
             connect_timeout=settings.pg_connect_timeout,
             statement_timeout=settings.pg_statement_timeout,

@@ -19,8 +19,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
-from urllib.parse import unquote, urlsplit
 
+from ...config import Database
 from ..errors import StoreError, StoreUnavailableError
 
 __all__ = ["OwnedConnection", "ReaderPool", "connect", "sqlite_path_from_url", "translate"]
@@ -31,16 +31,12 @@ _Call: TypeAlias = tuple[Callable[[], Any], asyncio.Future[Any]]
 
 
 def sqlite_path_from_url(url: str) -> Path:
-    """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` to a path."""
-    parts = urlsplit(url)
-    if parts.scheme != "sqlite" or parts.netloc or parts.query or not parts.path[1:]:
-        raise ValueError(
-            f"not a SQLite URL: {url!r}; expected sqlite:///relative.db or sqlite:////abs.db"
-        )
-    path = unquote(parts.path[1:])
-    if path == ":memory:":
-        raise ValueError("in-memory SQLite is not supported: each connection would see its own")
-    return Path(path)
+    """The file a SQLite URL names (``ValueError`` for any other URL), as ``Settings``
+    parses it (``config.Database``): the one parsing of a database URL."""
+    path = Database.parse(url).sqlite_path
+    if path is None:
+        raise ValueError(f"not a SQLite URL: {url!r}; expected sqlite:///relative.db")
+    return path
 
 
 def connect(path: Path, busy_timeout_ms: int, *, query_only: bool = False) -> sqlite3.Connection:

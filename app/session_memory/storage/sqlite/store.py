@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from ...config import Settings
+from ...config import Database, Settings
 from ..contract import ChangeFeed, ChangeSink
 from ..errors import IdempotencyInFlightError
 from ..paging import page_from_rows, parse_session_cursor, read_shape
@@ -39,7 +39,7 @@ from ..records import (
     encode_pop,
 )
 from . import reads, writes
-from .connection import ReaderPool, connect, sqlite_path_from_url
+from .connection import ReaderPool, connect
 from .schema import migrate
 from .writer import GroupCommitWriter
 
@@ -101,9 +101,10 @@ class SQLiteStore:
         self._in_flight: set[tuple[str, str]] = set()
 
     @classmethod
-    def from_url(cls, url: str, settings: Settings) -> SQLiteStore:
+    def from_database(cls, database: Database, settings: Settings) -> SQLiteStore:
+        assert database.sqlite_path is not None
         return cls(
-            sqlite_path_from_url(url),
+            database.sqlite_path,
             readers=settings.sqlite_readers,
             session_ttl=settings.session_ttl_seconds,
             max_sessions_per_tenant=settings.max_sessions_per_tenant,
