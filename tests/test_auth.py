@@ -150,6 +150,64 @@ def test_a_malformed_key_entry_stops_the_start(tmp_path: Path) -> None:
     assert "no-colon-here" not in result.stderr  # the secret is never echoed
 
 
+def _refused_in_one_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# alpha:key-to-come\n\n# more later\n"])
+def test_a_keys_file_without_keys_stops_the_start(tmp_path: Path, text: str) -> None:
+    # Read as "no keys", it once started the server open to anyone.
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(text)
+    result = _serve(tmp_path, "--port", "1", env={"SESSION_MEMORY_API_KEYS_FILE": str(keys_file)})
+    _refused_in_one_line(result, str(keys_file), "holds no API keys")
+
+
+def test_a_keys_setting_without_keys_stops_the_start(tmp_path: Path) -> None:
+    result = _serve(tmp_path, "--port", "1", env={"SESSION_MEMORY_API_KEYS": " , "})
+    _refused_in_one_line(result, "SESSION_MEMORY_API_KEYS", "holds no tenant:key")
+
+
+def test_one_key_for_two_tenants_stops_the_start(tmp_path: Path) -> None:
+    # Requests with it once landed in whichever tenant was listed last.
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(f"# team\nalpha:{KEY_A}\nbeta:{KEY_B}\n\ngamma:{KEY_A}\n")
+    result = _serve(tmp_path, "--port", "1", env={"SESSION_MEMORY_API_KEYS_FILE": str(keys_file)})
+    _refused_in_one_line(result, f"{keys_file} line 5", "'alpha'", f"{keys_file} line 2")
+    assert KEY_A not in result.stderr  # the secret is never echoed
+    # Across the setting and the file too, a digest standing for the same key.
+    digest = hashlib.sha256(KEY_B.encode()).hexdigest()
+    result = _serve(
+        tmp_path,
+        "--port",
+        "1",
+        env={
+            "SESSION_MEMORY_API_KEYS": f"delta:sha256:{digest}",
+            "SESSION_MEMORY_API_KEYS_FILE": str(keys_file),
+        },
+    )
+    _refused_in_one_line(result, f"{keys_file} line 3", "SESSION_MEMORY_API_KEYS entry 1")
+
+
+def test_one_key_listed_twice_for_one_tenant_is_one_key(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(f"alpha:{KEY_A}\nalpha:{KEY_A}\n")
+    server = ServerProcess(
+        f"sqlite:///{tmp_path}/twice.db",
+        log_path=tmp_path / "log",
+        extra_args=["--log-level", "info"],
+        env={"SESSION_MEMORY_API_KEYS_FILE": str(keys_file)},
+    )
+    with server:
+        response = httpx2.get(server.base_url + "/v1/sessions", headers=auth(KEY_A))
+        assert response.status_code == 200
+    assert "1 API key for 1 tenant" in (tmp_path / "log").read_text()
+
+
 def test_open_on_a_network_address_when_allowed(tmp_path: Path) -> None:
     server = ServerProcess(
         f"sqlite:///{tmp_path}/o.db",
