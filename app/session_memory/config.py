@@ -168,6 +168,34 @@ class Settings(BaseSettings):
         description="On SIGTERM, seconds to let in-flight requests finish before they "
         "are cancelled and the store is closed.",
     )
+    # Slow, silent and keyless clients: how long and how much they may hold.
+    body_deadline_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds a whole request body may take to arrive, from the end of its "
+        "headers, however steadily it trickles; longer gets 408 and the connection is closed.",
+    )
+    send_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds an answer may wait for its client to read what was already sent "
+        "(the server stops producing meanwhile); a client that reads nothing for that long "
+        "has its connection closed.",
+    )
+    max_pending_write_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes of answers one process holds for clients that are not reading "
+        "them; an answer that would pass it has its connection closed.",
+    )
+    unauthenticated_connection_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="With API keys: the share of max_connections that connections whose "
+        "requests carry no valid key may hold; past it the oldest of them is closed. At the "
+        "cap they are closed before any tenant's connection.",
+    )
     allowed_hosts: str | None = Field(
         default=None,
         description="Comma-separated host names the server answers for (* for any); "

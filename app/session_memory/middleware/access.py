@@ -7,10 +7,15 @@ the log at info.
 A request whose client went away before its answer was complete is counted and
 logged with status 499 (nginx's "client closed request"), at info and without a
 traceback: it is the client's doing, not a server error.
+
+A request cancelled (as a graceful shutdown does to those still running at its
+deadline) is counted as 503, what its client is told, and not logged here: the
+server logs it once, as cancelled by the shutdown (``server.cycle``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -75,6 +80,11 @@ class AccessLog:
         except ClientDisconnect:
             # Nobody is left to answer; uvicorn would log it as an error.
             status = CLIENT_CLOSED_REQUEST
+        except asyncio.CancelledError:
+            if not recorded:
+                recorded = True
+                self._record(scope, 503, time.perf_counter() - started, log=False)
+            raise
         except BaseException:
             status = 500
             raise
@@ -86,13 +96,13 @@ class AccessLog:
             if not recorded:
                 self._record(scope, status, time.perf_counter() - started)
 
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+    def _record(self, scope: Scope, status: int, seconds: float, *, log: bool = True) -> None:
         state: dict[str, Any] = scope.get("state", {})
         # The hot path names its route in the state; FastAPI's router puts it in the scope.
         route = state.get("route") or getattr(scope.get("route"), "path", None) or "unmatched"
         self.metrics.observe(scope["method"], route, status, seconds)
         # Debug is below info: with info off, neither kind of line is written.
-        if not self.enabled or not logger.isEnabledFor(logging.INFO):
+        if not log or not self.enabled or not logger.isEnabledFor(logging.INFO):
             return
         level = _level(scope)
         if logger.isEnabledFor(level):

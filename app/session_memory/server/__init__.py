@@ -1,9 +1,11 @@
 """How ``serve`` runs the app: uvicorn with the connection-level bounds.
 
-The bounds on connections (head size and count, timeouts, connection cap) are held
-by ``EdgeProtocol`` (``protocol``) inside uvicorn, while a request arrives and
-before anything is buffered past them. ``run`` starts uvicorn, in one process or
-in ``workers``; ``startup`` holds what ``serve`` checks and claims before that.
+The bounds on connections (head size and count, timeouts, the connection cap and
+who gives way at it, back-pressure toward clients that do not read) are held by
+``EdgeProtocol`` (``protocol``) inside uvicorn, with ``admission`` and ``cycle``,
+while a request arrives and its answer leaves, before anything is buffered past
+them. ``run`` starts uvicorn, in one process or in ``workers``; ``startup`` holds
+what ``serve`` checks and claims before that.
 
 This module holds only the ``serve`` flags of the edge settings: the command line
 imports it for them, and the server's own imports wait until ``serve`` runs.
@@ -24,8 +26,12 @@ EDGE_FLAGS = [
     "max_header_count",
     "header_timeout_seconds",
     "body_timeout_seconds",
+    "body_deadline_seconds",
     "idle_timeout_seconds",
+    "send_timeout_seconds",
     "max_connections",
+    "unauthenticated_connection_share",
+    "max_pending_write_bytes",
     "shutdown_timeout_seconds",
     "allowed_hosts",
 ]
@@ -34,9 +40,12 @@ EDGE_FLAGS = [
 def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     """``serve`` flags for the edge settings, each named after its setting."""
     for name in EDGE_FLAGS:
-        kind = {"max_header_count": int, "max_connections": int, "allowed_hosts": str}.get(
-            name, float
-        )
+        kind = {
+            "max_header_count": int,
+            "max_connections": int,
+            "max_pending_write_bytes": int,
+            "allowed_hosts": str,
+        }.get(name, float)
         parser.add_argument(
             "--" + name.removesuffix("_seconds").replace("_", "-"),
             dest=name,

@@ -2,23 +2,30 @@
 
 uvicorn buffers a request's whole head before the application sees it, has no
 header-read or body-read timeout, does not time out a connection that never sends
-a byte, and takes connections until the process runs out of file descriptors.
-This subclass adds, per connection:
+a byte, takes connections until the process runs out of file descriptors, and
+reads and drops the rest of a body its answer did not need for as long as it
+trickles. This subclass adds, per connection:
 
 - a bound on the request head (request line plus headers) in bytes and in header
   count, checked as bytes arrive, so at most one socket read past the bound is
   ever buffered; 431;
 - a header-read timeout from a request's first byte to the end of its head (408),
-  a body-read timeout on the idle time between body chunks (408), and the
-  keep-alive timeout also on a new connection that sends nothing;
-- a cap on open connections: past it, an idle connection is closed to make room,
-  or the new one gets 503;
+  a body-read timeout on the idle time between body chunks and a deadline on the
+  whole body (408), and the keep-alive timeout also on a new connection that
+  sends nothing;
+- a cap on open connections, kept by ``Admission``: past it, a keyless, fresh or
+  idle connection is closed to make room, or the new one gets 503;
+- an answer sent before its request's body arrived closes the connection: its
+  input is read and dropped only for a short while (a lingering close), so the
+  client sees the answer and cannot hold the connection by trickling;
+- a client's half-close (``shutdown(SHUT_WR)``) ends its input, not its answers:
+  every request received whole before it is answered, then the connection closes;
+- every close is bounded: one that waits for a client to read what it was sent
+  is cut off after the send timeout;
 - protocol-level errors (400) as problem+json.
 
-It also writes a response whose length is known (a ``content-length`` head, as
-every non-streamed response has) in one ``transport.write``: uvicorn writes the
-head, then the body, and on the hot routes the second send(2) and the second
-loopback delivery were most of the server's cost per request.
+How answers leave (one write per sized response, back-pressure toward a client
+that does not read, the send timeout) is ``cycle``'s part.
 
 httptools keeps the hot routes' speed (h11 costs about half the throughput here).
 """
@@ -27,35 +34,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any, Final
 
-from session_memory_client.protocol import PROBLEM_MEDIA_TYPE
-from uvicorn._types import ASGISendEvent
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import (
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from ..draining import Draining
 from ..problems import (
     HeadersTooLarge,
     MalformedRequest,
-    ProblemError,
     RequestTimeout,
     TooManyConnections,
-    problem_body,
 )
+from .admission import Admission, is_probe
+from .cycle import OneWriteCycle, WriteBudget, guarded
+from .limits import EdgeLimits, problem_response
 
 __all__ = ["UVICORN_PRIVATE_API", "EdgeLimits", "EdgeProtocol"]
 
 logger = logging.getLogger("session_memory")
 
-# How long a refused connection's input is read and dropped before it is closed.
-LINGER_SECONDS = 2.0
+# A closing connection's input is read and dropped (so the client sees the answer,
+# not a reset) until it pauses this long, or for this long in all.
+LINGER_PAUSE_SECONDS = 2.0
+LINGER_TOTAL_SECONDS = 10.0
 
 # Everything of uvicorn's private httptools protocol this module relies on, in one
 # place: per module or class, a method's parameters (after ``self``), or None for an
@@ -63,7 +66,13 @@ LINGER_SECONDS = 2.0
 # tests/test_edge.py checks each against the installed uvicorn; pyproject.toml pins
 # uvicorn to the versions checked. Add here what a new override relies on.
 UVICORN_PRIVATE_API: Final[dict[str, dict[str, tuple[str, ...] | None]]] = {
-    "uvicorn._types": {"ASGISendEvent": None},
+    "uvicorn._types": {
+        "ASGISendEvent": None,
+        "ASGI3Application": None,
+        "ASGIReceiveCallable": None,
+        "ASGISendCallable": None,
+        "HTTPResponseBodyEvent": None,
+    },
     "uvicorn.server": {"ServerState": None},
     "uvicorn.protocols.http.httptools_impl": {
         "STATUS_LINE": None,
@@ -75,6 +84,7 @@ UVICORN_PRIVATE_API: Final[dict[str, dict[str, tuple[str, ...] | None]]] = {
         "shutdown": (),
         "connection_made": ("transport",),
         "connection_lost": ("exc",),
+        "eof_received": (),
         "data_received": ("data",),
         # Starts a request's task: the cycle is swapped to OneWriteCycle just before.
         "_start_asgi_task": ("cycle", "app"),
@@ -83,11 +93,15 @@ UVICORN_PRIVATE_API: Final[dict[str, dict[str, tuple[str, ...] | None]]] = {
         "on_header": ("name", "value"),
         "on_headers_complete": (),
         "on_message_complete": (),
+        "on_response_complete": (),
         "send_400_response": ("msg",),
         "timeout_keep_alive_handler": (),
         "loop": None,
         "transport": None,
         "flow": None,
+        "parser": None,
+        "url": None,
+        "headers": None,
         "connections": None,
         "cycle": None,
         "pipeline": None,
@@ -96,7 +110,12 @@ UVICORN_PRIVATE_API: Final[dict[str, dict[str, tuple[str, ...] | None]]] = {
     },
     "uvicorn.protocols.http.httptools_impl:RequestResponseCycle": {
         "send": ("message",),
+        "run_asgi": ("app",),
+        "scope": None,
         "transport": None,
+        "flow": None,
+        "keep_alive": None,
+        "more_body": None,
         "response_started": None,
         "response_complete": None,
         "chunked_encoding": None,
@@ -104,135 +123,24 @@ UVICORN_PRIVATE_API: Final[dict[str, dict[str, tuple[str, ...] | None]]] = {
         "message_event": None,
         "waiting_for_100_continue": None,
     },
-    "uvicorn.protocols.http.flow_control:FlowControl": {"read_paused": None},
+    "uvicorn.protocols.http.flow_control:FlowControl": {
+        "read_paused": None,
+        "write_paused": None,
+        "drain": (),
+    },
 }
-
-
-@dataclass(frozen=True)
-class EdgeLimits:
-    """The per-connection bounds; see ``Settings`` for each one's meaning."""
-
-    max_header_bytes: int
-    max_header_count: int
-    header_timeout: float
-    body_timeout: float
-    max_connections: int
 
 
 class _HeadTooLarge(Exception):
     """Raised from a parser callback to stop parsing a head past its bound."""
 
 
-def problem_response(problem: ProblemError) -> bytes:
-    """A complete HTTP/1.1 problem+json response that closes the connection."""
-    body = problem_body(problem, "")
-    return b"".join(
-        [
-            STATUS_LINE[problem.status],
-            b"content-type: " + PROBLEM_MEDIA_TYPE.encode() + b"\r\n",
-            b"content-length: " + str(len(body)).encode() + b"\r\n",
-            b"connection: close\r\n\r\n",
-            body,
-        ]
-    )
-
-
-class _HeldHead:
-    """Stands in for the transport while uvicorn writes a response head: keeps its bytes."""
-
-    __slots__ = ("head", "transport")
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        self.head = b""
-
-    def write(self, data: bytes) -> None:
-        self.head += data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
-
-
-class _HeadFirst:
-    """Stands in for the transport while uvicorn sends the message after a held head.
-
-    Its first write carries the head too; a close, or the end of the send with
-    nothing written (a HEAD request's body), writes the head alone first.
-    """
-
-    __slots__ = ("head", "transport")
-
-    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
-        self.transport = transport
-        self.head = head
-
-    def write(self, data: bytes) -> None:
-        if self.head:
-            data = self.head + data
-            self.head = b""
-        self.transport.write(data)
-
-    def flush(self) -> None:
-        if self.head and not self.transport.is_closing():
-            self.transport.write(self.head)
-        self.head = b""
-
-    def close(self) -> None:
-        self.flush()
-        self.transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
-
-
-class OneWriteCycle(RequestResponseCycle):
-    """uvicorn's request/response cycle, holding a sized response's head for its body.
-
-    uvicorn builds its cycle itself (``RequestResponseCycle`` by name, in
-    ``on_headers_complete``); ``EdgeProtocol`` gives each cycle this class's ``send``
-    before the cycle's task first runs. Only the transport uvicorn writes to is
-    swapped, so every check and header uvicorn makes stays its own. A streamed head
-    (no content-length: chunked) is written at once, as before.
-    """
-
-    _held: bytes | None = None
-
-    async def send(self, message: ASGISendEvent) -> None:
-        held = self._held
-        if held is None:
-            if message["type"] != "http.response.start" or self.response_started:
-                await super().send(message)
-                return
-            transport = self.transport
-            holder = _HeldHead(transport)
-            self.transport = holder  # type: ignore[assignment]
-            try:
-                await super().send(message)
-            finally:
-                self.transport = transport
-            if not holder.head:
-                return  # disconnected: nothing was written
-            if self.chunked_encoding is False and not self.disconnected:
-                self._held = holder.head
-            elif not transport.is_closing():
-                transport.write(holder.head)
-            return
-        self._held = None
-        transport = self.transport
-        head_first = _HeadFirst(transport, held)
-        self.transport = head_first  # type: ignore[assignment]
-        try:
-            await super().send(message)
-        finally:
-            self.transport = transport
-            head_first.flush()
-
-
 class EdgeProtocol(HttpToolsProtocol):
     """One client connection, held to ``limits``; ``draining`` is told when shutdown begins.
 
-    uvicorn makes it with its own four arguments; ``limits`` and ``draining`` are
-    bound beforehand (``server.run.uvicorn_config``).
+    uvicorn makes it with its own four arguments; the rest are bound beforehand
+    (``server.run.uvicorn_config``). ``admission`` and ``budget`` are shared by every
+    connection of the process; left out, this connection gets its own.
     """
 
     def __init__(
@@ -244,10 +152,14 @@ class EdgeProtocol(HttpToolsProtocol):
         *,
         limits: EdgeLimits,
         draining: Draining,
+        admission: Admission | None = None,
+        budget: WriteBudget | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
         self.draining = draining
+        self.admission = admission or Admission(None, limits)
+        self.budget = budget or WriteBudget(limits.max_pending_write_bytes)
         # The request head being read: bytes received, headers and bytes parsed.
         self._head_bytes = 0
         self._head_count = 0
@@ -256,9 +168,19 @@ class EdgeProtocol(HttpToolsProtocol):
         self._rejection: bytes | None = None
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
-        # After a refusal: input is dropped until the connection closes.
+        self._body_timer_set = 0.0
+        self._body_deadline = 0.0
+        # Whether a request of this connection carried a valid key; whether the one
+        # being answered is a health probe.
+        self._trusted = False
+        self._probe = False
+        # The client half-closed: no more input; close after the last answer.
+        self._eof = False
+        # While closing: input is dropped until the connection is gone.
         self._discarding = False
-        self._linger: asyncio.TimerHandle | None = None
+        self._closer: asyncio.TimerHandle | None = None
+        self._linger_heard = 0.0
+        self._linger_end = 0.0
         # The request whose application task runs (pipelined ones wait their turn).
         self._running: Any = None
 
@@ -277,7 +199,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self.timeout_keep_alive_task = self.loop.call_later(
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )
-        if len(self.connections) > self.limits.max_connections and not self._evict_idle():
+        if not self.admission.admit(self, self.connections):
             logger.warning(
                 "connection refused: %d connections open (max_connections)",
                 len(self.connections) - 1,
@@ -291,39 +213,44 @@ class EdgeProtocol(HttpToolsProtocol):
                 )
             )
 
-    def _idle(self) -> bool:
-        """Between requests, with no byte of the next one received."""
+    def idle(self) -> bool:
+        """Between requests with no byte of the next one received, or closing."""
         return (
-            self._reading_head
-            and self._head_bytes == 0
-            and (self.cycle is None or self.cycle.response_complete)
-            and not self.pipeline
+            self._discarding
+            or self.transport.is_closing()
+            or (
+                self._reading_head
+                and self._head_bytes == 0
+                and (self.cycle is None or self.cycle.response_complete)
+                and not self.pipeline
+            )
         )
 
-    def _evict_idle(self) -> bool:
-        """Close one idle or refused connection to make room; whether there was one."""
-        for connection in self.connections:
-            if (
-                connection is not self
-                and isinstance(connection, EdgeProtocol)
-                and (connection._discarding or connection._idle())
-                and not connection.transport.is_closing()
-            ):
-                connection.transport.close()
-                return True
-        return False
+    def probing(self) -> bool:
+        """Answering a health probe (admission never cuts one off)."""
+        return self._probe
+
+    def evict(self) -> None:
+        """Close at once to make room for another connection."""
+        self._abort()
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         self._running = cycle
-        # One write per sized response (see OneWriteCycle); the task has not run yet.
+        # See cycle.OneWriteCycle; the task has not run yet.
         cycle.__class__ = OneWriteCycle
+        cycle.outlet = self
+        cycle.transport = guarded(self.transport, self)
         super()._start_asgi_task(cycle, app)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._linger is not None:
-            self._linger.cancel()
+        self._cancel_closer()
         self._cancel_head_timer()
         self._cancel_body_timer()
+        self.admission.forget(self)
+        self._cycles_gone()
+        super().connection_lost(exc)
+
+    def _cycles_gone(self) -> None:
         # uvicorn marks only the newest request's cycle as disconnected; with
         # pipelining the one still answering is older, and its next write would hit
         # the closed transport (a RuntimeError and a traceback). Mark it too, and
@@ -332,37 +259,121 @@ class EdgeProtocol(HttpToolsProtocol):
             if cycle is not None and not cycle.response_complete:
                 cycle.disconnected = True
                 cycle.message_event.set()
-        super().connection_lost(exc)
+
+    # -- closing -------------------------------------------------------------------
+
+    def close_after_answer(self) -> None:
+        """Close once what was written has gone: what every close of a cycle does.
+
+        If the client may still be sending (the answer came before its request had
+        all arrived), linger; else close, and cut it off if it is still there after
+        the send timeout (the client is not reading what it was sent).
+        """
+        if self.transport.is_closing() or self._discarding:
+            return
+        if not self._eof and (not self._reading_head or self._head_bytes):
+            self._linger()
+            return
+        self.transport.close()
+        self._cancel_closer()
+        self._closer = self.loop.call_later(self.limits.send_timeout, self._abort)
+
+    def drop(self, reason: str) -> None:
+        """Close at once, dropping what was not sent (the client is not reading it)."""
+        logger.info("connection closed: %s", reason)
+        self._cycles_gone()
+        self._abort()
+
+    def timeout_keep_alive_handler(self) -> None:
+        # What the last answer left unread would hold a plain close open for good.
+        if not self.transport.is_closing():
+            self.close_after_answer()
+
+    def _abort(self) -> None:
+        self._cancel_closer()
+        self.transport.abort()
+
+    def _cancel_closer(self) -> None:
+        if self._closer is not None:
+            self._closer.cancel()
+            self._closer = None
 
     def _reject(self, response: bytes) -> None:
-        """Send ``response`` and close, reading and dropping what the client still sends.
-
-        Closing a socket with unread input resets it, and the client would never
-        see the response; so, as nginx's lingering close does, only our side is
-        shut, and input is discarded (never buffered) for a short while.
-        """
+        """Send ``response`` and close, reading and dropping what the client still sends."""
         self._cancel_head_timer()
         self._cancel_body_timer()
         if self.transport.is_closing() or self._discarding:
             return
-        self._discarding = True
         self.transport.write(response)
+        self._linger()
+
+    def _linger(self) -> None:
+        """Shut our side once what was written has gone; drop input until the client stops.
+
+        Closing a socket with unread input resets it, and the client would never
+        see its answer; so, as nginx's lingering close does, only our side is shut,
+        and input is discarded (never buffered) until it pauses or for a while.
+        """
+        self._cancel_head_timer()
+        self._cancel_body_timer()
+        self._discarding = True
         try:
             self.transport.write_eof()
         except (NotImplementedError, RuntimeError, OSError):
-            self.transport.close()
+            self._abort()
             return
-        self._linger = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        now = self.loop.time()
+        self._linger_heard = now
+        self._linger_end = now + LINGER_TOTAL_SECONDS
+        self._cancel_closer()
+        self._closer = self.loop.call_later(LINGER_PAUSE_SECONDS, self._linger_check)
+
+    def _linger_check(self) -> None:
+        now = self.loop.time()
+        due = min(self._linger_heard + LINGER_PAUSE_SECONDS, self._linger_end)
+        if now >= due:
+            self._closer = None
+            self._abort()
+        else:
+            self._closer = self.loop.call_later(due - now, self._linger_check)
+
+    def eof_received(self) -> bool | None:  # type: ignore[override]
+        """The client half-closed: answer what arrived whole, then close.
+
+        A request cut off by the half-close can never be answered: the running one
+        ends as a disconnect (the connection closes now), a queued one is dropped.
+        """
+        if self._discarding or self.transport.is_closing():
+            return None
+        self._eof = True
+        self._cancel_head_timer()
+        self._cancel_body_timer()
+        if not self._reading_head:
+            if self.cycle is self._running:
+                return None
+            if self.pipeline and self.pipeline[0][0] is self.cycle:
+                self.pipeline.popleft()
+        running = self._running
+        if (running is not None and not running.response_complete) or self.pipeline:
+            return True
+        return None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        running = self._running
+        if self._eof and not self.pipeline and (running is None or running.response_complete):
+            self.close_after_answer()
 
     # -- the request head ----------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         if self._discarding:
+            self._linger_heard = self.loop.time()
             return
         if self._reading_head:
             self._head_bytes += len(data)
         super().data_received(data)
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._discarding:
             return
         if self._reading_head:
             # The head is still incomplete after this read: everything received so
@@ -422,6 +433,10 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._cancel_head_timer()
+        self._body_deadline = self.loop.time() + self.limits.body_deadline
+        if not self._trusted:
+            self._trusted = self.admission.headed(self, self.headers)
+            self._probe = not self._trusted and is_probe(self.parser.get_method(), self.url)
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
@@ -455,8 +470,12 @@ class EdgeProtocol(HttpToolsProtocol):
     # -- the request body ----------------------------------------------------------
 
     def _arm_body_timer(self) -> None:
+        """The clock on a body: its next pause, or its deadline if that comes first."""
         self._cancel_body_timer()
-        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timed_out)
+        now = self.loop.time()
+        self._body_timer_set = now
+        delay = min(self.limits.body_timeout, self._body_deadline - now)
+        self._body_timer = self.loop.call_later(max(delay, 0.0), self._body_timed_out)
 
     def _cancel_body_timer(self) -> None:
         if self._body_timer is not None:
@@ -471,27 +490,33 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _body_timed_out(self) -> None:
         self._body_timer = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._discarding:
             return
         if self.flow.read_paused or (
             self.cycle is not None and self.cycle.waiting_for_100_continue
         ):
             # The application has not consumed what arrived, or not yet asked for
-            # the body the client holds back for "100 Continue": the client is not idle.
+            # the body the client holds back for "100 Continue": the client is not
+            # idle, and the time it waited does not count against its deadline.
+            self._body_deadline += self.loop.time() - self._body_timer_set
             self._arm_body_timer()
             return
-        logger.info("connection closed: request body stalled")
+        if self.loop.time() >= self._body_deadline:
+            logger.info("connection closed: request body took longer than body_deadline_seconds")
+            problem = RequestTimeout(
+                "the request body did not arrive in time",
+                extra={"limit": "body_deadline_seconds", "max": self.limits.body_deadline},
+            )
+        else:
+            logger.info("connection closed: request body stalled")
+            problem = RequestTimeout(
+                "the request body stopped arriving",
+                extra={"limit": "body_timeout_seconds", "max": self.limits.body_timeout},
+            )
         if self.cycle is not None and not self.cycle.response_started:
             # The application sees a disconnect; the client sees why.
             self.cycle.disconnected = True
             self.cycle.message_event.set()
-            self._reject(
-                problem_response(
-                    RequestTimeout(
-                        "the request body stopped arriving",
-                        extra={"limit": "body_timeout_seconds", "max": self.limits.body_timeout},
-                    )
-                )
-            )
+            self._reject(problem_response(problem))
         else:
-            self.transport.close()
+            self._abort()

@@ -11,6 +11,7 @@ environment.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import logging.config
@@ -28,10 +29,19 @@ from ..config import Settings
 from ..draining import Draining
 from ..main import create_asgi_app
 from ..observability import log_config
-from .protocol import EdgeLimits, EdgeProtocol
+from .admission import Admission
+from .cycle import WriteBudget
+from .limits import EdgeLimits
+from .protocol import EdgeProtocol
 from .startup import SummaryServer
 
-__all__ = ["create_served_app", "edge_limits", "serve", "uvicorn_config"]
+__all__ = [
+    "create_served_app",
+    "edge_limits",
+    "give_back_large_buffers",
+    "serve",
+    "uvicorn_config",
+]
 
 logger = logging.getLogger("session_memory")
 
@@ -41,7 +51,29 @@ _RESERVED_FDS = 64
 
 def create_served_app(settings: Settings, api_keys: ApiKeys, draining: Draining) -> ASGIApp:
     """The app one server process runs (uvicorn calls this in each worker process)."""
+    give_back_large_buffers()
     return create_asgi_app(settings, api_keys=api_keys, draining=draining)
+
+
+# glibc's malloc (mallopt's M_MMAP_THRESHOLD, and its initial value).
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def give_back_large_buffers() -> None:
+    """Keep every large buffer in its own mapping, so its memory is returned when freed.
+
+    glibc raises its mmap threshold after each large free (up to 32 MiB), and from
+    then on answers of many MiB come from the heap, which returns little of what is
+    freed: after clients that stopped reading were cut off, the process kept their
+    memory. A fixed threshold turns that off. Small allocations (the hot routes')
+    are unchanged. Other C libraries are left as they are.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
 
 
 def edge_limits(settings: Settings) -> EdgeLimits:
@@ -52,6 +84,10 @@ def edge_limits(settings: Settings) -> EdgeLimits:
         header_timeout=settings.header_timeout_seconds,
         body_timeout=settings.body_timeout_seconds,
         max_connections=_connection_cap(settings.max_connections),
+        body_deadline=settings.body_deadline_seconds,
+        send_timeout=settings.send_timeout_seconds,
+        max_pending_write_bytes=settings.max_pending_write_bytes,
+        unauthenticated_share=settings.unauthenticated_connection_share,
     )
 
 
@@ -91,7 +127,15 @@ def uvicorn_config(
     # edge_limits logs (a lowered connection cap) is a JSON line like the rest.
     logging.config.dictConfig(logs)
     # uvicorn makes each connection's protocol with this, adding its own arguments.
-    protocol = functools.partial(EdgeProtocol, limits=edge_limits(settings), draining=draining)
+    # A worker unpickles its own copy: admission and the write budget are per process.
+    limits = edge_limits(settings)
+    protocol = functools.partial(
+        EdgeProtocol,
+        limits=limits,
+        draining=draining,
+        admission=Admission(api_keys, limits),
+        budget=WriteBudget(limits.max_pending_write_bytes),
+    )
     return uvicorn.Config(
         app,
         factory=workers > 1,
