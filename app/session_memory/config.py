@@ -210,6 +210,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Live follow streams one process serves at once; more get 503.",
     )
+    max_follow_streams_per_tenant: int = Field(
+        default=100,
+        ge=0,
+        description="Live follow streams one tenant may hold in one process; more get 503.",
+    )
     max_sessions_per_tenant: int = Field(
         default=0,
         ge=0,

@@ -223,7 +223,12 @@ ROUTES: tuple[Route, ...] = (
                 pattern=r"^[A-Za-z0-9_-]{1,2048}$",
             ),
             QueryParam(
-                "prefix", str, "Only ids that start with this.", min_length=1, max_length=256
+                "prefix",
+                str,
+                "Only ids that start with this.",
+                pattern=r"^[^\x00]+$",
+                min_length=1,
+                max_length=256,
             ),
         ),
         filters=True,

@@ -19,7 +19,7 @@ from ..wire.headers import idempotency_for
 from ..wire.history import parse_fork, parse_metadata, parse_replace
 from ..wire.items import run_off_loop
 from ..wire.render import append_body, fork_body, session_body, session_list_body
-from .events import event_stream
+from .events import SharedReads, event_stream
 from .hub import Hub
 from .items import ItemsService
 from .requests import (
@@ -43,7 +43,7 @@ _STREAM_HEADERS = (("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no"))
 class HistoryService:
     """Replace, fork, records, listings and follow; a refusal raises."""
 
-    __slots__ = ("hub", "items", "metrics", "settings", "store")
+    __slots__ = ("hub", "items", "metrics", "reads", "settings", "store")
 
     def __init__(self, store: HistoryStore, settings: Settings, metrics: Metrics, hub: Hub) -> None:
         self.store = store
@@ -51,6 +51,7 @@ class HistoryService:
         self.metrics = metrics
         self.hub = hub
         self.items = ItemsService(store, settings, metrics, hub)
+        self.reads = SharedReads(store, settings.max_read_page_bytes)
 
     def _published(self, kind: str, tenant: str, session_id: str, revision: int | None) -> None:
         if revision:
@@ -156,15 +157,14 @@ class HistoryService:
 
     async def follow(self, request: FollowSession) -> Reply:
         """The session's changes as a stream of server-sent events, until shutdown."""
-        self.hub.check_capacity()
+        self.hub.check_capacity(request.tenant)
         after = request.last_event_id if request.last_event_id is not None else request.after
         stream = event_stream(
-            self.store,
+            self.reads,
             self.hub,
             request.tenant,
             request.session_id,
             after=after,
             heartbeat=self.settings.follow_heartbeat_seconds,
-            max_bytes=self.settings.max_read_page_bytes,
         )
         return Reply(200, stream=stream, media_type=_EVENT_STREAM, extra_headers=_STREAM_HEADERS)

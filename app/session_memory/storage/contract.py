@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from .records import AppendResult, Idempotency, ItemPage, SessionInfo, SessionPage, Swept
+from .records import (
+    AppendResult,
+    Idempotency,
+    ItemPage,
+    SeqPage,
+    SessionInfo,
+    SessionPage,
+    Swept,
+)
 
 __all__ = ["ChangeFeed", "ChangeSink", "HistoryStore", "SessionStore"]
 
@@ -234,10 +242,11 @@ class HistoryStore(SessionStore, Protocol):
         after: int,
         limit: int,
         max_bytes: int | None = None,
-    ) -> tuple[list[tuple[int, str]], bool]:
+    ) -> SeqPage:
         """The first items above ``after``, oldest first, each with its seq, and whether
         more follow: at most ``limit`` of them and, past ``max_bytes`` of bodies, fewer
-        (the first comes whatever its size), as ``SessionStore.read`` bounds a page."""
+        (the first comes whatever its size), as ``SessionStore.read`` bounds a page;
+        with the session's lineage from the same snapshot."""
         ...
 
     async def last_seq(self, tenant: str, session_id: str) -> int:

@@ -15,6 +15,7 @@ __all__ = [
     "AppendResult",
     "Idempotency",
     "ItemPage",
+    "SeqPage",
     "SessionInfo",
     "SessionPage",
     "Swept",
@@ -149,3 +150,17 @@ def encode_pop(item: str | None) -> str:
 def decode_pop(text: str) -> str | None:
     found: list[str] = json.loads(text)
     return found[0] if found else None
+
+
+@dataclass(frozen=True, slots=True)
+class SeqPage:
+    """Items above a cursor, oldest first with their seqs, and the session's lineage.
+
+    ``lineage`` is when the live session was created (None: there is none), read in
+    the same snapshot as the items: a session cleared (or expired) and created
+    again has a new lineage, and seqs from before mean nothing in it.
+    """
+
+    rows: list[tuple[int, str]]
+    has_more: bool
+    lineage: float | None

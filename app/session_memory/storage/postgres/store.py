@@ -22,6 +22,7 @@ from ..records import (
     AppendResult,
     Idempotency,
     ItemPage,
+    SeqPage,
     SessionInfo,
     SessionPage,
     Swept,
@@ -296,7 +297,7 @@ class PostgresStore:
         after: int,
         limit: int,
         max_bytes: int | None = None,
-    ) -> tuple[list[tuple[int, str]], bool]:
+    ) -> SeqPage:
         return await self._run(
             lambda conn: reads.read_seqs(
                 conn, tenant, session_id, after=after, limit=limit, max_bytes=max_bytes

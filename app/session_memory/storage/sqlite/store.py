@@ -30,6 +30,7 @@ from ..records import (
     AppendResult,
     Idempotency,
     ItemPage,
+    SeqPage,
     SessionInfo,
     SessionPage,
     Swept,
@@ -375,7 +376,7 @@ class SQLiteStore:
         after: int,
         limit: int,
         max_bytes: int | None = None,
-    ) -> tuple[list[tuple[int, str]], bool]:
+    ) -> SeqPage:
         return await self._readers.run(
             functools.partial(
                 reads.read_seqs,
