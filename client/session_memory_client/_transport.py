@@ -246,10 +246,6 @@ class Transport:
                 asyncio.run_coroutine_threadsafe(_close_pool(pool), loop)
         return Closing(tasks)
 
-    async def aclose(self) -> None:
-        """``close()``, then wait until this loop's pool is closed."""
-        await self.close()
-
     # -- requests --------------------------------------------------------------------
 
     async def request(
