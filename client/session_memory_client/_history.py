@@ -38,7 +38,10 @@ class ReplaceResult:
 @dataclass(frozen=True, slots=True)
 class FollowEvent:
     """One change: ``append`` (``seq`` and ``item``), or ``pop``/``replace``/``clear``
-    (``revision``: re-read the session to see what it holds now)."""
+    (``revision``: re-read the session to see what it holds now). ``clear`` also says
+    the session ended (cleared, expired): the appends after it are a new history,
+    numbered from 1. ``resync``: changes came faster than this follower read them and
+    some notices were dropped; re-read the session."""
 
     kind: str
     seq: int | None = None
@@ -144,6 +147,8 @@ class HistoryMethods:
                         cursor = seq
                         yield FollowEvent(kind, seq=seq, item=json.loads(data))
                     else:
+                        if kind == "clear":
+                            cursor = 0  # a resumed stream starts the new history at 1
                         yield FollowEvent(kind, revision=json.loads(data).get("revision"))
             except TransportError:
                 pass
