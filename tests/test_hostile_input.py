@@ -30,7 +30,9 @@ async def test_unstorable_metadata_is_a_422(
     http: httpx2.AsyncClient, session_id: str, metadata: bytes
 ) -> None:
     await _seed(http, session_id)
-    patch = await http.patch(session_path(session_id), content=metadata, headers=JSON)
+    patch = await http.patch(
+        session_path(session_id), content=b'{"metadata":' + metadata + b"}", headers=JSON
+    )
     assert patch.status_code == 422, patch.text
     created = await http.post(
         items_url(session_id + "-new"),

@@ -8,15 +8,18 @@ replays the first outcome, the item limits are the append limits.
 
 from __future__ import annotations
 
+import json
+
 from session_memory_client.protocol import session_id_error
 
 from ..config import Settings
 from ..observability import Metrics
-from ..problems import InvalidInput, SessionNotFound
+from ..problems import InvalidInput, ServiceUnavailable, SessionNotFound
 from ..replies import Reply
 from ..storage.contract import HistoryStore
+from ..storage.errors import PreconditionFailedError, check_revision
 from ..wire.headers import idempotency_for
-from ..wire.history import parse_fork, parse_metadata, parse_replace
+from ..wire.history import CLEAR_METADATA, parse_fork, parse_replace, parse_session_patch
 from ..wire.items import run_off_loop
 from ..wire.render import append_body, fork_body, session_body, session_list_body
 from .events import SharedReads, event_stream
@@ -33,6 +36,8 @@ from .requests import (
 
 __all__ = ["MAX_FILTERS", "HistoryService"]
 
+# Tries of a metadata clear (no If-Match) racing other writes to the session.
+_CLEAR_TRIES = 5
 # Metadata filters one listing may combine.
 MAX_FILTERS = 8
 
@@ -106,18 +111,36 @@ class HistoryService:
         return Reply(201, fork_body(target, result), result.revision)
 
     async def patch(self, request: PatchSession) -> Reply:
-        """Merge a JSON Merge Patch (RFC 7396) into the session's metadata."""
+        """Apply a JSON Merge Patch (RFC 7396) to the session's record; only its
+        ``metadata`` can change."""
         limit = self.settings.max_metadata_bytes
         # The patch may hold nulls that vanish when merged: allow it some room.
-        patch = parse_metadata(request.body, 4 * limit, where="body")
-        info = await self.store.patch_metadata(
-            request.tenant,
-            request.session_id,
-            patch,
-            max_bytes=limit,
-            expected_revision=request.expected_revision,
-        )
-        return Reply(200, session_body(info), info.revision)
+        patch = parse_session_patch(request.body, 4 * limit)
+        tenant, session_id = request.tenant, request.session_id
+        for _ in range(_CLEAR_TRIES):
+            expected, text = request.expected_revision, patch
+            if patch is None or patch == CLEAR_METADATA:
+                info = await self.store.get_session(tenant, session_id)
+                if info is None:
+                    raise SessionNotFound(f"no session with id {session_id!r}")
+                if patch is None:
+                    check_revision(expected, info.revision)
+                    return Reply(200, session_body(info), info.revision)
+                # Every key set to null, on the revision those keys were read at.
+                keys = json.loads(info.metadata or "{}")
+                text = json.dumps(dict.fromkeys(keys), ensure_ascii=False)
+                expected = info.revision if expected is None else expected
+            assert text is not None
+            try:
+                info = await self.store.patch_metadata(
+                    tenant, session_id, text, max_bytes=limit, expected_revision=expected
+                )
+            except PreconditionFailedError:
+                if request.expected_revision is not None:
+                    raise
+                continue  # changed between the read and the clear: read again
+            return Reply(200, session_body(info), info.revision)
+        raise ServiceUnavailable("the session kept changing; retry the patch")
 
     async def get(self, request: GetSession) -> Reply:
         """One session's record."""
