@@ -22,6 +22,7 @@ from ..wire.headers import idempotency_for
 from ..wire.history import CLEAR_METADATA, parse_fork, parse_replace, parse_session_patch
 from ..wire.items import run_off_loop
 from ..wire.render import append_body, fork_body, session_body, session_list_body
+from .conditions import required_revision
 from .events import SharedReads, event_stream
 from .hub import Hub
 from .items import ItemsService
@@ -58,6 +59,11 @@ class HistoryService:
         self.items = ItemsService(store, settings, metrics, hub)
         self.reads = SharedReads(store, settings.max_read_page_bytes)
 
+    async def _required(self, request: ReplaceItems | ForkSession | PatchSession) -> int | None:
+        return await required_revision(
+            self.store, request.tenant, request.session_id, request.expected_revision
+        )
+
     def _published(self, kind: str, tenant: str, session_id: str, revision: int | None) -> None:
         if revision:
             self.hub.publish(kind, tenant, session_id, revision)
@@ -81,7 +87,7 @@ class HistoryService:
             from_seq=from_seq,
             max_items=self.settings.max_items_per_session or None,
             idempotency=idempotency,
-            expected_revision=request.expected_revision,
+            expected_revision=await self._required(request),
             ttl=request.ttl,
         )
         self.metrics.items_written.inc(result.count)
@@ -104,7 +110,7 @@ class HistoryService:
             target,
             through_seq=through_seq,
             idempotency=idempotency,
-            expected_revision=request.expected_revision,
+            expected_revision=await self._required(request),
         )
         self.metrics.items_written.inc(result.count)
         self._published("append", request.tenant, target, result.revision)
@@ -118,7 +124,7 @@ class HistoryService:
         patch = parse_session_patch(request.body, 4 * limit)
         tenant, session_id = request.tenant, request.session_id
         for _ in range(_CLEAR_TRIES):
-            expected, text = request.expected_revision, patch
+            expected, text = await self._required(request), patch
             if patch is None or patch == CLEAR_METADATA:
                 info = await self.store.get_session(tenant, session_id)
                 if info is None:
