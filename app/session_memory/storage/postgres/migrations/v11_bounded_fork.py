@@ -54,10 +54,12 @@ BEGIN
         RETURN;
     END IF;
     -- The count first: a fork of too many items is refused without summing bytes.
-    SELECT count(*) INTO r_count FROM items WHERE session = v_source AND seq <= p_through;
-    IF p_max_items > 0 AND r_count > p_max_items THEN
-        r_status := 'too_big';
-        RETURN;
+    IF p_max_items > 0 THEN
+        SELECT count(*) INTO r_count FROM items WHERE session = v_source AND seq <= p_through;
+        IF r_count > p_max_items THEN
+            r_status := 'too_big';
+            RETURN;
+        END IF;
     END IF;
     IF p_max_bytes > 0 THEN
         SELECT coalesce(sum(octet_length(body)), 0) INTO r_bytes
