@@ -13,9 +13,11 @@ __all__ = [
     "MAX_SEQ",
     "SWEEP_BATCH_ROWS",
     "AppendResult",
+    "ForkLimits",
     "Idempotency",
     "ItemPage",
     "SeqPage",
+    "SessionBackup",
     "SessionInfo",
     "SessionPage",
     "Swept",
@@ -124,6 +126,33 @@ class SessionInfo:
     revision: int
     expires_at: float | None = None
     metadata: str | None = None  # a JSON object's text, None when it has none
+
+
+@dataclass(frozen=True, slots=True)
+class SessionBackup:
+    """What a backup keeps of a session besides its items, and ``restore`` puts back.
+
+    Times are seconds since the Unix epoch. ``ttl`` is the session's own time-to-live
+    (None: it has none, the store's default applies); ``expires_at`` is when it expires
+    unless written again. ``last_seq`` is the highest sequence number the session has
+    given (above its newest item's after a pop), so restored numbering goes on from it.
+    """
+
+    created_at: float
+    updated_at: float
+    last_seq: int
+    ttl: float | None = None
+    expires_at: float | None = None
+    metadata: str | None = None  # a JSON object's text, None when it has none
+
+
+@dataclass(frozen=True, slots=True)
+class ForkLimits:
+    """What one fork may copy: at most ``items`` items and ``bytes`` bytes of item
+    text (0: no limit), so one small request cannot make the store copy without end."""
+
+    items: int = 0
+    bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

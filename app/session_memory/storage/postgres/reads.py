@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..paging import page_from_rows, parse_session_cursor, read_shape, seq_page, session_cursor
-from ..records import ItemPage, SeqPage, SessionInfo, SessionPage
+from ..records import ItemPage, SeqPage, SessionBackup, SessionInfo, SessionPage
 from .driver import Connection
 from .sql import SESSION_COLUMNS, live
 
 __all__ = [
     "all_sessions",
+    "backup",
     "count_sessions",
     "find_sessions",
     "get_session",
@@ -131,6 +132,18 @@ async def last_seq(conn: Connection, tenant: str, session_id: str) -> int:
         session_id,
     )
     return int(value or 0)
+
+
+async def backup(conn: Connection, tenant: str, session_id: str) -> SessionBackup | None:
+    """``HistoryStore.backup``."""
+    row = await conn.fetchrow(
+        "SELECT extract(epoch FROM created_at)::float8, extract(epoch FROM updated_at)::float8, "
+        "last_seq, ttl_seconds, extract(epoch FROM expires_at)::float8, metadata "
+        f"FROM sessions WHERE tenant = $1 AND session_id = $2 AND {live()}",
+        tenant,
+        session_id,
+    )
+    return SessionBackup(*row) if row is not None else None
 
 
 async def get_session(conn: Connection, tenant: str, session_id: str) -> SessionInfo | None:

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..paging import item_bytes, seq_page, session_cursor
-from ..records import SeqPage, SessionInfo, SessionPage
+from ..records import SeqPage, SessionBackup, SessionInfo, SessionPage
 from .schema import LIVE, SESSION_COLUMNS
 
 __all__ = [
     "all_sessions",
+    "backup",
     "bounded_rows",
     "count_sessions",
     "fetch_rows",
@@ -134,6 +135,18 @@ def get_session(
         (tenant, session_id, now),
     ).fetchone()
     return None if row is None else SessionInfo(*row)
+
+
+def backup(
+    conn: sqlite3.Connection, tenant: str, session_id: str, *, now: float
+) -> SessionBackup | None:
+    """``HistoryStore.backup``."""
+    row = conn.execute(
+        "SELECT created_at, updated_at, last_seq, ttl_seconds, expires_at, metadata "
+        f"FROM sessions s WHERE tenant = ? AND session_id = ? AND {LIVE}",
+        (tenant, session_id, now),
+    ).fetchone()
+    return None if row is None else SessionBackup(*row)
 
 
 def session_page(
