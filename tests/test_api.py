@@ -439,3 +439,16 @@ async def test_sessions_expire_after_the_default_ttl(
             items_url(session_id), json={"items": [{"n": 1}]}, headers={"Session-TTL": "soon"}
         )
         assert_problem(bad, 422)
+
+
+async def test_the_root_sends_a_browser_to_the_ui_and_lists_links_for_others(
+    http: httpx2.AsyncClient,
+) -> None:
+    browser = await http.get("/", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert browser.status_code == 307
+    assert browser.headers["location"] == "/ui"
+    index = await http.get("/", headers={"Accept": "application/json"})
+    assert index.status_code == 200
+    links = index.json()
+    for name in ("ui", "docs", "openapi", "sessions"):
+        assert (await http.get(links[name])).status_code == 200, name

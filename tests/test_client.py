@@ -57,9 +57,10 @@ async def test_session_settings_limit_applies_when_limit_is_none(
         assert len(await remote.get_items(limit=4)) == 4
 
 
-async def test_negative_limit_is_a_value_error(remote: RemoteSession) -> None:
-    with pytest.raises(ValueError, match="limit"):
-        await remote.get_items(limit=-1)
+async def test_negative_limit_gives_every_item(remote: RemoteSession) -> None:
+    # As SQLiteSession: SQLite reads a negative LIMIT as no limit.
+    await remote.add_items([{"n": n} for n in range(3)])  # type: ignore[misc]
+    assert [item["n"] for item in await remote.get_items(limit=-1)] == [0, 1, 2]  # type: ignore[typeddict-item]
 
 
 async def test_pop_and_pop_on_empty(remote: RemoteSession) -> None:

@@ -128,7 +128,7 @@ async def test_metadata_header_patch_and_filters(http: httpx2.AsyncClient) -> No
 
     patch = await http.patch(
         session_path(prefix + "a"),
-        content=json.dumps({"user_id": None, "label": "x"}),
+        content=json.dumps({"metadata": {"user_id": None, "label": "x"}}),
         headers={"content-type": "application/merge-patch+json"},
     )
     assert patch.status_code == 200, patch.text
@@ -136,14 +136,27 @@ async def test_metadata_header_patch_and_filters(http: httpx2.AsyncClient) -> No
     assert await listed(f"metadata.user_id={user}") == [prefix + "b"]
     assert await listed(f"metadata.label=x&prefix={prefix}") == [prefix + "a"]
 
-    stale = await http.patch(session_path(prefix + "a"), json={"k": 1}, headers={"If-Match": '"1"'})
+    stale = await http.patch(
+        session_path(prefix + "a"), json={"metadata": {"k": 1}}, headers={"If-Match": '"1"'}
+    )
     assert stale.status_code == 412
-    missing = await http.patch(session_path(prefix + "zzz"), json={"k": 1})
+    missing = await http.patch(session_path(prefix + "zzz"), json={"metadata": {"k": 1}})
     assert missing.status_code == 404
     not_object = await http.patch(session_path(prefix + "a"), json=[1])
     assert not_object.status_code == 422
-    too_large = await http.patch(session_path(prefix + "a"), json={"k": "v" * 5000})
+    too_large = await http.patch(session_path(prefix + "a"), json={"metadata": {"k": "v" * 5000}})
     assert too_large.status_code == 413
+    # A merge patch of the record: what it cannot mean is refused, never stored.
+    for body in ({"k": 1}, {"id": "x"}, {"item_count": 0}, {"metadata": "x"}, {"metadata": [1]}):
+        refused = await http.patch(session_path(prefix + "a"), json=body)
+        assert refused.status_code == 422, (body, refused.text)
+    assert (await http.get(session_path(prefix + "a"))).json()["metadata"] == {"label": "x"}
+    unchanged = await http.patch(session_path(prefix + "a"), json={})
+    assert unchanged.json()["metadata"] == {"label": "x"}
+    cleared = await http.patch(session_path(prefix + "a"), json={"metadata": None})
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["metadata"] == {}
+    assert await listed(f"metadata.label=x&prefix={prefix}") == []
     bad_header = await http.post(
         items_url(prefix + "d"), json={"items": []}, headers={"Session-Metadata": "[1]"}
     )

@@ -43,8 +43,8 @@ def history(store: SessionStore) -> HistoryStore:
 
 
 async def all_seqs(history: HistoryStore, session_id: str) -> list[tuple[int, int]]:
-    rows, _ = await history.read_seqs(T, session_id, after=0, limit=1000)
-    return [(seq, json.loads(body)["n"]) for seq, body in rows]
+    page = await history.read_seqs(T, session_id, after=0, limit=1000)
+    return [(seq, json.loads(body)["n"]) for seq, body in page.rows]
 
 
 async def test_replace_whole_history_numbers_above_every_seq_given(history: HistoryStore) -> None:
@@ -366,11 +366,27 @@ async def test_read_seqs_pages_by_bytes(history: HistoryStore) -> None:
     bodies = [json.dumps({"n": n, "pad": "x" * 90}) for n in range(4)]
     await history.append(T, "s", bodies)
     size = len(bodies[0])
-    page, more = await history.read_seqs(T, "s", after=0, limit=10, max_bytes=2 * size)
-    assert (page, more) == ([(1, bodies[0]), (2, bodies[1])], True)
-    page, more = await history.read_seqs(T, "s", after=2, limit=10, max_bytes=10)
-    assert (page, more) == ([(3, bodies[2])], True)  # the first comes whatever its size
-    page, more = await history.read_seqs(T, "s", after=3, limit=10, max_bytes=10)
-    assert (page, more) == ([(4, bodies[3])], False)
-    page, more = await history.read_seqs(T, "s", after=0, limit=3)
-    assert (len(page), more) == (3, True)
+    page = await history.read_seqs(T, "s", after=0, limit=10, max_bytes=2 * size)
+    assert (page.rows, page.has_more) == ([(1, bodies[0]), (2, bodies[1])], True)
+    page = await history.read_seqs(T, "s", after=2, limit=10, max_bytes=10)
+    assert (page.rows, page.has_more) == ([(3, bodies[2])], True)  # the first, whatever its size
+    page = await history.read_seqs(T, "s", after=3, limit=10, max_bytes=10)
+    assert (page.rows, page.has_more) == ([(4, bodies[3])], False)
+    page = await history.read_seqs(T, "s", after=0, limit=3)
+    assert (len(page.rows), page.has_more) == (3, True)
+
+
+async def test_read_seqs_tells_the_sessions_lineage(history: HistoryStore) -> None:
+    assert (await history.read_seqs(T, "s", after=0, limit=10)).lineage is None
+    await history.append(T, "s", ['{"n":1}'])
+    first = await history.read_seqs(T, "s", after=5, limit=10)
+    assert first.rows == []  # no items above 5, yet a session
+    assert first.lineage is not None
+    assert (await history.read_seqs(T, "s", after=0, limit=10)).lineage == first.lineage
+    await history.clear(T, "s")
+    assert (await history.read_seqs(T, "s", after=0, limit=10)).lineage is None
+    await asyncio.sleep(0.01)  # a creation time of its own
+    await history.append(T, "s", ['{"n":2}'])
+    again = await history.read_seqs(T, "s", after=0, limit=10)
+    assert again.lineage is not None
+    assert again.lineage != first.lineage

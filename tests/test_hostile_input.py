@@ -30,7 +30,9 @@ async def test_unstorable_metadata_is_a_422(
     http: httpx2.AsyncClient, session_id: str, metadata: bytes
 ) -> None:
     await _seed(http, session_id)
-    patch = await http.patch(session_path(session_id), content=metadata, headers=JSON)
+    patch = await http.patch(
+        session_path(session_id), content=b'{"metadata":' + metadata + b"}", headers=JSON
+    )
     assert patch.status_code == 422, patch.text
     created = await http.post(
         items_url(session_id + "-new"),
@@ -100,3 +102,28 @@ async def test_put_parses_items_exactly_as_post(http: httpx2.AsyncClient, sessio
             assert answer.status_code == status, (method, bad, answer.text)
     # Nothing refused changed the session.
     assert (await http.get(items_url(session_id))).content == page.content
+
+
+async def test_if_match_lists_and_weak_tags_compare_strongly(
+    http: httpx2.AsyncClient, session_id: str
+) -> None:
+    # RFC 9110 13.1.1: a list matches when any member does; a weak tag never matches.
+    created = await http.post(items_url(session_id), json={"items": [{"n": 1}]})
+    etag = created.headers["etag"]
+    for method, url, body in [
+        ("PUT", items_url(session_id), {"items": [{"n": 2}]}),
+        ("PATCH", session_path(session_id), {"metadata": {"k": 1}}),
+        ("POST", items_url(session_id), {"items": [{"n": 3}]}),
+    ]:
+        weak = await http.request(method, url, json=body, headers={"If-Match": f"W/{etag}"})
+        assert weak.status_code == 412, (method, weak.text)
+        assert weak.headers["etag"] == etag
+        stale = await http.request(method, url, json=body, headers={"If-Match": '"1", "x"'})
+        assert stale.status_code == 412, (method, stale.text)
+        listed = await http.request(
+            method, url, json=body, headers={"If-Match": f'"1", W/{etag}, {etag}'}
+        )
+        assert listed.status_code in (200, 201), (method, listed.text)
+        assert listed.headers["etag"] != etag
+        etag = listed.headers["etag"]
+    assert (await http.get(items_url(session_id))).json()["items"] == [{"n": 2}, {"n": 3}]

@@ -31,7 +31,8 @@ async def test_export_import_round_trip_is_identical(store: SessionStore, tmp_pa
     await store.append("team-b", "popped", [RAW[0], RAW[1]])
     await store.pop("team-b", "popped")
     first = await export_bytes(store)
-    assert first.count(b"\n") == 3 + 1 + 1 + 1200 + 1
+    # An item a line, and a line for each of the 5 sessions' records.
+    assert first.count(b"\n") == 3 + 1 + 1 + 1200 + 1 + 5
 
     target = store_from_url(f"sqlite:///{tmp_path}/target.db")
     await target.open()
@@ -77,7 +78,7 @@ async def test_items_with_line_breaks_export_on_one_line_each(
     first = await export_bytes(store)
     lines = first.split(b"\n")
     assert lines[-1] == b""
-    assert len(lines[:-1]) == len(SPREAD) + 1
+    assert len(lines[:-1]) == len(SPREAD) + 1 + 2  # and the 2 sessions' records
     for line in lines[:-1]:
         assert b"\r" not in line
         json.loads(line)
@@ -182,7 +183,9 @@ def test_cli_export_import_and_sessions(tmp_path: Path) -> None:
 
     exported = run("export", "--database-url", source)
     assert exported.returncode == 0, exported.stderr
-    assert json.loads(exported.stdout) == {"tenant": "ops", "session_id": "a b", "item": {"n": 1}}
+    record, line = (json.loads(text) for text in exported.stdout.splitlines())
+    assert record["session"]["last_seq"] == 1
+    assert line == {"tenant": "ops", "session_id": "a b", "seq": 1, "item": {"n": 1}}
     target = f"sqlite:///{tmp_path}/target.db"
     assert run("import", "--database-url", target, stdin=exported.stdout).returncode == 0
     dump = tmp_path / "again.jsonl"
@@ -214,10 +217,12 @@ def test_export_from_a_running_server_imports_into_a_tenant(tmp_path: Path) -> N
         )
         exported = run("export", "--base-url", server.base_url, "--api-key", key)
     assert exported.returncode == 0, exported.stderr
-    assert exported.stdout == (
-        b'{"tenant":null,"session_id":"s","item":{"b":1,  "a":1.50}}\n'
-        b'{"tenant":null,"session_id":"s","item":{"n":2}}\n'
-    )
+    record, *items = exported.stdout.splitlines(keepends=True)
+    assert record.startswith(b'{"tenant":null,"session_id":"s","session":{"created_at":')
+    assert items == [
+        b'{"tenant":null,"session_id":"s","seq":1,"item":{"b":1,  "a":1.50}}\n',
+        b'{"tenant":null,"session_id":"s","seq":2,"item":{"n":2}}\n',
+    ]
     target = f"sqlite:///{tmp_path}/copy.db"
     assert (
         run(
@@ -227,6 +232,6 @@ def test_export_from_a_running_server_imports_into_a_tenant(tmp_path: Path) -> N
     )
     again = run("export", "--database-url", target)
     assert (
-        again.stdout.splitlines()[0]
-        == b'{"tenant":"blue","session_id":"s","item":{"b":1,  "a":1.50}}'
+        again.stdout.splitlines()[1]
+        == b'{"tenant":"blue","session_id":"s","seq":1,"item":{"b":1,  "a":1.50}}'
     )

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     from .auth import ApiKeys
-    from .storage import SessionStore
+    from .storage import HistoryStore, SessionStore
 
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -53,7 +53,7 @@ def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:
         raise SystemExit("\n".join(lines)) from None
 
 
-def _with_store(settings: Settings, work: Callable[[SessionStore], Awaitable[T]]) -> T:
+def _with_store(settings: Settings, work: Callable[[HistoryStore], Awaitable[T]]) -> T:
     """Open the configured store (applying migrations), run ``work``, close it (flushed)."""
     import asyncio
 
@@ -180,37 +180,64 @@ def _export(args: argparse.Namespace) -> int:
     from .transfer import export_from_server, export_lines
 
     settings = _settings(args, ["database_url"])
-
-    def run(out: BinaryIO) -> None:
-        async def work(store: SessionStore) -> None:
-            async for line in export_lines(store):
-                out.write(line)
-
-        _with_store(settings, work)
-
-    async def fetch(out: BinaryIO) -> None:
-        key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
-        async for line in export_from_server(args.base_url, key):
-            out.write(line)
+    database = settings.database.sqlite_path
+    if not args.base_url and database is not None and not database.exists():
+        # Opening it would make an empty database and export nothing, as if that were all.
+        raise SystemExit(
+            f"session-memory: export: no database at {database} "
+            "(set --database-url or SESSION_MEMORY_DATABASE_URL)"
+        )
 
     def write(out: BinaryIO) -> None:
-        if args.base_url:
-            try:
-                asyncio.run(fetch(out))
-            except SessionMemoryError as exc:
-                raise SystemExit(
-                    f"session-memory: export from {args.base_url} failed: {exc}"
-                ) from None
-        else:
-            run(out)
+        if not args.base_url:
+
+            async def work(store: HistoryStore) -> None:
+                async for line in export_lines(store):
+                    out.write(line)
+
+            _with_store(settings, work)
+            return
+
+        async def fetch() -> None:
+            key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
+            async for line in export_from_server(args.base_url, key):
+                out.write(line)
+
+        try:
+            asyncio.run(fetch())
+        except SessionMemoryError as exc:
+            raise SystemExit(f"session-memory: export from {args.base_url} failed: {exc}") from None
 
     if args.output:
-        with open(args.output, "wb") as out:
-            write(out)
-    else:
+        _write_atomically(args.output, write)
+        return 0
+    try:
         write(sys.stdout.buffer)
         sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`export | head`): end quietly, as a program killed by
+        # SIGPIPE does (status 141), with nothing left for Python to flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     return 0
+
+
+def _write_atomically(path: str, write: Callable[[BinaryIO], None]) -> None:
+    """``write`` to a new file beside ``path``, synced, then renamed over it: ``path``
+    is either as it was or the whole new content, whatever fails on the way."""
+    import tempfile
+
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=folder)
+    try:
+        with open(fd, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -232,6 +259,7 @@ def _import(args: argparse.Namespace) -> int:
         print(f"session-memory: import: {error}", file=sys.stderr)
     print(
         f"session-memory: imported {report.added} items ({report.skipped} already present)"
+        + (f"; {report.expired} sessions had expired, left out" if report.expired else "")
         + (f"; {len(report.errors)} problems, see above" if report.errors else ""),
         file=sys.stderr,
     )

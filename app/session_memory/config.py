@@ -238,11 +238,30 @@ class Settings(BaseSettings):
         ge=0,
         description="Live follow streams one process serves at once; more get 503.",
     )
+    max_follow_streams_per_tenant: int = Field(
+        default=100,
+        ge=0,
+        description="Live follow streams one tenant may hold in one process; more get 503.",
+    )
     max_sessions_per_tenant: int = Field(
         default=0,
         ge=0,
         description="Most sessions one tenant may hold; a write that would create one more "
         "gets 422. 0: no limit.",
+    )
+    # What one fork may copy: a fork is one small request that makes the store copy a
+    # whole history, so it is bounded like an append of that many items is.
+    max_fork_items: int = Field(
+        default=10_000,
+        ge=0,
+        description="Most items one fork may copy; a fork of more gets 422 and makes "
+        "nothing. 0: no limit.",
+    )
+    max_fork_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=0,
+        description="Most bytes of items (their JSON text) one fork may copy; a fork of "
+        "more gets 422 and makes nothing. 0: no limit.",
     )
     api_keys: SecretStr | None = Field(
         default=None,

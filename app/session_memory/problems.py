@@ -38,6 +38,7 @@ from starlette.responses import Response
 from .observability import Metrics
 from .replies import etag
 from .storage import (
+    ForkTooLargeError,
     IdempotencyInFlightError,
     IdempotencyMismatchError,
     InvalidCursorError,
@@ -270,6 +271,13 @@ def _session_full(exc: Any) -> ProblemError:
     )
 
 
+def _fork_too_large(exc: Any) -> ProblemError:
+    return InvalidInput(
+        f"{exc}; fork through an earlier seq (through_seq), or raise the limit. Nothing was made.",
+        extra={"limit": f"max_fork_{exc.what}", "max": exc.limit},
+    )
+
+
 def _precondition_failed(exc: Any) -> ProblemError:
     return PreconditionFailed(
         "the session changed since you read it (its ETag no longer matches If-Match); "
@@ -288,6 +296,7 @@ _STORE_PROBLEMS: tuple[tuple[type[StoreError], Callable[[Any], ProblemError]], .
             extra={"limit": "max_sessions_per_tenant", "max": exc.limit},
         ),
     ),
+    (ForkTooLargeError, _fork_too_large),
     (PreconditionFailedError, _precondition_failed),
     (
         IdempotencyMismatchError,

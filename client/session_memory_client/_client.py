@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -100,9 +100,10 @@ class SessionMemoryClient:
                 return
             cursor = page.next_cursor
 
-    async def close(self) -> None:
-        """Release the connection pools; every call after it raises ``RuntimeError``."""
-        await self._transport.aclose()
+    def close(self) -> Awaitable[None]:
+        """Close at once: every call after it raises ``RuntimeError``, on this client
+        and its sessions. Await the result to wait until the pools are released."""
+        return self._transport.close()
 
     async def __aenter__(self) -> SessionMemoryClient:
         return self

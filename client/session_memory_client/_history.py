@@ -1,5 +1,5 @@
-"""History operations of ``RemoteSession``: atomic replace, live follow, and the Agents
-SDK's compaction hooks built on them.
+"""History operations of ``RemoteSession``: atomic replace and live follow (the Agents
+SDK's compaction hooks are built on them in ``_compaction``).
 
 ``HistoryMethods`` is mixed into ``RemoteSession``; it speaks HTTP only through the
 session's ``Transport`` (``_transport``), like every other method.
@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ProblemError, TransportError
+from ._exceptions import TransportError
 from ._transport import Reply, Target, Transport
 from ._types import ItemPage
-from ._writes import _encode, _settle, _Snapshot
-from .protocol import LAST_EVENT_ID, ProblemType
+from ._writes import _encode, _settle
+from .protocol import LAST_EVENT_ID
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
@@ -38,7 +38,10 @@ class ReplaceResult:
 @dataclass(frozen=True, slots=True)
 class FollowEvent:
     """One change: ``append`` (``seq`` and ``item``), or ``pop``/``replace``/``clear``
-    (``revision``: re-read the session to see what it holds now)."""
+    (``revision``: re-read the session to see what it holds now). ``clear`` also says
+    the session ended (cleared, expired): the appends after it are a new history,
+    numbered from 1. ``resync``: changes came faster than this follower read them and
+    some notices were dropped; re-read the session."""
 
     kind: str
     seq: int | None = None
@@ -51,7 +54,7 @@ def _revision(reply: Reply) -> int:
 
 
 class HistoryMethods:
-    """``replace_items``, ``follow`` and the compaction hooks of ``RemoteSession``."""
+    """``replace_items`` and ``follow`` of ``RemoteSession``."""
 
     if TYPE_CHECKING:
         session_id: str
@@ -144,6 +147,8 @@ class HistoryMethods:
                         cursor = seq
                         yield FollowEvent(kind, seq=seq, item=json.loads(data))
                     else:
+                        if kind == "clear":
+                            cursor = 0  # a resumed stream starts the new history at 1
                         yield FollowEvent(kind, revision=json.loads(data).get("revision"))
             except TransportError:
                 pass
@@ -151,66 +156,3 @@ class HistoryMethods:
             transport = self._transport
             await transport._sleep(min(transport.max_backoff, transport.backoff * 2**attempt))
             attempt += 1
-
-    # -- the Agents SDK's compaction hooks (OpenAIResponsesCompactionSession) ---------
-    #
-    # The SDK looks these up by name; both use PUT .../items (atomic replace).
-
-    async def _atomic_replace_items(self, items: list[TResponseInputItem]) -> bool:
-        """Replace the whole history with ``items`` in one step (the SDK's whole-history
-        compaction): an append racing it lands either wholly before (and is replaced)
-        or after it, never half."""
-        self._check_open()
-        await _settle(self._replace(items, from_seq=None, if_match=None))
-        return True
-
-    async def _get_compaction_snapshot(
-        self,
-        limit: int,
-        *,
-        prune_prefix: Any = None,
-    ) -> _Snapshot | None:
-        """The latest ``limit`` items and a way to replace a suffix of them atomically.
-
-        ``replace_suffix(start, items)`` replaces ``items[start:]`` of the snapshot only
-        if the session is still at the snapshot's revision (If-Match), else returns
-        False and changes nothing. The page is read with its byte bound: fewer items
-        than ``limit`` come back when they are large (``complete`` says whether the
-        snapshot holds the whole history). ``prune_prefix`` is accepted; expired-prefix
-        pruning is the server's business.
-        """
-        self._check_open()
-        page = await self.read_items(limit=limit)
-        items = page.items
-        etag = page.etag
-
-        async def replace_suffix(start: int, output: list[TResponseInputItem]) -> bool:
-            if start >= len(items) or page.last_seq is None:
-                return False
-            from_seq = await self._seq_of(len(items) - start, page)
-            if from_seq is None:
-                return False
-            try:
-                await _settle(self._replace(output, from_seq=from_seq, if_match=etag or "*"))
-            except ProblemError as exc:
-                if exc.type == ProblemType.PRECONDITION_FAILED:
-                    return False
-                raise
-            return True
-
-        return _Snapshot(items, not page.has_more, replace_suffix)
-
-    async def _seq_of(self, newest: int, page: ItemPage) -> int | None:
-        """The seq of the first of the ``newest`` latest items of ``page``; None if the
-        session has moved on since (the replace would not apply anyway)."""
-        assert page.first_seq is not None
-        assert page.last_seq is not None
-        if page.last_seq - page.first_seq + 1 == len(page.items):
-            # No gaps (nothing replaced in that range): the number is known.
-            return page.last_seq - newest + 1
-        # Gaps from an earlier replace: ask for that many latest items, at the same
-        # revision, and take their first seq.
-        tail = await self.read_items(limit=newest)
-        if tail.etag != page.etag or len(tail.items) != newest:
-            return None
-        return tail.first_seq

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._compaction import read_snapshot
+from ._exceptions import ProblemError
 from ._history import HistoryMethods
 from ._transport import (
     DEFAULT_BACKOFF,
@@ -15,13 +18,14 @@ from ._transport import (
     DEFAULT_RETRIES,
     DEFAULT_RETRY_FOR,
     DEFAULT_TIMEOUT,
+    Closing,
     Reply,
     Target,
     Transport,
 )
 from ._types import ItemPage, SessionRecord
-from ._writes import _encode, _settle
-from .protocol import session_path, validate_session_id
+from ._writes import _encode, _settle, _Snapshot
+from .protocol import ProblemType, session_path, validate_session_id
 
 if TYPE_CHECKING:
     import aiohttp
@@ -85,8 +89,9 @@ class RemoteSession(HistoryMethods):
 
     Safe to use from several event loops and threads: each loop gets its own
     connection pool. Pass ``http_client`` to use your own ``aiohttp.ClientSession``
-    instead (one loop only; it is yours to close). ``close()`` (or ``async with``)
-    releases the pools; any call after it raises ``RuntimeError``.
+    instead (one loop only; it is yours to close). ``close()`` closes the session at
+    once, as SQLiteSession's does (any call after it raises ``RuntimeError``), and
+    releases the pools; ``await session.close()`` and ``async with`` wait for that.
     """
 
     session_id: str
@@ -148,14 +153,15 @@ class RemoteSession(HistoryMethods):
         """The latest ``limit`` items, oldest first; all of them when no limit applies.
 
         When ``limit`` is None, ``session_settings.limit`` applies, as in the SDK's
-        own sessions. ``limit=0`` gives ``[]``; a negative limit is a ``ValueError``.
+        own sessions. ``limit=0`` gives ``[]``; a negative limit gives every item, as
+        SQLiteSession's does (SQLite reads a negative LIMIT as none).
         ``wrapper`` (the run context, passed by the Runner) is accepted and unused.
         """
         self._check_open()
         if limit is None and self.session_settings is not None:
             limit = self.session_settings.limit
         if limit is not None and limit < 0:
-            raise ValueError(f"limit must be 0 or more, not {limit}")
+            limit = None
         # The items alone: no ItemPage to build on the path every turn takes.
         reply = await self._transport.request("GET", self._page_target(limit, None, None))
         body = reply.json()
@@ -186,8 +192,35 @@ class RemoteSession(HistoryMethods):
     ) -> TResponseInputItem | None:
         """Remove and return the newest item, or None when the session is empty."""
         self._check_open()
+        return await self._pop(None)
+
+    async def _pop_item_with_validation(
+        self, validate: Callable[[TResponseInputItem], None] | None = None
+    ) -> TResponseInputItem | None:
+        """``pop_item``, but ``validate(item)`` runs before the item is removed: when it
+        raises, the item stays where it was and the exception propagates.
+
+        SQLiteSession's method of this name, with the same meaning: the newest item is
+        read, validated, then removed only if the session is still at the revision
+        read (If-Match); had anything been written meanwhile, it starts over.
+        """
+        self._check_open()
+        if validate is None:
+            return await self._pop(None)
+        while True:
+            page = await self.read_items(limit=1)
+            if not page.items:
+                return None
+            validate(page.items[-1])
+            try:
+                return await self._pop(page.etag or "*")
+            except ProblemError as exc:
+                if exc.type != ProblemType.PRECONDITION_FAILED:
+                    raise
+
+    async def _pop(self, if_match: str | None) -> TResponseInputItem | None:
         task = asyncio.ensure_future(
-            self._transport.request("DELETE", self._last_target, write=True)
+            self._transport.request("DELETE", self._last_target, write=True, if_match=if_match)
         )
         try:
             reply = await _settle(task)
@@ -268,13 +301,54 @@ class RemoteSession(HistoryMethods):
         record: SessionRecord = (await self._transport.request("GET", self._session_target)).json()
         return record
 
+    # -- the Agents SDK's compaction hooks (OpenAIResponsesCompactionSession) ---------
+    #
+    # The SDK looks these up by name. As in the SDK's own stores, they serve this exact
+    # class only: a subclass that overrides add_items or clear_session (to log, to
+    # encrypt) gets None/False, so the SDK falls back to the methods it overrode.
+
+    async def _atomic_replace_items(self, items: list[TResponseInputItem]) -> bool:
+        """Replace the whole history with ``items`` in one step (the SDK's whole-history
+        compaction): an append racing it lands either wholly before (and is replaced)
+        or after it, never half. False, changing nothing, for a subclass."""
+        if type(self) is not RemoteSession:
+            return False
+        self._check_open()
+        await _settle(self._replace(items, from_seq=None, if_match=None))
+        return True
+
+    async def _get_compaction_snapshot(
+        self,
+        limit: int,
+        *,
+        prune_prefix: Callable[[TResponseInputItem], bool] | None = None,
+    ) -> _Snapshot | None:
+        """The latest ``limit`` items and a way to replace a suffix of them atomically;
+        None for a subclass.
+
+        ``replace_suffix(start, items)`` replaces ``items[start:]`` of the snapshot only
+        if the session is still at the snapshot's revision (If-Match), else returns
+        False and changes nothing. The page is read with its byte bound: fewer items
+        than ``limit`` come back when they are large (``complete`` says whether the
+        snapshot holds the whole history). With ``prune_prefix``, the same replace also
+        deletes the history's leading items for which it is true (EncryptedSession
+        passes one that finds expired items), as SQLiteSession's does.
+        """
+        if type(self) is not RemoteSession:
+            return None
+        self._check_open()
+        return await read_snapshot(self, limit, prune_prefix)
+
     # -- lifecycle -------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Release this session's connection pools; every call after it raises."""
+    def close(self) -> Awaitable[None]:
+        """Close this session at once, as SQLiteSession's ``close()`` does: every call
+        after it raises ``RuntimeError``. Its connection pools are released too; await
+        the result (or use ``async with``) to wait until they are."""
         self._closed = True
         if self._owns_transport:
-            await self._transport.aclose()
+            return self._transport.close()
+        return Closing()
 
     async def __aenter__(self) -> RemoteSession:
         return self

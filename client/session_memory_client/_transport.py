@@ -15,7 +15,14 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Mapping,
+)
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
@@ -35,6 +42,7 @@ __all__ = [
     "DEFAULT_RETRIES",
     "DEFAULT_RETRY_FOR",
     "DEFAULT_TIMEOUT",
+    "Closing",
     "Reply",
     "Target",
     "Transport",
@@ -90,6 +98,37 @@ class _LoopPool:
     def __init__(self, client: aiohttp.ClientSession) -> None:
         self.client = client
         self.owner = _own_until_loop_shutdown(client)
+
+
+async def _close_pool(pool: _LoopPool) -> None:
+    await pool.owner.aclose()
+    await pool.client.close()
+
+
+class Closing:
+    """What ``close()`` returns: the closing has already begun, and awaiting this
+    waits until this loop's connections are released.
+
+    Not a coroutine, so a plain ``close()`` that nobody awaits is no mistake and
+    draws no "never awaited" warning.
+    """
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self, tasks: list[asyncio.Task[None]] | None = None) -> None:
+        self._tasks = tasks or []
+        for task in self._tasks:
+            # Retrieved even when nobody awaits, so a failed close is not logged as lost.
+            task.add_done_callback(_retrieve)
+
+    def __await__(self) -> Generator[Any, None, None]:
+        for task in self._tasks:
+            yield from task.__await__()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class Transport:
@@ -183,8 +222,15 @@ class Transport:
         await pool.owner.__anext__()
         return pool.client
 
-    async def aclose(self) -> None:
-        """Close every pool this transport opened; the caller's ``http_client`` stays open."""
+    def close(self) -> Closing:
+        """Close now: every later call sees ``closed``, and the pools start closing.
+
+        A pool can only be closed on its own loop: the current loop's is closed by a
+        task, which the returned ``Closing`` waits for when awaited (not awaiting it is
+        fine too); a pool of a loop running in another thread is handed to that loop.
+        A loop that is not running closes its pool when it shuts down. The caller's
+        ``http_client`` stays open.
+        """
         self.closed = True
         with self._lock:
             pools, self._pools = self._pools, {}
@@ -192,13 +238,13 @@ class Transport:
             current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             current = None
+        tasks: list[asyncio.Task[None]] = []
         for loop, pool in pools.items():
             if loop is current:
-                await pool.owner.aclose()
-                await pool.client.close()
+                tasks.append(loop.create_task(_close_pool(pool)))
             elif not loop.is_closed() and loop.is_running():
-                # A pool can only be closed on its own loop; don't wait for it.
-                asyncio.run_coroutine_threadsafe(pool.owner.aclose(), loop)
+                asyncio.run_coroutine_threadsafe(_close_pool(pool), loop)
+        return Closing(tasks)
 
     # -- requests --------------------------------------------------------------------
 

@@ -28,6 +28,19 @@ def free_port() -> int:
         return port
 
 
+class PortTakenError(RuntimeError):
+    """The port picked for a server was taken before the server could bind it."""
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 class ServerProcess:
     """One server process; ``start()`` returns once ``/readyz`` answers 200."""
 
@@ -42,6 +55,10 @@ class ServerProcess:
         cwd: Path | None = None,
     ) -> None:
         self.database_url = database_url
+        # A port picked here may be taken (by another process, or as some client
+        # connection's ephemeral port) before the server binds it: start() then
+        # picks another. A port the test chose is kept.
+        self._picked = port is None
         self.port = port or free_port()
         self.log_path = log_path
         self.extra_args = extra_args or []
@@ -68,6 +85,14 @@ class ServerProcess:
         ]
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
+        for _ in range(4):
+            try:
+                return self._start(timeout)
+            except PortTakenError:
+                self.port = free_port()
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> ServerProcess:
         with open(self.log_path or os.devnull, "ab") as log:
             # The child keeps its own copy of the descriptor.
             self.process = spawn(
@@ -81,6 +106,8 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 end_group(self.process)
+                if self._picked and not _bindable(self.port):
+                    raise PortTakenError(self.port)
                 raise RuntimeError(
                     f"server exited with {self.process.returncode}; see {self.log_path}"
                 )

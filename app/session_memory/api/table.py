@@ -196,6 +196,20 @@ _ITEMS = "/v1/sessions/{session_id}/items"
 _MERGE_PATCH = "application/merge-patch+json"
 
 
+# A merge patch of a session's record: only its metadata is writable.
+_PATCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "metadata": {
+            "anyOf": [{"type": "object", "additionalProperties": True}, {"type": "null"}],
+            "description": "A merge patch of the metadata: a key set to null goes; "
+            "null removes all of it.",
+        }
+    },
+    "additionalProperties": False,
+}
+
+
 def _schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema()
 
@@ -223,7 +237,12 @@ ROUTES: tuple[Route, ...] = (
                 pattern=r"^[A-Za-z0-9_-]{1,2048}$",
             ),
             QueryParam(
-                "prefix", str, "Only ids that start with this.", min_length=1, max_length=256
+                "prefix",
+                str,
+                "Only ids that start with this.",
+                pattern=r"^[^\x00]+$",
+                min_length=1,
+                max_length=256,
             ),
         ),
         filters=True,
@@ -355,9 +374,7 @@ ROUTES: tuple[Route, ...] = (
         response_model=schemas.SessionRecord,
         etag=True,
         headers=(IF_MATCH_HEADER,),
-        body=Body(
-            {"type": "object", "additionalProperties": True}, _max_patch, (_MERGE_PATCH, JSON)
-        ),
+        body=Body(_PATCH_SCHEMA, _max_patch, (_MERGE_PATCH, JSON)),
     ),
     Route(
         name="follow_session",

@@ -37,7 +37,11 @@ class Services:
     ) -> Services:
         # The backend's own change feed (PostgreSQL) delivers every replica's writes;
         # without one (SQLite) the services publish their own.
-        hub = Hub(max_streams=settings.max_follow_streams, local=True)
+        hub = Hub(
+            max_streams=settings.max_follow_streams,
+            max_per_tenant=settings.max_follow_streams_per_tenant,
+            local=True,
+        )
         feed = store.change_feed(hub)
         if feed is not None:
             hub.local = False

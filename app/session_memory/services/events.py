@@ -1,8 +1,12 @@
 """A session's changes as server-sent events, resumable by sequence number.
 
-A notification only wakes a stream: the items themselves are read from the store
-after the stream's cursor, so a resumed stream (``Last-Event-ID`` or ``after``) has
-no gap and no duplicate whatever notifications were lost or doubled.
+A change only wakes a stream: the items themselves are read from the store after
+the stream's cursor, so a resumed stream (``Last-Event-ID`` or ``after``) has no
+gap and no duplicate whatever notifications were lost or doubled. Each read also
+gives the session's lineage (when it was created), so a session cleared or expired
+and created again is announced (``clear``) before its new items, never mixed with
+the old cursor. The streams of one session at one cursor share one store read and
+one encoding of its events (``SharedReads``): a thousand followers cost one read.
 """
 
 from __future__ import annotations
@@ -10,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from ..storage.contract import HistoryStore
-from .hub import Hub
+from .hub import Hub, Subscription
 
-__all__ = ["CATCH_UP_PAGE", "event_stream"]
+__all__ = ["CATCH_UP_PAGE", "EncodedPage", "SharedReads", "event_stream"]
 
 # Items per store read while catching up.
 CATCH_UP_PAGE = 500
+_UNKNOWN = object()
 
 
 def _event(kind: str, data: str, seq: int | None = None) -> bytes:
@@ -28,53 +34,111 @@ def _event(kind: str, data: str, seq: int | None = None) -> bytes:
     return f"{head}event: {kind}\n{lines}\n".encode()
 
 
+def _revision_event(kind: str, revision: int) -> bytes:
+    return _event(kind, json.dumps({"revision": revision}))
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPage:
+    """The append events above a cursor, encoded once, and what the read saw."""
+
+    events: bytes
+    last_seq: int | None
+    has_more: bool
+    lineage: float | None
+
+
+class SharedReads:
+    """Catch-up reads of one session from one cursor, shared by every stream asking
+    for it meanwhile (they wake together on a write): one store read, one encoding."""
+
+    def __init__(self, store: HistoryStore, max_bytes: int | None) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+        self._pending: dict[tuple[str, str, int], asyncio.Future[EncodedPage]] = {}
+
+    async def page(self, tenant: str, session_id: str, after: int) -> EncodedPage:
+        key = (tenant, session_id, after)
+        future = self._pending.get(key)
+        if future is None:
+            future = asyncio.ensure_future(self._read(tenant, session_id, after))
+            self._pending[key] = future
+            future.add_done_callback(lambda _: self._pending.pop(key, None))
+        # Shielded: one stream going away does not cancel the others' read.
+        return await asyncio.shield(future)
+
+    async def _read(self, tenant: str, session_id: str, after: int) -> EncodedPage:
+        page = await self.store.read_seqs(
+            tenant, session_id, after=after, limit=CATCH_UP_PAGE, max_bytes=self.max_bytes
+        )
+        events = b"".join(_event("append", body, seq) for seq, body in page.rows)
+        last_seq = page.rows[-1][0] if page.rows else None
+        return EncodedPage(events, last_seq, page.has_more, page.lineage)
+
+
 async def event_stream(
-    store: HistoryStore,
+    reads: SharedReads,
     hub: Hub,
     tenant: str,
     session_id: str,
     *,
     after: int | None,
     heartbeat: float,
-    max_bytes: int | None = None,
 ) -> AsyncIterator[bytes]:
     """The events of one session after ``after`` (None: from now on), until stopped.
 
     Subscribes before the first read, so a write between the two is not missed.
     """
-    async with hub.subscribe(tenant, session_id) as queue:
+    store = reads.store
+    async with hub.subscribe(tenant, session_id) as subscription:
         cursor = after if after is not None else await store.last_seq(tenant, session_id)
+        lineage: object = _UNKNOWN
         yield b": following\n\n"
         while True:
             # Catch up from the store: every item above the cursor, in order, once.
             while True:
-                # Pages bounded by bytes as well as count, as reads are
-                # (max_read_page_bytes): one such page is held at a time.
-                rows, has_more = await store.read_seqs(
-                    tenant, session_id, after=cursor, limit=CATCH_UP_PAGE, max_bytes=max_bytes
-                )
-                for seq, body in rows:
-                    yield _event("append", body, seq)
-                    cursor = seq
-                if not has_more:
+                page = await reads.page(tenant, session_id, cursor)
+                if _lineage_changed(lineage, page.lineage, cursor):
+                    # The session followed so far is gone (cleared, expired), and
+                    # perhaps begun again: its seqs start over.
+                    yield _revision_event("clear", 0)
+                    lineage, cursor = page.lineage, 0
+                    continue
+                lineage = page.lineage
+                if page.last_seq is not None:
+                    yield page.events
+                    cursor = page.last_seq
+                if not page.has_more:
                     break
-            try:
-                change = await asyncio.wait_for(queue.get(), heartbeat)
-            except TimeoutError:
+            if not await subscription.wait(heartbeat):
                 yield b": heartbeat\n\n"
                 continue
-            changes = [change]
-            while not queue.empty():
-                changes.append(queue.get_nowait())
-            if None in changes:
+            if subscription.ended:
                 return
-            for each in filter(None, changes):
-                if each.kind in ("pop", "replace", "clear"):
-                    revision = each.revision
-                    if not revision and each.kind != "clear":
-                        info = await store.get_session(tenant, session_id)
-                        revision = info.revision if info is not None else 0
-                    yield _event(each.kind, json.dumps({"revision": revision}))
-                if each.kind == "clear":
-                    # A cleared session starts again from 1 when next written.
-                    cursor = 0
+            async for event in _notices(store, subscription, tenant, session_id):
+                yield event
+
+
+def _lineage_changed(known: object, seen: float | None, cursor: int) -> bool:
+    if known is _UNKNOWN:
+        # Resumed past items of a session that is gone: it was cleared meanwhile.
+        return seen is None and cursor > 0
+    return known != seen and (known is not None or cursor > 0)
+
+
+async def _notices(
+    store: HistoryStore, subscription: Subscription, tenant: str, session_id: str
+) -> AsyncIterator[bytes]:
+    """What the woken stream must tell beyond new items: pops and replaces, or that
+    it fell behind and must re-read the session (``resync``)."""
+    notices, behind = subscription.take()
+    if behind:
+        info = await store.get_session(tenant, session_id)
+        yield _revision_event("resync", info.revision if info is not None else 0)
+        return
+    for notice in notices:
+        revision = notice.revision
+        if not revision:
+            info = await store.get_session(tenant, session_id)
+            revision = info.revision if info is not None else 0
+        yield _revision_event(notice.kind, revision)

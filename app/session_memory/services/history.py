@@ -8,18 +8,22 @@ replays the first outcome, the item limits are the append limits.
 
 from __future__ import annotations
 
+import json
+
 from session_memory_client.protocol import session_id_error
 
 from ..config import Settings
 from ..observability import Metrics
-from ..problems import InvalidInput, SessionNotFound
+from ..problems import InvalidInput, ServiceUnavailable, SessionNotFound
 from ..replies import Reply
 from ..storage.contract import HistoryStore
+from ..storage.errors import PreconditionFailedError, check_revision
 from ..wire.headers import idempotency_for
-from ..wire.history import parse_fork, parse_metadata, parse_replace
+from ..wire.history import CLEAR_METADATA, parse_fork, parse_replace, parse_session_patch
 from ..wire.items import run_off_loop
 from ..wire.render import append_body, fork_body, session_body, session_list_body
-from .events import event_stream
+from .conditions import required_revision
+from .events import SharedReads, event_stream
 from .hub import Hub
 from .items import ItemsService
 from .requests import (
@@ -33,6 +37,8 @@ from .requests import (
 
 __all__ = ["MAX_FILTERS", "HistoryService"]
 
+# Tries of a metadata clear (no If-Match) racing other writes to the session.
+_CLEAR_TRIES = 5
 # Metadata filters one listing may combine.
 MAX_FILTERS = 8
 
@@ -43,7 +49,7 @@ _STREAM_HEADERS = (("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no"))
 class HistoryService:
     """Replace, fork, records, listings and follow; a refusal raises."""
 
-    __slots__ = ("hub", "items", "metrics", "settings", "store")
+    __slots__ = ("hub", "items", "metrics", "reads", "settings", "store")
 
     def __init__(self, store: HistoryStore, settings: Settings, metrics: Metrics, hub: Hub) -> None:
         self.store = store
@@ -51,6 +57,12 @@ class HistoryService:
         self.metrics = metrics
         self.hub = hub
         self.items = ItemsService(store, settings, metrics, hub)
+        self.reads = SharedReads(store, settings.max_read_page_bytes)
+
+    async def _required(self, request: ReplaceItems | ForkSession | PatchSession) -> int | None:
+        return await required_revision(
+            self.store, request.tenant, request.session_id, request.expected_revision
+        )
 
     def _published(self, kind: str, tenant: str, session_id: str, revision: int | None) -> None:
         if revision:
@@ -75,7 +87,7 @@ class HistoryService:
             from_seq=from_seq,
             max_items=self.settings.max_items_per_session or None,
             idempotency=idempotency,
-            expected_revision=request.expected_revision,
+            expected_revision=await self._required(request),
             ttl=request.ttl,
         )
         self.metrics.items_written.inc(result.count)
@@ -98,25 +110,43 @@ class HistoryService:
             target,
             through_seq=through_seq,
             idempotency=idempotency,
-            expected_revision=request.expected_revision,
+            expected_revision=await self._required(request),
         )
         self.metrics.items_written.inc(result.count)
         self._published("append", request.tenant, target, result.revision)
         return Reply(201, fork_body(target, result), result.revision)
 
     async def patch(self, request: PatchSession) -> Reply:
-        """Merge a JSON Merge Patch (RFC 7396) into the session's metadata."""
+        """Apply a JSON Merge Patch (RFC 7396) to the session's record; only its
+        ``metadata`` can change."""
         limit = self.settings.max_metadata_bytes
         # The patch may hold nulls that vanish when merged: allow it some room.
-        patch = parse_metadata(request.body, 4 * limit, where="body")
-        info = await self.store.patch_metadata(
-            request.tenant,
-            request.session_id,
-            patch,
-            max_bytes=limit,
-            expected_revision=request.expected_revision,
-        )
-        return Reply(200, session_body(info), info.revision)
+        patch = parse_session_patch(request.body, 4 * limit)
+        tenant, session_id = request.tenant, request.session_id
+        for _ in range(_CLEAR_TRIES):
+            expected, text = await self._required(request), patch
+            if patch is None or patch == CLEAR_METADATA:
+                info = await self.store.get_session(tenant, session_id)
+                if info is None:
+                    raise SessionNotFound(f"no session with id {session_id!r}")
+                if patch is None:
+                    check_revision(expected, info.revision)
+                    return Reply(200, session_body(info), info.revision)
+                # Every key set to null, on the revision those keys were read at.
+                keys = json.loads(info.metadata or "{}")
+                text = json.dumps(dict.fromkeys(keys), ensure_ascii=False)
+                expected = info.revision if expected is None else expected
+            assert text is not None
+            try:
+                info = await self.store.patch_metadata(
+                    tenant, session_id, text, max_bytes=limit, expected_revision=expected
+                )
+            except PreconditionFailedError:
+                if request.expected_revision is not None:
+                    raise
+                continue  # changed between the read and the clear: read again
+            return Reply(200, session_body(info), info.revision)
+        raise ServiceUnavailable("the session kept changing; retry the patch")
 
     async def get(self, request: GetSession) -> Reply:
         """One session's record."""
@@ -156,15 +186,14 @@ class HistoryService:
 
     async def follow(self, request: FollowSession) -> Reply:
         """The session's changes as a stream of server-sent events, until shutdown."""
-        self.hub.check_capacity()
+        self.hub.check_capacity(request.tenant)
         after = request.last_event_id if request.last_event_id is not None else request.after
         stream = event_stream(
-            self.store,
+            self.reads,
             self.hub,
             request.tenant,
             request.session_id,
             after=after,
             heartbeat=self.settings.follow_heartbeat_seconds,
-            max_bytes=self.settings.max_read_page_bytes,
         )
         return Reply(200, stream=stream, media_type=_EVENT_STREAM, extra_headers=_STREAM_HEADERS)

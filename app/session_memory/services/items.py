@@ -18,6 +18,7 @@ from ..storage.contract import HistoryStore
 from ..wire.headers import idempotency_for
 from ..wire.items import BatchLimits, parse_item_batch_async, run_off_loop
 from ..wire.render import append_body, page_body, page_tail, pop_body
+from .conditions import required_revision
 from .hub import Hub
 from .requests import AppendItems, ClearSession, PopItem, ReadItems
 
@@ -43,6 +44,11 @@ class ItemsService:
         return BatchLimits(
             max_items=self.settings.max_items_per_request,
             max_item_bytes=self.settings.max_item_bytes,
+        )
+
+    async def _required(self, request: AppendItems | PopItem | ClearSession) -> int | None:
+        return await required_revision(
+            self.store, request.tenant, request.session_id, request.expected_revision
         )
 
     async def read(self, request: ReadItems) -> Reply:
@@ -103,7 +109,7 @@ class ItemsService:
             items,
             max_items=self.settings.max_items_per_session or None,
             idempotency=idempotency,
-            expected_revision=request.expected_revision,
+            expected_revision=await self._required(request),
             ttl=request.ttl,
             metadata=metadata,
         )
@@ -126,7 +132,7 @@ class ItemsService:
             request.tenant,
             request.session_id,
             idempotency=idempotency,
-            expected_revision=request.expected_revision,
+            expected_revision=await self._required(request),
         )
         if item is not None:
             self.hub.publish("pop", request.tenant, request.session_id, 0)
@@ -135,7 +141,7 @@ class ItemsService:
     async def clear(self, request: ClearSession) -> Reply:
         """Delete the session's items and its record."""
         await self.store.clear(
-            request.tenant, request.session_id, expected_revision=request.expected_revision
+            request.tenant, request.session_id, expected_revision=await self._required(request)
         )
         self.hub.publish("clear", request.tenant, request.session_id, 0)
         return Reply(204)

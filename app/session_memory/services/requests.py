@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..wire.headers import Expected
+
 __all__ = [
     "AppendItems",
     "ClearSession",
@@ -41,7 +43,7 @@ class AppendItems:
     tenant: str
     session_id: str
     body: bytes
-    expected_revision: int | None = None
+    expected_revision: Expected = None
     idempotency_key: str | None = None
     ttl: float | None = None
     metadata: str | None = None
@@ -51,7 +53,7 @@ class AppendItems:
 class PopItem:
     tenant: str
     session_id: str
-    expected_revision: int | None = None
+    expected_revision: Expected = None
     idempotency_key: str | None = None
 
 
@@ -59,7 +61,7 @@ class PopItem:
 class ClearSession:
     tenant: str
     session_id: str
-    expected_revision: int | None = None
+    expected_revision: Expected = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ class ReplaceItems:
     tenant: str
     session_id: str
     body: bytes
-    expected_revision: int | None = None
+    expected_revision: Expected = None
     idempotency_key: str | None = None
     ttl: float | None = None
 
@@ -79,7 +81,7 @@ class ForkSession:
     tenant: str
     session_id: str
     body: bytes
-    expected_revision: int | None = None
+    expected_revision: Expected = None
     idempotency_key: str | None = None
 
 
@@ -90,7 +92,7 @@ class PatchSession:
     tenant: str
     session_id: str
     body: bytes
-    expected_revision: int | None = None
+    expected_revision: Expected = None
 
 
 @dataclass(frozen=True, slots=True)

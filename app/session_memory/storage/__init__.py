@@ -17,6 +17,7 @@ import importlib
 from ..config import Database, Settings
 from .contract import HistoryStore, SessionStore
 from .errors import (
+    ForkTooLargeError,
     IdempotencyInFlightError,
     IdempotencyMismatchError,
     InvalidCursorError,
@@ -33,8 +34,10 @@ from .records import (
     ANY_REVISION,
     MAX_SEQ,
     AppendResult,
+    ForkLimits,
     Idempotency,
     ItemPage,
+    SessionBackup,
     SessionInfo,
     SessionPage,
     Swept,
@@ -45,6 +48,8 @@ __all__ = [
     "BACKENDS",
     "MAX_SEQ",
     "AppendResult",
+    "ForkLimits",
+    "ForkTooLargeError",
     "HistoryStore",
     "Idempotency",
     "IdempotencyInFlightError",
@@ -53,6 +58,7 @@ __all__ = [
     "ItemPage",
     "MetadataTooLargeError",
     "PreconditionFailedError",
+    "SessionBackup",
     "SessionExistsError",
     "SessionFullError",
     "SessionInfo",

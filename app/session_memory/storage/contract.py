@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from .records import AppendResult, Idempotency, ItemPage, SessionInfo, SessionPage, Swept
+from .records import (
+    AppendResult,
+    Idempotency,
+    ItemPage,
+    SeqPage,
+    SessionBackup,
+    SessionInfo,
+    SessionPage,
+    Swept,
+)
 
 __all__ = ["ChangeFeed", "ChangeSink", "HistoryStore", "SessionStore"]
 
@@ -203,8 +212,12 @@ class HistoryStore(SessionStore, Protocol):
 
         The copies keep their order and are numbered from 1; the metadata and the
         session's own time-to-live are copied too. Atomic: the target appears whole
-        or not at all. Raises ``SessionMissingError`` when the source does not exist
-        and ``SessionExistsError`` when the target does. ``expected_revision`` is the
+        or not at all, holding the source's items as they were at one moment (a copy
+        may run in steps that let other writes in; until it is done the target does
+        not exist). Raises ``SessionMissingError`` when the source does not exist,
+        ``SessionExistsError`` when the target does, ``ForkTooLargeError`` past the
+        store's ``ForkLimits``, and ``TooManySessionsError`` past the tenant's
+        session limit (a fork makes a session). ``expected_revision`` is the
         source's. The result describes the new session's items and revision.
         """
         ...
@@ -234,10 +247,11 @@ class HistoryStore(SessionStore, Protocol):
         after: int,
         limit: int,
         max_bytes: int | None = None,
-    ) -> tuple[list[tuple[int, str]], bool]:
+    ) -> SeqPage:
         """The first items above ``after``, oldest first, each with its seq, and whether
         more follow: at most ``limit`` of them and, past ``max_bytes`` of bodies, fewer
-        (the first comes whatever its size), as ``SessionStore.read`` bounds a page."""
+        (the first comes whatever its size), as ``SessionStore.read`` bounds a page;
+        with the session's lineage from the same snapshot."""
         ...
 
     async def last_seq(self, tenant: str, session_id: str) -> int:
@@ -255,6 +269,30 @@ class HistoryStore(SessionStore, Protocol):
     ) -> SessionPage:
         """``list_sessions`` narrowed to sessions whose metadata holds every pair in
         ``metadata`` (see ``labels_of``) and whose id starts with ``prefix``."""
+        ...
+
+    async def backup(self, tenant: str, session_id: str) -> SessionBackup | None:
+        """What a backup keeps of the live session besides its items (None: no session)."""
+        ...
+
+    async def restore(
+        self,
+        tenant: str,
+        session_id: str,
+        items: Sequence[tuple[int, str]],
+        backup: SessionBackup,
+    ) -> int:
+        """Put a backed-up session back: ``items`` are (seq, JSON text), seqs rising.
+
+        A missing session is made as ``backup`` describes it: its times, its own
+        time-to-live, its expiry and metadata exactly, numbered on from
+        ``backup.last_seq``, within the tenant's session limit. The items land with
+        their own seqs; those at or below the session's newest item are taken as
+        already there and skipped, so restoring the same items again, or resuming,
+        adds nothing twice. An existing session keeps its record (its last seq moves
+        up to ``backup.last_seq`` if below). Returns how many items were added; a
+        restore that adds nothing to an existing session changes nothing.
+        """
         ...
 
 

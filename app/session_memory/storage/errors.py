@@ -8,6 +8,7 @@ from __future__ import annotations
 from .records import ANY_REVISION
 
 __all__ = [
+    "ForkTooLargeError",
     "IdempotencyInFlightError",
     "IdempotencyMismatchError",
     "InvalidCursorError",
@@ -80,6 +81,22 @@ class TooManySessionsError(RefusedError):
     def __init__(self, *, limit: int) -> None:
         super().__init__(f"the tenant already holds {limit} sessions")
         self.limit = limit
+
+
+class ForkTooLargeError(RefusedError):
+    """A fork would copy more than the store lets one fork copy; nothing was made.
+
+    ``what`` is ``"items"`` or ``"bytes"`` (of item text); ``size`` is how many the
+    fork would copy, or, for bytes, how many were found before the copy stopped.
+    """
+
+    def __init__(self, *, what: str, limit: int, size: int) -> None:
+        # Bytes are counted only until they pass the limit: ``size`` is a lower bound.
+        copies = f"{size} items" if what == "items" else f"more than {limit} bytes of items"
+        super().__init__(f"the fork would copy {copies}; one fork may copy at most {limit} {what}")
+        self.what = what
+        self.limit = limit
+        self.size = size
 
 
 class SessionExistsError(RefusedError):

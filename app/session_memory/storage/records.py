@@ -13,8 +13,11 @@ __all__ = [
     "MAX_SEQ",
     "SWEEP_BATCH_ROWS",
     "AppendResult",
+    "ForkLimits",
     "Idempotency",
     "ItemPage",
+    "SeqPage",
+    "SessionBackup",
     "SessionInfo",
     "SessionPage",
     "Swept",
@@ -126,6 +129,33 @@ class SessionInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionBackup:
+    """What a backup keeps of a session besides its items, and ``restore`` puts back.
+
+    Times are seconds since the Unix epoch. ``ttl`` is the session's own time-to-live
+    (None: it has none, the store's default applies); ``expires_at`` is when it expires
+    unless written again. ``last_seq`` is the highest sequence number the session has
+    given (above its newest item's after a pop), so restored numbering goes on from it.
+    """
+
+    created_at: float
+    updated_at: float
+    last_seq: int
+    ttl: float | None = None
+    expires_at: float | None = None
+    metadata: str | None = None  # a JSON object's text, None when it has none
+
+
+@dataclass(frozen=True, slots=True)
+class ForkLimits:
+    """What one fork may copy: at most ``items`` items and ``bytes`` bytes of item
+    text (0: no limit), so one small request cannot make the store copy without end."""
+
+    items: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class SessionPage:
     """Sessions, most recently updated first; ``next_cursor`` (opaque) continues the walk."""
 
@@ -149,3 +179,17 @@ def encode_pop(item: str | None) -> str:
 def decode_pop(text: str) -> str | None:
     found: list[str] = json.loads(text)
     return found[0] if found else None
+
+
+@dataclass(frozen=True, slots=True)
+class SeqPage:
+    """Items above a cursor, oldest first with their seqs, and the session's lineage.
+
+    ``lineage`` is when the live session was created (None: there is none), read in
+    the same snapshot as the items: a session cleared (or expired) and created
+    again has a new lineage, and seqs from before mean nothing in it.
+    """
+
+    rows: list[tuple[int, str]]
+    has_more: bool
+    lineage: float | None

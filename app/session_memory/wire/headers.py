@@ -26,6 +26,7 @@ __all__ = [
     "LAST_EVENT_ID_PATTERN",
     "MAX_SESSION_TTL",
     "SESSION_TTL_PATTERN",
+    "Expected",
     "expected_revision",
     "idempotency_for",
     "idempotency_key",
@@ -37,9 +38,16 @@ __all__ = [
 MAX_SESSION_TTL = 999_999_999
 SESSION_TTL_PATTERN = r"^\s*[0-9]{1,9}\s*$"
 
-# One strong entity tag as GET returns it, or "*".
-IF_MATCH_PATTERN = r'^\s*(\*|"[0-9]{1,18}")\s*$'
+# "*", or a list of entity tags (RFC 9110 section 13.1.1); ours are strong, "<digits>".
+IF_MATCH_PATTERN = r'^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$'
 _IF_MATCH = re.compile(IF_MATCH_PATTERN)
+_ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(?:,|$)')
+
+# What If-Match asks of a session: None (nothing), one revision (``ANY_REVISION``
+# for "*"), or a set of revisions, any of which may match (see
+# ``services.conditions``); an empty set never matches.
+Expected = int | frozenset[int] | None
+
 
 # Visible ASCII, as the IETF draft's examples and Stripe's keys use; UUIDs fit.
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
@@ -50,19 +58,30 @@ def _invalid(header: str, detail: str, msg: str) -> InvalidInput:
     return InvalidInput(detail, extra={"errors": [{"loc": ["header", header], "msg": msg}]})
 
 
-def expected_revision(if_match: str | None) -> int | None:
-    """The revision an If-Match header asks for; None without one; 422 when malformed."""
+def expected_revision(if_match: str | None) -> Expected:
+    """What an If-Match header asks for; None without one; 422 when malformed.
+
+    A weak tag never matches (If-Match compares strongly), and a tag this service
+    never gives out cannot match either: both are left out of the set.
+    """
     if if_match is None:
         return None
-    match = _IF_MATCH.fullmatch(if_match)
-    if match is None:
+    if _IF_MATCH.fullmatch(if_match) is None:
         raise _invalid(
             IF_MATCH,
-            'If-Match takes one ETag as a read returned it (for example "42"), or *',
+            'If-Match takes ETags as a read returned them (for example "42"), or *',
             "not an ETag",
         )
-    tag = match.group(1)
-    return ANY_REVISION if tag == "*" else int(tag.strip('"'))
+    if if_match.strip() == "*":
+        return ANY_REVISION
+    revisions = frozenset(
+        int(tag)
+        for weak, tag in _ENTITY_TAG.findall(if_match)
+        if not weak and is_ascii_digits(tag) and len(tag) <= 18
+    )
+    if len(revisions) == 1 and "," not in if_match and not if_match.lstrip().startswith("W/"):
+        return next(iter(revisions))
+    return revisions
 
 
 def session_ttl(header: str | None) -> float | None:

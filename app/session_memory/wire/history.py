@@ -11,7 +11,7 @@ from session_memory_client.protocol import MAX_SEQ
 from ..problems import InvalidInput, MalformedBody, PayloadTooLarge
 from .items import BatchLimits, parse_item_body
 
-__all__ = ["parse_fork", "parse_metadata", "parse_replace"]
+__all__ = ["CLEAR_METADATA", "parse_fork", "parse_metadata", "parse_replace", "parse_session_patch"]
 
 
 def _invalid(detail: str, *loc: object) -> InvalidInput:
@@ -87,11 +87,15 @@ def parse_metadata(text: str | bytes, max_bytes: int, *, where: str) -> str:
     if not isinstance(value, dict):
         raise _invalid(f"{where} must be a JSON object", where)
     if not _storable(value):
-        raise _invalid(
-            f"{where} holds U+0000 or a lone surrogate (\\ud800-\\udfff), which cannot be stored",
-            where,
-        )
+        raise _unstorable(where)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _unstorable(where: str) -> InvalidInput:
+    return _invalid(
+        f"{where} holds U+0000 or a lone surrogate (\\ud800-\\udfff), which cannot be stored",
+        where,
+    )
 
 
 def _no_constant(name: str) -> None:
@@ -111,3 +115,40 @@ def _storable(value: object) -> bool:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+# What ``{"metadata": null}`` asks: the session's metadata removed, whatever it holds.
+CLEAR_METADATA = "null"
+# The members of a session's record; only ``metadata`` can be written.
+_READ_ONLY = frozenset({"id", "item_count", "created_at", "updated_at", "expires_at"})
+
+
+def parse_session_patch(body: bytes, max_bytes: int) -> str | None:
+    """A JSON Merge Patch (RFC 7396) of a session's record, as it reads it back:
+    the merge patch of its metadata (an object's text), ``CLEAR_METADATA``, or None
+    when the patch changes nothing. Any other member is refused (422): it is
+    read-only, or the record has no such member.
+    """
+    document = _load(body, "body")
+    if not isinstance(document, dict):
+        raise _invalid(
+            'a session is patched with a JSON object, such as {"metadata": {"topic": null}}',
+            "body",
+        )
+    for name in document:
+        if name == "metadata":
+            continue
+        what = "is read-only" if name in _READ_ONLY else "is not a member of a session"
+        raise _invalid(f"{name!r} {what}; only 'metadata' can be patched", "body", name)
+    if "metadata" not in document:
+        return None
+    patch = document["metadata"]
+    if patch is None:
+        return CLEAR_METADATA
+    if not isinstance(patch, dict):
+        raise _invalid(
+            "'metadata' must stay a JSON object (or null, to remove it)", "body", "metadata"
+        )
+    if not _storable(patch):
+        raise _unstorable("metadata")
+    return parse_metadata(json.dumps(patch, ensure_ascii=False), max_bytes, where="metadata")

@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..paging import page_from_rows, parse_session_cursor, read_shape, seq_page, session_cursor
-from ..records import ItemPage, SessionInfo, SessionPage
+from ..records import ItemPage, SeqPage, SessionBackup, SessionInfo, SessionPage
 from .driver import Connection
 from .sql import SESSION_COLUMNS, live
 
 __all__ = [
     "all_sessions",
+    "backup",
     "count_sessions",
     "find_sessions",
     "get_session",
@@ -98,22 +99,29 @@ async def read_seqs(
     after: int,
     limit: int,
     max_bytes: int | None,
-) -> tuple[list[tuple[int, str]], bool]:
-    """``HistoryStore.read_seqs``, cut by bytes in SQL as ``read`` is."""
+) -> SeqPage:
+    """``HistoryStore.read_seqs``, cut by bytes in SQL as ``read`` is; the session's row
+    comes even with no items above ``after`` (a null seq), for its lineage."""
     rows = await conn.fetch(
-        "SELECT seq, body FROM (SELECT i.seq, i.body, row_number() OVER w AS n, "
+        "SELECT extract(epoch FROM s.created_at)::float8, p.seq, p.body FROM sessions s "
+        "LEFT JOIN LATERAL (SELECT seq, body FROM (SELECT i.seq, i.body, "
+        "row_number() OVER w AS n, "
         "coalesce(sum(octet_length(i.body)) OVER w, 0) - octet_length(i.body) AS before "
-        "FROM sessions s JOIN items i ON i.session = s.id "
-        f"WHERE s.tenant = $1 AND s.session_id = $2 AND i.seq > $3 AND {live('s')} "
+        "FROM items i WHERE i.session = s.id AND i.seq > $3 "
         "WINDOW w AS (ORDER BY i.seq ROWS UNBOUNDED PRECEDING) ORDER BY i.seq LIMIT $4"
-        ") page WHERE $5::bigint IS NULL OR before <= $5 OR n <= 2 ORDER BY seq",
+        ") page WHERE $5::bigint IS NULL OR before <= $5 OR n <= 2) p ON true "
+        f"WHERE s.tenant = $1 AND s.session_id = $2 AND {live('s')} ORDER BY p.seq",
         tenant,
         session_id,
         after,
         limit + 1,
         max_bytes,
     )
-    return seq_page([(row[0], row[1]) for row in rows], limit, max_bytes)
+    lineage = float(rows[0][0]) if rows else None
+    page, has_more = seq_page(
+        [(row[1], row[2]) for row in rows if row[1] is not None], limit, max_bytes
+    )
+    return SeqPage(page, has_more, lineage)
 
 
 async def last_seq(conn: Connection, tenant: str, session_id: str) -> int:
@@ -124,6 +132,18 @@ async def last_seq(conn: Connection, tenant: str, session_id: str) -> int:
         session_id,
     )
     return int(value or 0)
+
+
+async def backup(conn: Connection, tenant: str, session_id: str) -> SessionBackup | None:
+    """``HistoryStore.backup``."""
+    row = await conn.fetchrow(
+        "SELECT extract(epoch FROM created_at)::float8, extract(epoch FROM updated_at)::float8, "
+        "last_seq, ttl_seconds, extract(epoch FROM expires_at)::float8, metadata "
+        f"FROM sessions WHERE tenant = $1 AND session_id = $2 AND {live()}",
+        tenant,
+        session_id,
+    )
+    return SessionBackup(*row) if row is not None else None
 
 
 async def get_session(conn: Connection, tenant: str, session_id: str) -> SessionInfo | None:

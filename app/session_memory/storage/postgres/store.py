@@ -20,13 +20,16 @@ from ..records import (
     EMPTY_PAGE,
     SWEEP_BATCH_ROWS,
     AppendResult,
+    ForkLimits,
     Idempotency,
     ItemPage,
+    SeqPage,
+    SessionBackup,
     SessionInfo,
     SessionPage,
     Swept,
 )
-from . import reads, writes
+from . import reads, restore, writes
 from .driver import UNAVAILABLE, Connection, Pool, PostgresError, create_pool
 from .listen import PostgresListener
 from .migrations import migrate
@@ -59,12 +62,14 @@ class PostgresStore:
         session_ttl: float = 0,
         max_sessions_per_tenant: int = 0,
         sweep_batch_rows: int = SWEEP_BATCH_ROWS,
+        fork_limits: ForkLimits | None = None,
     ) -> None:
         self.dsn = dsn
         self._rules = writes.Rules(
             default_ttl=session_ttl,
             max_sessions=max_sessions_per_tenant,
             batch_rows=sweep_batch_rows,
+            fork=fork_limits or ForkLimits(),
         )
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
@@ -82,6 +87,7 @@ class PostgresStore:
             session_ttl=settings.session_ttl_seconds,
             max_sessions_per_tenant=settings.max_sessions_per_tenant,
             sweep_batch_rows=settings.sweep_batch_rows,
+            fork_limits=ForkLimits(settings.max_fork_items, settings.max_fork_bytes),
         )
 
     async def open(self) -> None:
@@ -243,6 +249,17 @@ class PostgresStore:
             )
         )
 
+    async def restore(
+        self,
+        tenant: str,
+        session_id: str,
+        items: Sequence[tuple[int, str]],
+        backup: SessionBackup,
+    ) -> int:
+        return await self._run(
+            lambda conn: restore.restore(conn, self._rules, tenant, session_id, items, backup)
+        )
+
     async def patch_metadata(
         self,
         tenant: str,
@@ -296,7 +313,7 @@ class PostgresStore:
         after: int,
         limit: int,
         max_bytes: int | None = None,
-    ) -> tuple[list[tuple[int, str]], bool]:
+    ) -> SeqPage:
         return await self._run(
             lambda conn: reads.read_seqs(
                 conn, tenant, session_id, after=after, limit=limit, max_bytes=max_bytes
@@ -305,6 +322,9 @@ class PostgresStore:
 
     async def last_seq(self, tenant: str, session_id: str) -> int:
         return await self._run(lambda conn: reads.last_seq(conn, tenant, session_id))
+
+    async def backup(self, tenant: str, session_id: str) -> SessionBackup | None:
+        return await self._run(lambda conn: reads.backup(conn, tenant, session_id))
 
     async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:
         return await self._run(lambda conn: reads.get_session(conn, tenant, session_id))

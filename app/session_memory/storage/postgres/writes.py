@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import (
+    ForkTooLargeError,
     IdempotencyInFlightError,
     IdempotencyMismatchError,
     MetadataTooLargeError,
@@ -33,6 +34,7 @@ from ..metadata import labels_of, merge_patch
 from ..records import (
     MAX_SEQ,
     AppendResult,
+    ForkLimits,
     Idempotency,
     SessionInfo,
     Swept,
@@ -50,8 +52,13 @@ __all__ = [
     "patch_metadata",
     "pop",
     "replace",
+    "store_labels",
     "sweep_batch",
 ]
+
+
+# Forks copy without bounds unless the store is given some.
+_UNBOUNDED_FORKS = ForkLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,7 @@ class Rules:
     # Rows per sweep transaction; a deleted session holding up to this many items
     # loses them at once, a bigger one is left to the sweep.
     batch_rows: int
+    fork: ForkLimits = _UNBOUNDED_FORKS  # what one fork may copy
 
 
 # What the write functions get for "no Idempotency-Key".
@@ -105,7 +113,7 @@ def _written(
     )
 
 
-async def _store_labels(conn: Connection, tenant: str, rowid: int, metadata: str | None) -> None:
+async def store_labels(conn: Connection, tenant: str, rowid: int, metadata: str | None) -> None:
     """Make session_labels hold exactly the labels of ``metadata`` for session ``rowid``."""
     await conn.execute("DELETE FROM session_labels WHERE session = $1", rowid)
     labels = labels_of(metadata)
@@ -169,7 +177,7 @@ async def append(
                     session_id,
                     metadata,
                 )
-                await _store_labels(conn, tenant, rowid, metadata)
+                await store_labels(conn, tenant, rowid, metadata)
     # Read after the transaction: a refusal still commits the purge of an expired session.
     return _written(row, key, len(items), max_items, rules)
 
@@ -266,7 +274,7 @@ async def fork(
     """``HistoryStore.fork``."""
     key = idempotency or _NO_KEY
     row = await conn.fetchrow(
-        "SELECT * FROM session_memory_fork($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "SELECT * FROM session_memory_fork($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         tenant,
         session_id,
         target_id,
@@ -278,6 +286,8 @@ async def fork(
         expected_revision,
         rules.default_ttl,
         rules.batch_rows,
+        rules.fork.items,
+        rules.fork.bytes,
     )
     row = _refused(row, key)
     status = row["r_status"]
@@ -289,6 +299,10 @@ async def fork(
         raise SessionExistsError(f"session {target_id!r} already exists")
     if status == "sessions":
         raise TooManySessionsError(limit=rules.max_sessions)
+    if status == "too_big":
+        if row["r_bytes"] is not None and row["r_bytes"] > rules.fork.bytes:
+            raise ForkTooLargeError(what="bytes", limit=rules.fork.bytes, size=row["r_bytes"])
+        raise ForkTooLargeError(what="items", limit=rules.fork.items, size=row["r_count"])
     copied = row["r_count"]
     return AppendResult(
         count=copied,
@@ -342,7 +356,7 @@ async def patch_metadata(
             rules.default_ttl,
         )
         assert info is not None
-        await _store_labels(conn, tenant, row["id"], stored)
+        await store_labels(conn, tenant, row["id"], stored)
         return SessionInfo(*info)
 
 

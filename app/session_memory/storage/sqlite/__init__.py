@@ -4,6 +4,8 @@
 - ``connection``: connections, each owned by one thread, and the threaded readers;
 - ``writer``: the group-commit writer, sole owner of the write connection;
 - ``writes``: the writes, plain functions of the writer's connection;
+- ``forks``: the fork, copied in steps (writes too), and ``restore``: a backed-up
+  session put back;
 - ``reads``: the reads, plain functions of a read connection;
 - ``store``: ``SQLiteStore``, which ties them together.
 

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..paging import item_bytes, seq_page, session_cursor
-from ..records import SessionInfo, SessionPage
+from ..records import SeqPage, SessionBackup, SessionInfo, SessionPage
 from .schema import LIVE, SESSION_COLUMNS
 
 __all__ = [
     "all_sessions",
+    "backup",
     "bounded_rows",
     "count_sessions",
     "fetch_rows",
@@ -96,19 +97,24 @@ def read_seqs(
     limit: int,
     max_bytes: int | None,
     now: float,
-) -> tuple[list[tuple[int, str]], bool]:
+) -> SeqPage:
     """``HistoryStore.read_seqs``."""
-    # (revision, seq, body) rows, so the byte-bounded fetch applies.
+    # (created_at, seq, body) rows, so the byte-bounded fetch applies; the session's
+    # row comes even with no items above ``after`` (a null seq), for its lineage.
     rows = fetch_rows(
         conn,
-        "SELECT s.revision, i.seq, i.body FROM sessions s JOIN items i ON i.session = s.id "
-        f"WHERE s.tenant = ? AND s.session_id = ? AND i.seq > ? AND {LIVE} "
+        "SELECT s.created_at, i.seq, i.body FROM sessions s LEFT JOIN items i "
+        f"ON i.session = s.id AND i.seq > ? WHERE s.tenant = ? AND s.session_id = ? AND {LIVE} "
         "ORDER BY i.seq LIMIT ?",
-        (tenant, session_id, after, now, limit + 1),
+        (after, tenant, session_id, now, limit + 1),
         max_bytes,
     )
     assert rows is not None  # nothing to give up without a budget
-    return seq_page([(row[1], row[2]) for row in rows], limit, max_bytes)
+    lineage = float(rows[0][0]) if rows else None
+    page, has_more = seq_page(
+        [(row[1], row[2]) for row in rows if row[1] is not None], limit, max_bytes
+    )
+    return SeqPage(page, has_more, lineage)
 
 
 def last_seq(conn: sqlite3.Connection, tenant: str, session_id: str, *, now: float) -> int:
@@ -129,6 +135,18 @@ def get_session(
         (tenant, session_id, now),
     ).fetchone()
     return None if row is None else SessionInfo(*row)
+
+
+def backup(
+    conn: sqlite3.Connection, tenant: str, session_id: str, *, now: float
+) -> SessionBackup | None:
+    """``HistoryStore.backup``."""
+    row = conn.execute(
+        "SELECT created_at, updated_at, last_seq, ttl_seconds, expires_at, metadata "
+        f"FROM sessions s WHERE tenant = ? AND session_id = ? AND {LIVE}",
+        (tenant, session_id, now),
+    ).fetchone()
+    return None if row is None else SessionBackup(*row)
 
 
 def session_page(

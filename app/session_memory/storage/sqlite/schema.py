@@ -17,6 +17,7 @@ __all__ = [
     "INSERT_SESSION",
     "LIVE",
     "MIGRATIONS",
+    "NEW_SESSION_ID",
     "SESSION_COLUMNS",
     "TOUCH",
     "migrate",
@@ -37,11 +38,13 @@ _FIRST_REVISION = (
 )
 _NEXT_REVISION = "max(revision + 1, :now_us)"
 
-# A new session's id: above every live and retired one (SQLite would otherwise reuse
-# the highest id once its row is gone, and a retired session's items would reappear).
-_NEW_SESSION_ID = (
+# A new session's id: above every live, retired and staged one (SQLite would
+# otherwise reuse the highest id once its row is gone, and a retired session's items
+# would reappear; a fork's copy is staged under an id of its own, ``forks``).
+NEW_SESSION_ID = (
     "(SELECT max(coalesce((SELECT max(id) FROM sessions), 0), "
-    "coalesce((SELECT max(id) FROM retired_sessions), 0)) + 1)"
+    "coalesce((SELECT max(id) FROM retired_sessions), 0), "
+    "coalesce((SELECT max(id) FROM fork_copies), 0)) + 1)"
 )
 
 
@@ -58,12 +61,13 @@ TOUCH = (
     f"ttl_seconds = coalesce(:ttl, ttl_seconds), expires_at = {_expiry(':ttl, ttl_seconds')}"
 )
 
-# A new session holding :count items. Every INSERT INTO sessions is this one, so each
-# gets its id and first revision by the rules above.
+# A new session holding :count items, under the row id :id (a fork's staged copy's)
+# or a new one. Every INSERT INTO sessions is this one, so each gets its id and first
+# revision by the rules above.
 INSERT_SESSION = f"""
 INSERT INTO sessions (id, tenant, session_id, created_at, updated_at, item_count, last_seq,
                       revision, ttl_seconds, expires_at, metadata)
-VALUES ({_NEW_SESSION_ID}, :tenant, :session_id, :now, :now, :count, :count,
+VALUES (coalesce(:id, {NEW_SESSION_ID}), :tenant, :session_id, :now, :now, :count, :count,
         {_FIRST_REVISION}, :ttl, {_expiry(":ttl")}, :metadata)
 """
 
@@ -89,6 +93,23 @@ CREATE INDEX session_labels_by_session ON session_labels (session);
 CREATE TRIGGER session_labels_gone AFTER DELETE ON sessions BEGIN
     DELETE FROM session_labels WHERE session = old.id;
 END
+"""
+
+# A fork's copy in progress (``forks``), staged under the session row id ``id``, which
+# no session row holds until the copy is done: ``copied`` is the last source seq
+# copied of those up to ``through``. ``disturbed``: the source lost items still to be
+# copied, so the fork starts over.
+_FORK_COPIES_MIGRATION = """
+CREATE TABLE fork_copies (
+    id        INTEGER PRIMARY KEY,
+    source    INTEGER NOT NULL,
+    through   INTEGER NOT NULL,
+    copied    INTEGER NOT NULL DEFAULT 0,
+    items     INTEGER NOT NULL DEFAULT 0,
+    bytes     INTEGER NOT NULL DEFAULT 0,
+    disturbed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX fork_copies_by_source ON fork_copies (source);
 """
 
 # Ordered, append-only: a released migration is never edited, a new one is added.
@@ -175,6 +196,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     # Session metadata and its labels (the history operations).
     (7, _HISTORY_MIGRATION),
+    # Forks copied in steps.
+    (8, _FORK_COPIES_MIGRATION),
 ]
 
 

@@ -11,10 +11,11 @@ Reads go to read-only connections, which WAL lets run beside the writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,14 +23,17 @@ import aiosqlite
 
 from ...config import Database, Settings
 from ..contract import ChangeFeed, ChangeSink
-from ..errors import IdempotencyInFlightError
+from ..errors import IdempotencyInFlightError, StoreError
 from ..paging import page_from_rows, parse_session_cursor, read_shape
 from ..records import (
     EMPTY_PAGE,
     SWEEP_BATCH_ROWS,
     AppendResult,
+    ForkLimits,
     Idempotency,
     ItemPage,
+    SeqPage,
+    SessionBackup,
     SessionInfo,
     SessionPage,
     Swept,
@@ -38,7 +42,7 @@ from ..records import (
     encode_append,
     encode_pop,
 )
-from . import reads, writes
+from . import forks, reads, restore, writes
 from .connection import ReaderPool, connect
 from .schema import migrate
 from .writer import GroupCommitWriter
@@ -49,6 +53,10 @@ T = TypeVar("T")
 
 _APPEND_CODEC: writes.Codec[AppendResult] = (encode_append, decode_append)
 _POP_CODEC: writes.Codec[str | None] = (encode_pop, decode_pop)
+
+# Times a fork whose source kept changing under its copy starts over in steps; the
+# last try copies in one write, which nothing can disturb.
+FORK_TRIES = 3
 
 
 class SQLiteStore:
@@ -79,6 +87,9 @@ class SQLiteStore:
         session_ttl: float = 0,
         max_sessions_per_tenant: int = 0,
         sweep_batch_rows: int = SWEEP_BATCH_ROWS,
+        fork_limits: ForkLimits | None = None,
+        fork_step_items: int = 1000,
+        fork_step_bytes: int = 1024 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
@@ -89,6 +100,9 @@ class SQLiteStore:
             default_ttl=session_ttl,
             max_sessions=max_sessions_per_tenant,
             batch_rows=sweep_batch_rows,
+            fork=fork_limits or ForkLimits(),
+            fork_step_items=fork_step_items,
+            fork_step_bytes=fork_step_bytes,
         )
         self._busy_timeout_ms = busy_timeout_ms
         self._inline_read_limit = inline_read_limit
@@ -99,6 +113,8 @@ class SQLiteStore:
         self._readers = ReaderPool(readers)
         self._inline: sqlite3.Connection | None = None
         self._in_flight: set[tuple[str, str]] = set()
+        # Forks copying in steps: close waits for them, so none is cut off halfway.
+        self._forks: set[asyncio.Task[AppendResult]] = set()
 
     @classmethod
     def from_database(cls, database: Database, settings: Settings) -> SQLiteStore:
@@ -109,6 +125,7 @@ class SQLiteStore:
             session_ttl=settings.session_ttl_seconds,
             max_sessions_per_tenant=settings.max_sessions_per_tenant,
             sweep_batch_rows=settings.sweep_batch_rows,
+            fork_limits=ForkLimits(settings.max_fork_items, settings.max_fork_bytes),
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -120,12 +137,15 @@ class SQLiteStore:
             await conn.execute("PRAGMA journal_mode = WAL")
             await migrate(conn)
         await self._writer.open()
+        await self._writer.submit(forks.retire_copies)
         # Made here, on the loop's thread, which alone may use it. busy_timeout 0: an
         # inline read must never wait; if busy, it takes the threaded path.
         self._inline = connect(self.path, 0, query_only=True)
         await self._readers.open(self.path, self._busy_timeout_ms)
 
     async def close(self) -> None:
+        if self._forks:
+            await asyncio.wait(self._forks)
         await self._writer.close()
         await self._readers.close()
         if self._inline is not None:
@@ -145,6 +165,21 @@ class SQLiteStore:
         return None
 
     # -- writes: group commit --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _flying(self, tenant: str, idempotency: Idempotency | None) -> Iterator[None]:
+        """Hold the key in flight for the block; refused if it is already."""
+        if idempotency is None:
+            yield
+            return
+        flight = (tenant, idempotency.key)
+        if flight in self._in_flight:
+            raise IdempotencyInFlightError(f"request {idempotency.key!r} is still running")
+        self._in_flight.add(flight)
+        try:
+            yield
+        finally:
+            self._in_flight.discard(flight)
 
     async def _submit(
         self,
@@ -286,18 +321,75 @@ class SQLiteStore:
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
     ) -> AppendResult:
-        run = functools.partial(
-            writes.fork,
+        start = functools.partial(
+            forks.start,
             policy=self._policy,
             tenant=tenant,
             session_id=session_id,
             target_id=target_id,
             through_seq=through_seq,
             expected_revision=expected_revision,
+            idempotency=idempotency,
         )
-        # The record belongs to the session the fork made: clearing it forgets the key.
+        task = asyncio.ensure_future(self._fork(start, tenant, idempotency))
+        self._forks.add(task)
+        task.add_done_callback(self._forks.discard)
+        # Shielded, as every write: a client that goes away does not cut a copy short.
+        return await asyncio.shield(task)
+
+    async def _fork(
+        self,
+        start: Callable[..., AppendResult | forks.Plan],
+        tenant: str,
+        idempotency: Idempotency | None,
+    ) -> AppendResult:
+        """Run a fork (``forks``): its start, its steps, each a write, then its finish."""
+        with self._flying(tenant, idempotency):
+            for attempt in range(1, FORK_TRIES + 1):
+                begun = await self._writer.submit(
+                    functools.partial(start, whole=attempt == FORK_TRIES)
+                )
+                if isinstance(begun, AppendResult):
+                    return begun
+                try:
+                    while not await self._writer.submit(
+                        functools.partial(forks.step, policy=self._policy, plan=begun)
+                    ):
+                        pass
+                    return await self._writer.submit(
+                        functools.partial(
+                            forks.finish, policy=self._policy, plan=begun, idempotency=idempotency
+                        )
+                    )
+                except BaseException as exc:
+                    await self._abandon(begun.id)
+                    if not isinstance(exc, forks.Disturbed):
+                        raise
+        raise AssertionError("the last try copies in one write")  # pragma: no cover
+
+    async def _abandon(self, staged: int) -> None:
+        # If the store cannot take this write, the next open retires the copy.
+        with contextlib.suppress(StoreError):
+            await self._writer.submit(
+                functools.partial(forks.abandon, policy=self._policy, staged=staged)
+            )
+
+    async def restore(
+        self,
+        tenant: str,
+        session_id: str,
+        items: Sequence[tuple[int, str]],
+        backup: SessionBackup,
+    ) -> int:
         return await self._submit(
-            run, tenant=tenant, session_id=target_id, idempotency=idempotency, codec=_APPEND_CODEC
+            functools.partial(
+                restore.restore,
+                policy=self._policy,
+                tenant=tenant,
+                session_id=session_id,
+                items=items,
+                backup=backup,
+            )
         )
 
     async def patch_metadata(
@@ -375,7 +467,7 @@ class SQLiteStore:
         after: int,
         limit: int,
         max_bytes: int | None = None,
-    ) -> tuple[list[tuple[int, str]], bool]:
+    ) -> SeqPage:
         return await self._readers.run(
             functools.partial(
                 reads.read_seqs,
@@ -393,6 +485,11 @@ class SQLiteStore:
             functools.partial(
                 reads.last_seq, tenant=tenant, session_id=session_id, now=self._clock()
             )
+        )
+
+    async def backup(self, tenant: str, session_id: str) -> SessionBackup | None:
+        return await self._readers.run(
+            functools.partial(reads.backup, tenant=tenant, session_id=session_id, now=self._clock())
         )
 
     async def get_session(self, tenant: str, session_id: str) -> SessionInfo | None:

@@ -9,7 +9,9 @@ it did stays. The rules every write keeps:
   session raises its tenant's floor (``deleted``), and a new one starts above it;
 - a new session is made by ``schema.INSERT_SESSION``, within the tenant's session
   limit (``check_room``);
-- idempotency records belong to their session (``recorded``, ``forget``).
+- idempotency records belong to their session (``recorded``, ``forget``);
+- a write that deletes a session's items tells a fork still copying them
+  (``disturb``; the fork itself is ``forks``).
 """
 
 from __future__ import annotations
@@ -23,14 +25,13 @@ from typing import Any, TypeAlias, TypeVar
 from ..errors import (
     IdempotencyMismatchError,
     MetadataTooLargeError,
-    SessionExistsError,
     SessionFullError,
     SessionMissingError,
     TooManySessionsError,
     check_revision,
 )
 from ..metadata import labels_of, merge_patch
-from ..records import MAX_SEQ, AppendResult, Idempotency, SessionInfo, Swept, revision_at
+from ..records import AppendResult, ForkLimits, Idempotency, SessionInfo, Swept, revision_at
 from .schema import GONE, INSERT_SESSION, LIVE, SESSION_COLUMNS, TOUCH
 
 __all__ = [
@@ -40,14 +41,17 @@ __all__ = [
     "check_room",
     "clear",
     "deleted",
+    "disturb",
     "forget",
-    "fork",
     "new_session",
     "patch_metadata",
     "pop",
     "purge_expired",
+    "record",
     "recorded",
     "replace",
+    "replayed",
+    "session_row",
     "store_labels",
     "sweep_batch",
 ]
@@ -55,6 +59,10 @@ __all__ = [
 T = TypeVar("T")
 # How a write's outcome is kept in an idempotency record: (encode, decode).
 Codec: TypeAlias = tuple[Callable[[T], str], Callable[[str], T]]
+
+
+# Forks copy without bounds unless the store is given some.
+_UNBOUNDED_FORKS = ForkLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,11 @@ class Policy:
     # Rows one sweep batch deletes of each kind; a deleted session holding more items
     # is retired instead, and the sweep deletes them a batch at a time.
     batch_rows: int
+    fork: ForkLimits = _UNBOUNDED_FORKS  # what one fork may copy
+    # One step of a fork's copy, one write: at most this many items and about this
+    # many bytes (a first item copies whatever its size).
+    fork_step_items: int = 1000
+    fork_step_bytes: int = 1024 * 1024
 
 
 def _params(policy: Policy, now: float, **values: Any) -> dict[str, Any]:
@@ -74,9 +87,10 @@ def _params(policy: Policy, now: float, **values: Any) -> dict[str, Any]:
     return {"now": now, "now_us": revision_at(now), "default": policy.default_ttl, **values}
 
 
-def _session_row(
+def session_row(
     conn: sqlite3.Connection, tenant: str, session_id: str, columns: str
 ) -> tuple[Any, ...] | None:
+    """``columns`` of the session's row (expired or not), or None."""
     row: tuple[Any, ...] | None = conn.execute(
         f"SELECT {columns} FROM sessions WHERE tenant = ? AND session_id = ?", (tenant, session_id)
     ).fetchone()
@@ -84,7 +98,7 @@ def _session_row(
 
 
 def _revision(conn: sqlite3.Connection, tenant: str, session_id: str) -> int:
-    row = _session_row(conn, tenant, session_id, "revision")
+    row = session_row(conn, tenant, session_id, "revision")
     return int(row[0]) if row else 0
 
 
@@ -113,6 +127,8 @@ def deleted(
     """
     if not rows:  # the common case: every write purges an expired session, if any
         return
+    for row in rows:
+        disturb(conn, row[0])
     conn.executemany(
         "DELETE FROM items WHERE session = ?", [(row[0],) for row in rows if row[4] <= inline]
     )
@@ -128,6 +144,16 @@ def deleted(
         "INSERT INTO revision_floors (tenant, revision) VALUES (?, ?) "
         "ON CONFLICT (tenant) DO UPDATE SET revision = max(revision, excluded.revision)",
         [(row[1], row[2]) for row in rows],
+    )
+
+
+def disturb(conn: sqlite3.Connection, source: int, from_seq: int = 0) -> None:
+    """The items of session ``source`` from ``from_seq`` on are being deleted: a fork's
+    copy that has some of them still to take starts over (``forks``)."""
+    conn.execute(
+        "UPDATE fork_copies SET disturbed = 1 "
+        "WHERE source = ? AND through >= ? AND copied < through",
+        (source, from_seq),
     )
 
 
@@ -163,19 +189,26 @@ def new_session(
     count: int = 0,
     ttl: float | None = None,
     metadata: str | None = None,
+    rowid: int | None = None,
+    written_at: float | None = None,
 ) -> tuple[int, int]:
-    """Insert a session the caller found missing: its row id and first revision."""
+    """Insert a session the caller found missing: its row id and first revision.
+
+    ``rowid`` is the row id to take (a fork's staged copy's; default a new one);
+    ``written_at`` the time its record is made at (a restored session's; default now).
+    """
     check_room(conn, policy, tenant, now)
     row = conn.execute(
         f"{INSERT_SESSION} ON CONFLICT (tenant, session_id) DO NOTHING RETURNING id, revision",
         _params(
             policy,
-            now,
+            now if written_at is None else written_at,
             tenant=tenant,
             session_id=session_id,
             count=count,
             ttl=ttl,
             metadata=metadata,
+            id=rowid,
         ),
     ).fetchone()
     assert row is not None  # the writer is the only one: the session is still missing
@@ -210,19 +243,44 @@ def recorded(
     """
     encode, decode = codec
     now = clock()
+    found = replayed(conn, tenant, idempotency, now)
+    if found is not None:
+        return decode(found)
+    result = run(conn)
+    # Only a pop's outcome is an item, which its record keeps.
+    record(conn, tenant, session_id, idempotency, encode(result), now, kept=isinstance(result, str))
+    return result
+
+
+def replayed(
+    conn: sqlite3.Connection, tenant: str, idempotency: Idempotency, now: float
+) -> str | None:
+    """The outcome recorded under the key, encoded; None when there is none."""
     row = conn.execute(
         "SELECT fingerprint, result FROM idempotency_keys "
         "WHERE tenant = ? AND key = ? AND expires_at > ?",
         (tenant, idempotency.key, now),
     ).fetchone()
-    if row is not None:
-        if row[0] != idempotency.fingerprint:
-            raise IdempotencyMismatchError(
-                f"idempotency key {idempotency.key!r} was used for a different request"
-            )
-        return decode(row[1])
-    result = run(conn)
-    kept = isinstance(result, str)  # only a pop's outcome is an item
+    if row is None:
+        return None
+    if row[0] != idempotency.fingerprint:
+        raise IdempotencyMismatchError(
+            f"idempotency key {idempotency.key!r} was used for a different request"
+        )
+    return str(row[1])
+
+
+def record(
+    conn: sqlite3.Connection,
+    tenant: str,
+    session_id: str,
+    idempotency: Idempotency,
+    outcome: str,
+    now: float,
+    *,
+    kept: bool = False,
+) -> None:
+    """Record a write's encoded ``outcome`` under its key, for the session ``session_id``."""
     forget(conn, [(tenant, idempotency.key)])  # an expired record of this key
     conn.execute(
         "INSERT INTO idempotency_keys (tenant, key, fingerprint, result, expires_at, "
@@ -231,7 +289,7 @@ def recorded(
             tenant,
             idempotency.key,
             idempotency.fingerprint,
-            encode(result),
+            outcome,
             now + idempotency.ttl,
             session_id,
             kept,
@@ -242,7 +300,6 @@ def recorded(
             "UPDATE sessions SET kept_items = kept_items + 1 WHERE tenant = ? AND session_id = ?",
             (tenant, session_id),
         )
-    return result
 
 
 def forget(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]) -> int:
@@ -293,7 +350,7 @@ def append(
     now, count = policy.clock(), len(items)
     purge_expired(conn, policy, tenant, session_id, now)
     if max_items is not None or expected_revision is not None or policy.max_sessions:
-        row = _session_row(conn, tenant, session_id, "item_count, kept_items, revision")
+        row = session_row(conn, tenant, session_id, "item_count, kept_items, revision")
         held, kept, revision = row if row else (0, 0, 0)
         check_revision(expected_revision, revision)
         if max_items is not None and held + kept + count > max_items:
@@ -302,7 +359,7 @@ def append(
             check_room(conn, policy, tenant, now)
     values = {"tenant": tenant, "session_id": session_id, "count": count, "ttl": ttl}
     rowid, last_seq, revision = conn.execute(
-        _APPEND, _params(policy, now, metadata=None, **values)
+        _APPEND, _params(policy, now, metadata=None, id=None, **values)
     ).fetchone()
     first_seq = last_seq - count + 1
     if metadata is not None and first_seq == 1:
@@ -333,13 +390,14 @@ def pop(
             WHERE session = (SELECT id FROM sessions WHERE tenant = ? AND session_id = ?)
             ORDER BY seq DESC LIMIT 1
         )
-        RETURNING session, body
+        RETURNING session, body, seq
         """,
         (tenant, session_id),
     ).fetchone()
     if row is None:
         return None
-    rowid, body = row
+    rowid, body, seq = row
+    disturb(conn, rowid, seq)
     conn.execute(
         f"UPDATE sessions SET item_count = item_count - 1, {TOUCH} WHERE id = :id",
         _params(policy, now, id=rowid, ttl=None),
@@ -408,7 +466,7 @@ def replace(
     """``HistoryStore.replace``."""
     now, count = policy.clock(), len(items)
     purge_expired(conn, policy, tenant, session_id, now)
-    row = _session_row(conn, tenant, session_id, "id, item_count, last_seq, revision, kept_items")
+    row = session_row(conn, tenant, session_id, "id, item_count, last_seq, revision, kept_items")
     check_revision(expected_revision, row[3] if row else 0)
     if row is None:
         if count == 0:
@@ -418,6 +476,7 @@ def replace(
         rowid, revision = new_session(conn, policy, tenant, session_id, now)
         row = (rowid, 0, 0, revision, 0)
     rowid, held, last_seq, _, kept = row
+    disturb(conn, rowid, from_seq or 0)
     held -= conn.execute(
         "DELETE FROM items WHERE session = ? AND seq >= ?", (rowid, from_seq or 0)
     ).rowcount
@@ -437,50 +496,6 @@ def replace(
     )
 
 
-def fork(
-    conn: sqlite3.Connection,
-    policy: Policy,
-    tenant: str,
-    session_id: str,
-    target_id: str,
-    *,
-    through_seq: int | None = None,
-    expected_revision: int | None = None,
-) -> AppendResult:
-    """``HistoryStore.fork``."""
-    now = policy.clock()
-    purge_expired(conn, policy, tenant, session_id, now)
-    purge_expired(conn, policy, tenant, target_id, now)
-    source = _session_row(conn, tenant, session_id, "id, revision, ttl_seconds, metadata")
-    if source is None:
-        raise SessionMissingError(f"no session {session_id!r}")
-    check_revision(expected_revision, source[1])
-    if _session_row(conn, tenant, target_id, "1") is not None:
-        raise SessionExistsError(f"session {target_id!r} already exists")
-    through = MAX_SEQ if through_seq is None else through_seq
-    (count,) = conn.execute(
-        "SELECT count(*) FROM items WHERE session = ? AND seq <= ?", (source[0], through)
-    ).fetchone()
-    rowid, revision = new_session(
-        conn, policy, tenant, target_id, now, count=count, ttl=source[2], metadata=source[3]
-    )
-    # One statement, so the copy never passes through Python.
-    conn.execute(
-        "INSERT INTO items (session, seq, body) "
-        "SELECT ?, row_number() OVER (ORDER BY seq), body FROM items "
-        "WHERE session = ? AND seq <= ? ORDER BY seq",
-        (rowid, source[0], through),
-    )
-    conn.execute(
-        "INSERT INTO session_labels SELECT tenant, key, value, ? FROM session_labels "
-        "WHERE session = ?",
-        (rowid, source[0]),
-    )
-    return AppendResult(
-        count=count, first_seq=1 if count else None, last_seq=count or None, revision=revision
-    )
-
-
 def patch_metadata(
     conn: sqlite3.Connection,
     policy: Policy,
@@ -494,7 +509,7 @@ def patch_metadata(
     """``HistoryStore.patch_metadata``."""
     now = policy.clock()
     purge_expired(conn, policy, tenant, session_id, now)
-    row = _session_row(conn, tenant, session_id, "id, revision, metadata")
+    row = session_row(conn, tenant, session_id, "id, revision, metadata")
     if row is None:
         raise SessionMissingError(f"no session {session_id!r}")
     check_revision(expected_revision, row[1])

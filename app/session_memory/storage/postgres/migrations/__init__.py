@@ -12,6 +12,7 @@ from .v07_write_functions import WRITE_FUNCTIONS
 from .v08_history import HISTORY_MIGRATION
 from .v09_history_functions import HISTORY_FUNCTIONS
 from .v10_shared_blocks import SHARED_BLOCKS
+from .v11_bounded_fork import BOUNDED_FORK
 
 __all__ = ["MIGRATIONS", "migrate"]
 
@@ -103,6 +104,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     (9, HISTORY_FUNCTIONS),
     # The write functions' shared blocks as helpers, the write functions over them.
     (10, SHARED_BLOCKS),
+    # Forks bounded by what one fork may copy.
+    (11, BOUNDED_FORK),
 ]
 
 # Any two-int key will do; it only has to be the same in every replica.
