@@ -308,7 +308,6 @@ def test_clients_that_do_not_read_are_bounded_then_cut_off(
             assert not waiting, "some requests were never answered"
             time.sleep(0.5)
             grown = _memory_kib(server, "VmRSS") - before
-            print("GROWN", grown, before, _memory_kib(server, "VmHWM"))
             # Unbounded, each stream held about 32 MiB and each read 17 MiB (~490 MiB).
             assert grown < 160 * 1024, f"RSS grew by {grown} KiB for 20 clients that do not read"
             deadline = time.monotonic() + 60
@@ -318,7 +317,6 @@ def test_clients_that_do_not_read_are_bounded_then_cut_off(
                 "the server kept them after the send timeout"
             )
             after = _memory_kib(server, "VmRSS") - before
-            print("AFTER", after)
             assert after < 64 * 1024, f"RSS stayed {after} KiB above where it was"
             # The server is still all there for a client that reads.
             again = httpx2.get(server.base_url + "/v1/sessions/big/items?limit=2", timeout=60)
