@@ -317,6 +317,10 @@ class EdgeProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         self._cancel_body_timer()
         self._discarding = True
+        # Nothing more is written once our side is shut: an answer still running
+        # (a refusal came mid-pipeline) stops, and queued requests never start.
+        self._cycles_gone()
+        self.pipeline.clear()
         try:
             self.transport.write_eof()
         except (NotImplementedError, RuntimeError, OSError):
