@@ -219,7 +219,7 @@ def test_imports_are_resolved() -> None:
     graph = _import_graph()
     # Relative (``from ..config import Settings``) and absolute imports both land.
     assert "session_memory.config" in graph["session_memory.server.startup"]
-    assert "session_memory_client.protocol" in graph["session_memory.server.protocol"]
+    assert "session_memory_client.protocol" in graph["session_memory.server.limits"]
 
 
 def test_the_server_does_not_import_the_services() -> None:
