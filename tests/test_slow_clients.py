@@ -12,6 +12,8 @@ import re
 import select
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -383,3 +385,19 @@ def test_a_request_cut_off_by_the_shutdown_deadline_is_one_log_line(tmp_path: Pa
     assert cancelled[0]["level"] == "warning"
     assert cancelled[0]["path"] == "/v1/sessions/held/items"
     assert not [line for line in lines if line.get("status") == 500]
+
+
+def test_the_new_bounds_are_serve_flags() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "session_memory", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for flag in (
+        "--body-deadline",
+        "--send-timeout",
+        "--max-pending-write-bytes",
+        "--unauthenticated-connection-share",
+    ):
+        assert flag in result.stdout
