@@ -26,7 +26,7 @@ run: $(VENV)/.served
 
 ## test: lint, type-check, the TypeScript client's tests, then the whole test suite
 test: lint test-js
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 4
 
 ## test-js: the TypeScript client (client-js/): npm ci from its lock file, tsc, node --test
 test-js: setup

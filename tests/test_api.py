@@ -169,7 +169,8 @@ async def test_list_sessions_pages_most_recent_first(http: httpx2.AsyncClient) -
             (await http.get("/v1/sessions", params=params)).json()
         )
         seen += [record.id for record in page.sessions]
-        assert page.next_cursor is not None
+        # The last page may end the listing: the server may hold only these five.
+        assert page.next_cursor is not None or len(seen) >= 5
         cursor = page.next_cursor
     assert seen[:5] == names[::-1]
 

@@ -32,6 +32,33 @@ class PortTakenError(RuntimeError):
     """The port picked for a server was taken before the server could bind it."""
 
 
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the listening socket on ``port`` (not another
+    server that happens to answer there)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{inode}]")
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd) in inodes:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _bindable(port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -112,7 +139,8 @@ class ServerProcess:
                     f"server exited with {self.process.returncode}; see {self.log_path}"
                 )
             try:
-                if httpx2.get(self.base_url + "/readyz", timeout=1.0).status_code == 200:
+                ready = httpx2.get(self.base_url + "/readyz", timeout=1.0).status_code == 200
+                if ready and _listens_on(self.process.pid, self.port):
                     return self
             except httpx2.TransportError:
                 pass
