@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx2
 
-from tests.utils.processes import end_group, spawn
+from tests.utils.processes import end_group, group_members, spawn
 
 __all__ = ["ServerProcess", "free_port"]
 
@@ -33,8 +33,9 @@ class PortTakenError(RuntimeError):
 
 
 def _listens_on(pid: int, port: int) -> bool:
-    """Whether process ``pid`` holds the listening socket on ``port`` (not another
-    server that happens to answer there)."""
+    """Whether process ``pid``'s group holds the listening socket on ``port`` (not
+    another server that happens to answer there). The group, since a wrapper such as
+    strace runs the server as its child."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -46,10 +47,12 @@ def _listens_on(pid: int, port: int) -> bool:
             local, state, inode = fields[1], fields[3], fields[9]
             if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
                 inodes.add(f"socket:[{inode}]")
-    try:
-        fds = list(Path(f"/proc/{pid}/fd").iterdir())
-    except OSError:
-        return False
+    fds: list[Path] = []
+    for member in group_members(pid):
+        try:
+            fds += Path(f"/proc/{member}/fd").iterdir()
+        except OSError:
+            continue
     for fd in fds:
         try:
             if os.readlink(fd) in inodes:
