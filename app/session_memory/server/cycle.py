@@ -203,19 +203,21 @@ class OneWriteCycle(RequestResponseCycle):
     def _cancelled_by_shutdown(self) -> None:
         """uvicorn cancelled this request at the shutdown deadline: say so, once, and close."""
         state = self.scope.get("state", {})
+        # Its answer had not begun: the client is told to send it again.
+        answerable = not self.response_started and not self.disconnected
         logger.warning(
             "request cancelled by shutdown",
             extra={
                 "fields": {
                     "method": self.scope["method"],
                     "path": self.scope["path"],
-                    "status": _SHUTTING_DOWN.status,
+                    "status": _SHUTTING_DOWN.status if answerable else None,
                     "tenant": state.get("tenant"),
                     "request_id": state.get("request_id"),
                 }
             },
         )
-        if not self.response_started and not self.disconnected:
+        if answerable:
             self.transport.write(problem_response(_SHUTTING_DOWN))
         # Nothing more is sent: uvicorn must not add a 500 of its own.
         self.disconnected = True
