@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.utils.docs import README, code_blocks
 from tests.utils.processes import end_group, spawn
 from tests.utils.server import ServerProcess
 
 pytestmark = pytest.mark.slow
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-
 
 def offline_example() -> str:
-    blocks = re.findall(r"```python\n(# offline:.*?)```", README.read_text(), re.S)
-    assert len(blocks) == 1, "the README has one offline agent example"
-    return str(blocks[0])
+    blocks = [b for b in code_blocks("python") if b.text.startswith("# offline:")]
+    assert len(blocks) == 1, "the docs have one offline agent example"
+    assert blocks[0].path == README, "the offline agent example is on the front door"
+    return blocks[0].text
 
 
 def test_the_readme_says_the_first_example_needs_an_openai_key() -> None:
