@@ -109,7 +109,7 @@ class Database:
 
 
 class Settings(BaseSettings):
-    """Every setting has a documented default; the README's table lists them.
+    """Every setting has a documented default; docs/operations.md's table lists them.
 
     Immutable once read, so what is derived from them (``database``) stays true.
     """
