@@ -266,13 +266,14 @@ def test_a_missing_postgres_driver_names_the_install_from_a_clone(tmp_path: Path
     (tmp_path / "asyncpg.py").write_text(
         "raise ModuleNotFoundError(\"No module named 'asyncpg'\", name='asyncpg')\n"
     )
+    path = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
     process = spawn(
         [sys.executable, "-m", "session_memory", "serve", "--port", str(free_port()),
          "--database-url", "postgresql://postgres@127.0.0.1:5432/test"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
     )  # fmt: skip
     try:
         out, err = process.communicate(timeout=60)
