@@ -13,7 +13,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 from pydantic import ValidationError
 
 from .cli_history import add_history_actions
-from .cli_sessions import add_sessions
+from .cli_sessions import add_sessions, show_client_warnings
 from .config import Settings, unknown_variables
 from .server import EDGE_FLAGS, add_edge_arguments
 
@@ -391,6 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown := unknown_variables(os.environ):
         # Before anything runs: a misspelt setting would otherwise leave its default on.
         raise SystemExit("\n".join(f"session-memory: {line}" for line in unknown))
+    if args.command != "serve":  # whose every log line is JSON
+        # `sessions` and `export --base-url` talk through the client, which says when it retries.
+        show_client_warnings()
     handler: Any = args.handler
     debug = (getattr(args, "log_level", None) or os.environ.get("SESSION_MEMORY_LOG_LEVEL")) == (
         "debug"

@@ -26,7 +26,13 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["add_action", "add_sessions", "check_session_ids", "run_with_client"]
+__all__ = [
+    "add_action",
+    "add_sessions",
+    "check_session_ids",
+    "run_with_client",
+    "show_client_warnings",
+]
 
 _DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 # The CLI answers promptly: a few retries over seconds, not the agents' restart budget.
@@ -75,8 +81,8 @@ def check_session_ids(*session_ids: str) -> None:
             raise SystemExit(f"session-memory: {error}")
 
 
-def _show_client_warnings() -> None:
-    # The client says on stderr when the server does not answer and it retries.
+def show_client_warnings() -> None:
+    """The client's warnings (a server that does not answer, retried) as lines on stderr."""
     client_logger = logging.getLogger("session_memory_client")
     if not client_logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -96,8 +102,6 @@ def run_with_client(
     import asyncio
 
     from session_memory_client import SessionMemoryClient, SessionMemoryError
-
-    _show_client_warnings()
 
     async def run() -> T:
         key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
