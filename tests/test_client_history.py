@@ -1,4 +1,5 @@
-"""The client's history operations against a real server: replace, follow, compaction hooks."""
+"""The client's history operations against a real server: replace, fork, follow, compaction
+hooks."""
 
 from __future__ import annotations
 
@@ -29,6 +30,27 @@ async def test_replace_items_with_and_without_revision(history: RemoteSession) -
         {"role": "assistant", "content": "sum"},
         {"role": "assistant", "content": "x"},
     ]
+
+
+async def test_fork_copies_through_a_seq_into_a_new_session(
+    history: RemoteSession, base_url: str
+) -> None:
+    await history.add_items([{"n": 1}, {"n": 2}, {"n": 3}])
+    made = await history.fork(history.session_id + "-fork", through_seq=2)
+    assert (made.session_id, made.count, made.first_seq, made.last_seq) == (
+        history.session_id + "-fork",
+        2,
+        1,
+        2,
+    )
+    assert made.revision > 0
+    async with RemoteSession(made.session_id, base_url=base_url) as forked:
+        assert await forked.get_items() == [{"n": 1}, {"n": 2}]
+    with pytest.raises(ProblemError) as caught:
+        await history.fork(made.session_id)
+    assert caught.value.status == 409
+    with pytest.raises(ValueError, match="refused character"):
+        await history.fork("a/b")
 
 
 async def test_follow_yields_appends_and_pops(history: RemoteSession) -> None:

@@ -6,11 +6,8 @@ the wheel is built once per test run and pip's own cache is reused.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
-import venv
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.utils.server import ServerProcess
+from tests.utils.venvs import fresh_venv, pip_list, run
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = Path(__file__).resolve().parent / "agent_project"
@@ -27,24 +25,7 @@ SERVER_PACKAGES = {"fastapi", "uvicorn", "aiosqlite", "session-memory"}
 
 
 def _run(*command: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        [str(part) for part in command],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def _pip_list(python: Path) -> dict[str, str]:
-    listed = _run(python, "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check")
-    return {
-        name.lower().replace("_", "-"): version
-        for name, _, version in (line.partition("==") for line in listed.splitlines())
-    }
+    return run(*command, cwd=cwd, env=env).stdout
 
 
 @pytest.fixture(scope="session")
@@ -74,13 +55,11 @@ def live_server(tmp_path: Path) -> Iterator[ServerProcess]:
 def test_wheel_alone_serves_an_agent_project(
     sdk_version: str, client_wheel: Path, live_server: ServerProcess, tmp_path: Path
 ) -> None:
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
+    python = fresh_venv(tmp_path / "venv")
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
 
     _run(*pip, client_wheel)
-    alone = _pip_list(python)
+    alone = pip_list(python)
     assert "session-memory-client" in alone
     assert "aiohttp" in alone
     assert "httpx2" not in alone  # the client speaks HTTP through aiohttp alone
@@ -104,7 +83,7 @@ def test_wheel_alone_serves_an_agent_project(
 
     # The agent project's own dependency, pinned by the project; the client must not move it.
     _run(*pip, f"openai-agents=={sdk_version}")
-    assert _pip_list(python)["openai-agents"] == sdk_version
+    assert pip_list(python)["openai-agents"] == sdk_version
 
     project = tmp_path / "project"
     shutil.copytree(PROJECT, project)

@@ -206,3 +206,92 @@ def test_workers_stop_cleanly_on_ctrl_c_and_leave_nothing(tmp_path: Path) -> Non
     log = (tmp_path / "log").read_text()
     assert "Traceback" not in log
     assert "KeyboardInterrupt" not in log
+
+
+# -- PostgreSQL's start-up mistakes: one line each, exit 1, as SQLite's -------------
+
+
+def _postgres_url(
+    *, user: str | None = None, port: int | None = None, database: str | None = None
+) -> str:
+    """The test server's URL with one part changed to something that is not there."""
+    from urllib.parse import urlsplit
+
+    from tests.utils.postgres import POSTGRES_URL, require_postgres
+
+    require_postgres()
+    parts = urlsplit(POSTGRES_URL)
+    login = user or parts.username
+    return (
+        f"postgresql://{login}@{parts.hostname}:{port or parts.port or 5432}"
+        f"/{database or parts.path.lstrip('/')}"
+    )
+
+
+def _postgres_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("session-memory: ")
+    assert "--database-url" in result.stderr
+    for needle in needles:
+        assert needle in result.stderr
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["migrate"]])
+def test_postgres_that_is_not_there_is_one_line(command: list[str]) -> None:
+    port = free_port()  # nothing listens on it
+    result = run_cli(*command, "--database-url", _postgres_url(port=port))
+    _postgres_line(result, f"cannot reach PostgreSQL at 127.0.0.1:{port}", "connection refused")
+
+
+def test_a_missing_postgres_database_is_one_line() -> None:
+    result = run_cli(
+        "serve", "--port", str(free_port()), "--database-url",
+        _postgres_url(database="no_such_database_here"),
+    )  # fmt: skip
+    _postgres_line(result, "has no database 'no_such_database_here'", "createdb")
+
+
+def test_a_postgres_login_refused_is_one_line() -> None:
+    result = run_cli(
+        "serve", "--port", str(free_port()), "--database-url",
+        _postgres_url(user="no_such_role_here"),
+    )  # fmt: skip
+    _postgres_line(result, "refused the login", "no_such_role_here", "user or password")
+
+
+def test_a_missing_postgres_driver_names_the_install_from_a_clone(tmp_path: Path) -> None:
+    # An asyncpg that cannot be imported stands for an install without [postgres].
+    (tmp_path / "asyncpg.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'asyncpg'\", name='asyncpg')\n"
+    )
+    path = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    process = spawn(
+        [sys.executable, "-m", "session_memory", "serve", "--port", str(free_port()),
+         "--database-url", "postgresql://postgres@127.0.0.1:5432/test"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
+    )  # fmt: skip
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        end_group(process)
+    result = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    assert result.returncode == 1, err
+    assert err == (
+        "session-memory: PostgreSQL needs the asyncpg driver, which is not installed; "
+        "from a clone of session-memory: pip install './client' '.[postgres]'\n"
+    )
+
+
+def test_the_start_up_line_says_how_to_stop(tmp_path: Path) -> None:
+    with ServerProcess(
+        f"sqlite:///{tmp_path}/s.db", log_path=tmp_path / "log", extra_args=["--log-level", "info"]
+    ):
+        pass
+    lines = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
+    summary = next(line for line in lines if line["msg"].startswith("session-memory "))
+    assert summary["msg"].endswith("; Ctrl-C stops it")

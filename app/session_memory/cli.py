@@ -13,7 +13,8 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 from pydantic import ValidationError
 
 from .cli_history import add_history_actions
-from .config import Settings
+from .cli_sessions import add_sessions, show_client_warnings
+from .config import Settings, unknown_variables
 from .server import EDGE_FLAGS, add_edge_arguments
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ def _with_store(settings: Settings, work: Callable[[HistoryStore], Awaitable[T]]
     import asyncio
 
     from .storage import store_for
+
+    _reach_postgres(settings)
 
     async def run() -> T:
         store = store_for(settings)
@@ -130,10 +133,13 @@ def _serve_keys(settings: Settings) -> ApiKeys:
 
 
 def _claim_place(settings: Settings) -> tuple[socket.socket, IO[str] | None]:
-    """The data folder checked, the port bound, then a SQLite file claimed (its lock held)."""
+    """The database's place checked, the port bound, then a SQLite file claimed (its lock
+    held) or PostgreSQL reached."""
     from .server.startup import (
         StartupError,
         bind_listener,
+        check_postgres,
+        check_postgres_driver,
         claim_sqlite_file,
         prepare_sqlite_folder,
     )
@@ -142,11 +148,32 @@ def _claim_place(settings: Settings) -> tuple[socket.socket, IO[str] | None]:
     try:
         if database is not None:
             prepare_sqlite_folder(database)
+        else:
+            check_postgres_driver()
         listener = bind_listener(settings.host, settings.port)
-        claim = claim_sqlite_file(database) if database is not None else None
     except StartupError as exc:
         raise SystemExit(f"session-memory: {exc}") from None
-    return listener, claim
+    try:
+        if database is not None:
+            return listener, claim_sqlite_file(database)
+        check_postgres(settings.database, timeout=settings.pg_connect_timeout)
+    except StartupError as exc:
+        listener.close()
+        raise SystemExit(f"session-memory: {exc}") from None
+    return listener, None
+
+
+def _reach_postgres(settings: Settings) -> None:
+    """For the commands that open the database: PostgreSQL's mistakes as one line each."""
+    from .server.startup import StartupError, check_postgres, check_postgres_driver
+
+    if settings.database.backend != "postgresql":
+        return
+    try:
+        check_postgres_driver()
+        check_postgres(settings.database, timeout=settings.pg_connect_timeout)
+    except StartupError as exc:
+        raise SystemExit(f"session-memory: {exc}") from None
 
 
 def _summary(settings: Settings, keys: ApiKeys, *, port: int) -> tuple[str, dict[str, Any]]:
@@ -266,97 +293,6 @@ def _import(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
-def _sessions(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from session_memory_client import SessionMemoryClient, SessionMemoryError
-    from session_memory_client.protocol import session_id_error
-
-    if args.action != "list" and (error := session_id_error(args.session_id)) is not None:
-        # Refused here, before any request: "a/items/last" is no session id.
-        raise SystemExit(f"session-memory: {error}")
-
-    async def run() -> Any:
-        key = args.api_key or os.environ.get("SESSION_MEMORY_API_KEY")
-        # The CLI answers promptly: a few retries, not the agents' long restart budget.
-        async with SessionMemoryClient(
-            base_url=args.base_url, api_key=key, retries=2, retry_for=5
-        ) as client:
-            if args.action == "list":
-                page = await client.list_sessions(limit=args.limit)
-                return {"sessions": page.sessions, "next_cursor": page.next_cursor}
-            session = client.session(args.session_id)
-            if args.action == "delete":
-                await session.clear_session()
-                return None
-            record: dict[str, Any] = dict(await session.get_record())
-            if args.items:
-                record["items"] = await session.get_items()
-            return record
-
-    try:
-        result = asyncio.run(run())
-    except SessionMemoryError as exc:
-        raise SystemExit(f"session-memory: {exc}") from None
-    if result is None:
-        print(f"session-memory: deleted {args.session_id!r}", file=sys.stderr)
-    elif args.json:
-        sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    elif args.action == "list":
-        sys.stdout.write(_session_table(result["sessions"]))
-        if result["next_cursor"]:
-            print(f"(more: the first {args.limit} shown; see --limit)", file=sys.stderr)
-    else:
-        sys.stdout.write(_record_text(result))
-    return 0
-
-
-def _session_table(records: list[dict[str, Any]]) -> str:
-    """Sessions as aligned columns, for people; ``--json`` is for programs."""
-    header = ("ID", "ITEMS", "UPDATED", "EXPIRES")
-    rows = [
-        (
-            json.dumps(record["id"], ensure_ascii=False)[1:-1],  # control-free, one line
-            str(record["item_count"]),
-            _when(record["updated_at"]),
-            _when(record["expires_at"]) if record["expires_at"] else "never",
-        )
-        for record in records
-    ]
-    if not rows:
-        return "no sessions\n"
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return "".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        + "\n"
-        for row in [header, *rows]
-    )
-
-
-def _record_text(record: dict[str, Any]) -> str:
-    lines = [
-        f"id:       {json.dumps(record['id'], ensure_ascii=False)[1:-1]}",
-        f"items:    {record['item_count']}",
-        f"created:  {_when(record['created_at'])}",
-        f"updated:  {_when(record['updated_at'])}",
-        f"expires:  {_when(record['expires_at']) if record['expires_at'] else 'never'}",
-    ]
-    for n, item in enumerate(record.get("items", []), start=1):
-        lines.append(f"{n:>4}  {json.dumps(item, ensure_ascii=False)}")
-    return "\n".join(lines) + "\n"
-
-
-def _when(timestamp: str) -> str:
-    # ISO 8601 from the service, shown to the second in UTC.
-    from datetime import UTC, datetime
-
-    try:
-        moment = datetime.fromisoformat(timestamp)
-    except ValueError:
-        return timestamp
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def _config(args: argparse.Namespace) -> int:
     settings = _settings(args, [])
     effective = settings.model_dump(mode="json")
@@ -381,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_serve(commands)
     _add_data_commands(commands)
-    _add_sessions(commands)
+    add_history_actions(add_sessions(commands))
     _add_info_commands(commands)
     return parser
 
@@ -445,28 +381,6 @@ def _add_data_commands(commands: Commands) -> None:
     load.set_defaults(handler=_import)
 
 
-def _add_sessions(commands: Commands) -> None:
-    sessions = commands.add_parser("sessions", help="look at sessions on a running server")
-    sessions.add_argument(
-        "--base-url",
-        default=os.environ.get("SESSION_MEMORY_BASE_URL", "http://127.0.0.1:8000"),
-        help="the server (default $SESSION_MEMORY_BASE_URL or http://127.0.0.1:8000)",
-    )
-    sessions.add_argument("--api-key", help="API key (default $SESSION_MEMORY_API_KEY)")
-    actions = sessions.add_subparsers(dest="action", required=True)
-    listing = actions.add_parser("list", help="sessions, most recently updated first")
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
-    show = actions.add_parser("show", help="one session's record")
-    show.add_argument("session_id")
-    show.add_argument("--items", action="store_true", help="include its items")
-    show.add_argument("--json", action="store_true", help="JSON instead of text")
-    delete = actions.add_parser("delete", help="clear a session")
-    delete.add_argument("session_id")
-    sessions.set_defaults(handler=_sessions)
-    add_history_actions(actions)
-
-
 def _add_info_commands(commands: Commands) -> None:
     config = commands.add_parser(
         "config", help="print the effective settings (from the environment), secrets masked"
@@ -502,6 +416,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     SESSION_MEMORY_LOG_LEVEL=debug) shows its traceback instead.
     """
     args = build_parser().parse_args(argv)
+    if unknown := unknown_variables(os.environ):
+        # Before anything runs: a misspelt setting would otherwise leave its default on.
+        raise SystemExit("\n".join(f"session-memory: {line}" for line in unknown))
+    if args.command != "serve":  # whose every log line is JSON
+        # `sessions` and `export --base-url` talk through the client, which says when it retries.
+        show_client_warnings()
     handler: Any = args.handler
     debug = (getattr(args, "log_level", None) or os.environ.get("SESSION_MEMORY_LOG_LEVEL")) == (
         "debug"

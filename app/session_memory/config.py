@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Self
@@ -11,7 +13,14 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Database", "Settings", "check_database_url", "redact_url"]
+__all__ = [
+    "NOT_SETTINGS",
+    "Database",
+    "Settings",
+    "check_database_url",
+    "redact_url",
+    "unknown_variables",
+]
 
 
 # Schemes store_from_url knows (a "+driver" suffix is allowed), and the forms to name.
@@ -338,3 +347,50 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+
+# -- variables that are not settings ---------------------------------------------------
+
+ENV_PREFIX = "SESSION_MEMORY_"
+
+NOT_SETTINGS = frozenset(
+    {
+        # The clients and the CLI's `sessions` and `export --base-url`: where the
+        # server is, and the key to send it.
+        "SESSION_MEMORY_BASE_URL",
+        "SESSION_MEMORY_API_KEY",
+        # The test suites: their PostgreSQL server, whether it must be there, and the
+        # Python environment the TypeScript client's tests serve from.
+        "SESSION_MEMORY_TEST_POSTGRES_URL",
+        "SESSION_MEMORY_REQUIRE_POSTGRES",
+        "SESSION_MEMORY_VENV",
+    }
+)
+"""Every ``SESSION_MEMORY_*`` variable the project reads that is not a ``Settings`` field."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One message per ``SESSION_MEMORY_*`` variable in ``environ`` that nothing reads.
+
+    A typo in a setting's name would otherwise be ignored without a word (and the
+    default used); each message names the closest known variable when one is close.
+    Names are compared in upper case, as settings are read regardless of case.
+    """
+    # Compared without the prefix, which every name shares and would make all look close.
+    known = sorted(
+        {name.upper() for name in Settings.model_fields}
+        | {name.removeprefix(ENV_PREFIX) for name in NOT_SETTINGS}
+    )
+    messages = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper.removeprefix(ENV_PREFIX) in known:
+            continue
+        close = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), known, n=1)
+        hint = (
+            f"; did you mean {ENV_PREFIX}{close[0]}?"
+            if close
+            else " (`session-memory config` prints every setting)"
+        )
+        messages.append(f"unknown variable {name}{hint}")
+    return messages

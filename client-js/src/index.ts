@@ -2,6 +2,7 @@
 
 export {
   API_KEY_ENV,
+  BASE_URL_ENV,
   DEFAULT_BACKOFF_MS,
   DEFAULT_BASE_URL,
   DEFAULT_RETRY_BUDGET_MS,
@@ -10,6 +11,7 @@ export {
   MAX_SUFFIX_ATTEMPTS,
   RemoteSession,
   type CallOptions,
+  type Logger,
   type RemoteSessionOptions,
   type SessionSettings,
 } from './session.js';

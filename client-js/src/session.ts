@@ -22,17 +22,21 @@ import { ETAG, IDEMPOTENCY_KEY, IF_MATCH, ProblemType, sessionPath, validateSess
 
 export const DEFAULT_BASE_URL = 'http://127.0.0.1:8000';
 export const DEFAULT_TIMEOUT_MS = 30_000;
-/** How long transient failures are retried: long enough to outlast a server restart. */
-export const DEFAULT_RETRY_BUDGET_MS = 15_000;
+/** How long transient failures are retried: long enough to outlast a server restart (as in Python). */
+export const DEFAULT_RETRY_BUDGET_MS = 30_000;
 export const DEFAULT_BACKOFF_MS = 100;
 export const MAX_BACKOFF_MS = 2_000;
 export const API_KEY_ENV = 'SESSION_MEMORY_API_KEY';
+export const BASE_URL_ENV = 'SESSION_MEMORY_BASE_URL';
+
+/** Where the client says what it is doing (a server that does not answer); `console` fits. */
+export type Logger = { warn(message: string): void };
 
 /** The SDK's session settings: `limit` caps how many recent items `getItems()` returns. */
 export type SessionSettings = { limit?: number };
 
 export type RemoteSessionOptions = {
-  /** Where the service listens; defaults to http://127.0.0.1:8000. */
+  /** Where the service listens; defaults to SESSION_MEMORY_BASE_URL, else http://127.0.0.1:8000. */
   baseUrl?: string;
   /** Sent as a Bearer token; defaults to the SESSION_MEMORY_API_KEY environment variable. */
   apiKey?: string;
@@ -50,6 +54,8 @@ export type RemoteSessionOptions = {
   backoffMs?: number;
   /** An upper bound on retries of one call, on top of the time budget. */
   maxRetries?: number;
+  /** Told when a call's first attempt fails to reach the service and it retries; defaults to `console`. */
+  logger?: Logger;
 };
 
 /** Per-call options; `signal` aborts this call only. */
@@ -123,6 +129,7 @@ export class RemoteSession implements Session {
   private readonly retryBudgetMs: number;
   private readonly backoffMs: number;
   private readonly maxRetries: number;
+  private readonly logger: Logger;
 
   constructor(sessionId: string, options: RemoteSessionOptions = {}) {
     this.sessionId = validateSessionId(sessionId);
@@ -135,7 +142,7 @@ export class RemoteSession implements Session {
           'URL parsing removes it as a dot segment even when percent-encoded',
       );
     }
-    this.baseUrl = (options.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
+    this.baseUrl = (options.baseUrl ?? readEnv(BASE_URL_ENV) ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
     this.url = this.baseUrl + sessionPath(sessionId);
     const apiKey = options.apiKey ?? readEnv(API_KEY_ENV);
     this.headers = apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
@@ -146,6 +153,7 @@ export class RemoteSession implements Session {
     this.retryBudgetMs = options.retryBudgetMs ?? DEFAULT_RETRY_BUDGET_MS;
     this.backoffMs = options.backoffMs ?? DEFAULT_BACKOFF_MS;
     this.maxRetries = options.maxRetries ?? Number.POSITIVE_INFINITY;
+    this.logger = options.logger ?? console;
     for (const [name, value] of Object.entries({
       timeoutMs: this.timeoutMs,
       retryBudgetMs: this.retryBudgetMs,
@@ -459,8 +467,19 @@ export class RemoteSession implements Session {
       if (attempt >= this.maxRetries || Date.now() - started + delay > this.retryBudgetMs) {
         throw failure;
       }
+      if (attempt === 0 && failure instanceof TransportError) this.warnRetrying(failure, started);
       await sleep(delay, signal);
     }
+  }
+
+  /** Once per call: its retries may take the whole budget, and the caller should know why. */
+  private warnRetrying(failure: TransportError, started: number): void {
+    const left = Math.max(0, this.retryBudgetMs - (Date.now() - started)) / 1000;
+    let budget = `retrying for up to ${left.toFixed(1)} s more`;
+    if (Number.isFinite(this.maxRetries)) {
+      budget += ` (at most ${this.maxRetries} more attempt${this.maxRetries === 1 ? '' : 's'})`;
+    }
+    this.logger.warn(`${failure.message}; ${budget}`);
   }
 
   private async send(

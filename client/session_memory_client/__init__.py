@@ -11,7 +11,7 @@ from ._exceptions import (
     SessionMemoryError,
     TransportError,
 )
-from ._history import FollowEvent, ReplaceResult
+from ._history import FollowEvent, ForkResult, ReplaceResult
 from ._session import RemoteSession
 from ._transport import (
     API_KEY_ENV,
@@ -38,6 +38,7 @@ __all__ = [
     "MAX_SESSION_ID_LENGTH",
     "ConnectError",
     "FollowEvent",
+    "ForkResult",
     "ItemPage",
     "ProblemError",
     "RemoteSession",

@@ -1,5 +1,5 @@
-"""History operations of ``RemoteSession``: atomic replace and live follow (the Agents
-SDK's compaction hooks are built on them in ``_compaction``).
+"""History operations of ``RemoteSession``: atomic replace, fork and live follow (the
+Agents SDK's compaction hooks are built on them in ``_compaction``).
 
 ``HistoryMethods`` is mixed into ``RemoteSession``; it speaks HTTP only through the
 session's ``Transport`` (``_transport``), like every other method.
@@ -8,6 +8,7 @@ session's ``Transport`` (``_transport``), like every other method.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,18 +18,32 @@ from ._exceptions import TransportError
 from ._transport import Reply, Target, Transport
 from ._types import ItemPage
 from ._writes import _encode, _settle
-from .protocol import LAST_EVENT_ID
+from .protocol import LAST_EVENT_ID, validate_session_id
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
 
-__all__ = ["FollowEvent", "HistoryMethods", "ReplaceResult"]
+__all__ = ["FollowEvent", "ForkResult", "HistoryMethods", "ReplaceResult"]
+
+logger = logging.getLogger("session_memory_client")
 
 
 @dataclass(frozen=True, slots=True)
 class ReplaceResult:
     """Where a replace put the new items, and the session's revision after it."""
 
+    count: int
+    first_seq: int | None
+    last_seq: int | None
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForkResult:
+    """The new session a fork made: its id, what was copied into it (numbered from 1),
+    and its revision."""
+
+    session_id: str
     count: int
     first_seq: int | None
     last_seq: int | None
@@ -54,7 +69,7 @@ def _revision(reply: Reply) -> int:
 
 
 class HistoryMethods:
-    """``replace_items`` and ``follow`` of ``RemoteSession``."""
+    """``replace_items``, ``fork`` and ``follow`` of ``RemoteSession``."""
 
     if TYPE_CHECKING:
         session_id: str
@@ -114,6 +129,30 @@ class HistoryMethods:
             answer["count"], answer["first_seq"], answer["last_seq"], _revision(reply)
         )
 
+    async def fork(self, new_session_id: str, *, through_seq: int | None = None) -> ForkResult:
+        """Copy this session's items through ``through_seq`` (all when None) into a new
+        session, numbered from 1.
+
+        ``ProblemError`` 409 when ``new_session_id`` exists, 404 when this session does
+        not. Retried like every write, under one Idempotency-Key.
+        """
+        self._check_open()
+        body: dict[str, Any] = {"session_id": validate_session_id(new_session_id)}
+        if through_seq is not None:
+            body["through_seq"] = through_seq
+        target = self._transport.target(self._path + "/fork")
+        reply = await _settle(
+            self._transport.request("POST", target, content=_encode(body), write=True)
+        )
+        answer = reply.json()
+        return ForkResult(
+            answer["session_id"],
+            answer["count"],
+            answer["first_seq"],
+            answer["last_seq"],
+            _revision(reply),
+        )
+
     async def follow(self, after: int | None = None) -> AsyncIterator[FollowEvent]:
         """The session's changes as they happen (after seq ``after``; None: from now on).
 
@@ -150,8 +189,10 @@ class HistoryMethods:
                         if kind == "clear":
                             cursor = 0  # a resumed stream starts the new history at 1
                         yield FollowEvent(kind, revision=json.loads(data).get("revision"))
-            except TransportError:
-                pass
+            except TransportError as exc:
+                if attempt == 0:
+                    # Said once per outage: the stream is resumed until it answers.
+                    logger.warning("%s; reconnecting until it answers", exc)
             # The stream ended (a restart, a proxy) or the connection was lost: resume.
             transport = self._transport
             await transport._sleep(min(transport.max_backoff, transport.backoff * 2**attempt))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
 import random
 import threading
@@ -47,6 +48,8 @@ __all__ = [
     "Target",
     "Transport",
 ]
+
+logger = logging.getLogger("session_memory_client")
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 BASE_URL_ENV = "SESSION_MEMORY_BASE_URL"
@@ -278,9 +281,11 @@ class Transport:
         while True:
             try:
                 status, body, etag = await self._send(method, target, content, headers)
-            except TransportError:
+            except TransportError as exc:
                 if not self._may_retry(attempt, started):
                     raise
+                if attempt == 0:
+                    self._warn_retrying(exc, started)
             else:
                 if status < 400:
                     return Reply(status, body, etag)
@@ -325,6 +330,15 @@ class Transport:
             raise TransportError(
                 f"stream from session-memory at {self.base_url} failed: {exc!r}", url=str(target)
             ) from exc
+
+    def _warn_retrying(self, error: TransportError, started: float) -> None:
+        # Once per call: the retries that follow may take the whole budget (30 s by
+        # default), and a caller waiting that long should know why.
+        left = max(0.0, self.retry_for - (self._clock() - started))
+        budget = f"retrying for up to {left:.1f} s more"
+        if self.retries is not None:
+            budget += f" (at most {self.retries} more attempt{'s' if self.retries != 1 else ''})"
+        logger.warning("%s; %s", error, budget)
 
     def _may_retry(self, attempt: int, started: float) -> bool:
         if self.retries is not None and attempt >= self.retries:

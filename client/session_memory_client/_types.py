@@ -19,6 +19,8 @@ class SessionRecord(TypedDict):
     created_at: str
     updated_at: str
     expires_at: str | None
+    metadata: dict[str, Any]
+    """What the session carries besides its items (a JSON object; ``{}`` when none)."""
 
 
 @dataclass(frozen=True)

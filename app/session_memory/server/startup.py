@@ -6,6 +6,7 @@ which flag or variable fixes it; the command prints it without a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import logging
@@ -16,12 +17,14 @@ from typing import IO, Any
 
 import uvicorn
 
-from ..config import Settings
+from ..config import Database, Settings
 
 __all__ = [
     "StartupError",
     "SummaryServer",
     "bind_listener",
+    "check_postgres",
+    "check_postgres_driver",
     "claim_sqlite_file",
     "data_location",
     "prepare_sqlite_folder",
@@ -56,6 +59,69 @@ def prepare_sqlite_folder(path: Path) -> None:
         raise StartupError(f"the data folder {path.parent} is not writable; {hint}")
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise StartupError(f"the database {path} is not writable; {hint}")
+
+
+# How to get the driver where the README installs the service: from a clone.
+POSTGRES_INSTALL = "pip install './client' '.[postgres]'"
+_URL_HINT = "--database-url (or SESSION_MEMORY_DATABASE_URL)"
+
+
+def check_postgres_driver() -> None:
+    """That asyncpg, which only PostgreSQL needs (an extra), is installed."""
+    try:
+        from ..storage.postgres import driver  # noqa: F401 - importing it is the check
+    except ImportError:
+        raise StartupError(
+            "PostgreSQL needs the asyncpg driver, which is not installed; from a clone "
+            f"of session-memory: {POSTGRES_INSTALL}"
+        ) from None
+
+
+def check_postgres(database: Database, *, timeout: float) -> None:
+    """Connect once and close: the server is there, lets this user in, has the database."""
+    from ..storage.postgres import driver
+
+    assert database.postgres_dsn is not None
+
+    async def attempt() -> None:
+        connection = await driver.connect(database.postgres_dsn, timeout=timeout)
+        await connection.close()
+
+    where = f"PostgreSQL at {database.host}"
+    try:
+        asyncio.run(attempt())
+    except driver.PostgresError as exc:
+        raise StartupError(_refusal(where, database.name, exc)) from None
+    except TimeoutError:
+        raise StartupError(
+            f"cannot reach {where}: no answer within {timeout:g} s; is it running, and is "
+            f"the host right? Fix {_URL_HINT}, or wait longer with "
+            "SESSION_MEMORY_PG_CONNECT_TIMEOUT"
+        ) from None
+    except OSError as exc:
+        if isinstance(exc, socket.gaierror):
+            reason = f"unknown host ({exc.strerror}); is the host name right?"
+        elif exc.errno == errno.ECONNREFUSED or isinstance(exc, ConnectionRefusedError):
+            reason = "connection refused; is it running on that host and port?"
+        else:
+            reason = f"{exc.strerror or exc}; is it running on that host and port?"
+        raise StartupError(f"cannot reach {where}: {reason} Fix {_URL_HINT}") from None
+    except Exception as exc:  # the driver's own refusals (a bad URL parameter, SSL)
+        raise StartupError(
+            f"cannot connect to {where}: {type(exc).__name__}: {exc}; fix {_URL_HINT}"
+        ) from None
+
+
+def _refusal(where: str, name: str, exc: Exception) -> str:
+    code = getattr(exc, "sqlstate", None)
+    if code == "3D000":  # invalid_catalog_name
+        return (
+            f"{where} has no database {name!r}; create it (createdb {name}) "
+            f"or name another in {_URL_HINT}"
+        )
+    if code in ("28000", "28P01"):  # invalid authorization / invalid password
+        return f"{where} refused the login: {exc}; fix the user or password in {_URL_HINT}"
+    return f"{where} refused the connection: {exc} (SQLSTATE {code}); check {_URL_HINT}"
 
 
 def claim_sqlite_file(path: Path) -> IO[str]:
@@ -141,7 +207,7 @@ def summary(
         access = "open mode: no API keys"
     message = (
         f"session-memory {version} serving {where['backend']} {place} at {base} "
-        f"(browser {base}/ui, API docs {base}/docs); {access}"
+        f"(browser {base}/ui, API docs {base}/docs); {access}; Ctrl-C stops it"
     )
     fields: dict[str, Any] = {
         "version": version,
