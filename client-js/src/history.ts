@@ -11,6 +11,8 @@
 
 import { UserError, type AgentInputItem } from '@openai/agents-core';
 
+import { carryRaw, stringifyJson } from './json.js';
+
 /** The SDK's own words (MemorySession), so callers see the same errors from every session. */
 export const ALREADY_APPLIED =
   'Session history operation was already applied with a different transaction.';
@@ -76,7 +78,7 @@ export function checkTransactionArgs(args: unknown): HistoryTransactionArgs {
  * bytes, so a repeated operation replays instead of being taken for another one.
  */
 export function canonicalJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value, new Set()));
+  return stringifyJson(sortKeys(value, new Set()));
 }
 
 function sortKeys(value: unknown, ancestors: Set<object>): unknown {
@@ -92,12 +94,17 @@ function sortKeys(value: unknown, ancestors: Set<object>): unknown {
   if (ancestors.has(value)) throw new TypeError('a cyclic value cannot be stored as JSON');
   ancestors.add(value);
   try {
-    if (Array.isArray(value)) return value.map((entry) => sortKeys(entry, ancestors));
+    if (Array.isArray(value)) {
+      const copy = value.map((entry) => sortKeys(entry, ancestors));
+      carryRaw(value, copy);
+      return copy;
+    }
     const out: Record<string, unknown> = {};
     for (const key of Object.keys(value).sort()) {
       const entry = (value as Record<string, unknown>)[key];
       if (entry !== undefined) out[key] = sortKeys(entry, ancestors);
     }
+    carryRaw(value, out);
     return out;
   } finally {
     ancestors.delete(value);

@@ -7,6 +7,7 @@ import { UserError, type AgentInputItem, type Session } from '@openai/agents-cor
 
 import { ConnectError, ProblemError, RequestTimeout, TransportError, type Problem } from './errors.js';
 import { canonicalItems, fromStoredItems, toStoredItems, type StoredItem } from './items.js';
+import { parseJson, stringifyJson } from './json.js';
 import {
   ALREADY_APPLIED,
   canonicalJson,
@@ -188,7 +189,7 @@ export class RemoteSession implements Session {
       query,
       signal: options.signal,
     });
-    let page = JSON.parse(response.text) as Page;
+    let page = parseJson(response.text) as Page;
     const items = page.items;
     // A page holds fewer than `limit` items when they pass the server's byte bound
     // per page (has_more then says so): fetch the older ones it left out.
@@ -204,7 +205,7 @@ export class RemoteSession implements Session {
         query: `?limit=${effective - items.length}&before=${page.first_seq}`,
         signal: options.signal,
       });
-      page = JSON.parse(more.text) as Page;
+      page = parseJson(more.text) as Page;
       items.unshift(...page.items);
     }
     return items;
@@ -222,7 +223,7 @@ export class RemoteSession implements Session {
     await this.request({
       method: 'POST',
       path: '/items',
-      body: JSON.stringify({ items }),
+      body: stringifyJson({ items }),
       idempotentWrite: true,
       signal: options.signal,
     });
@@ -236,7 +237,7 @@ export class RemoteSession implements Session {
       idempotentWrite: true,
       signal: options.signal,
     });
-    const { item } = JSON.parse(response.text) as { item: StoredItem | null };
+    const { item } = parseJson(response.text) as { item: StoredItem | null };
     return item === null ? undefined : fromStoredItems([item])[0];
   }
 
@@ -291,7 +292,7 @@ export class RemoteSession implements Session {
     await this.request({
       method: 'PUT',
       path: '/items',
-      body: JSON.stringify({ items }),
+      body: stringifyJson({ items }),
       idempotentWrite: true,
       signal: options.signal,
     });
@@ -394,7 +395,7 @@ export class RemoteSession implements Session {
           break;
         }
         etag = tag;
-        const page = JSON.parse(answer.text) as ItemPage;
+        const page = parseJson(answer.text) as ItemPage;
         if (page.items.length === 0) {
           more = false;
           break;
