@@ -3,7 +3,13 @@
  * API, behaving like the Python client's `RemoteSession` (session_memory_client/_session.py).
  */
 
-import { UserError, type AgentInputItem, type Session } from '@openai/agents-core';
+import {
+  applySessionHistoryMutations,
+  UserError,
+  type AgentInputItem,
+  type Session,
+  type SessionHistoryRewriteArgs,
+} from '@openai/agents-core';
 
 import { ConnectError, ProblemError, RequestTimeout, TransportError, type Problem } from './errors.js';
 import { canonicalItems, fromStoredItems, toStoredItems, type StoredItem } from './items.js';
@@ -276,6 +282,37 @@ export class RemoteSession implements Session {
       return;
     }
     await this.replaceSuffix(transaction, key, options);
+  }
+
+  /**
+   * The SDK's history rewrite (replacing a function call's arguments, say): the
+   * mutations are applied to the whole history as MemorySession applies them, and
+   * the result replaces it in one write guarded by If-Match, so a concurrent write
+   * is never overwritten (the rewrite runs again on the new history instead).
+   */
+  async applyHistoryMutations(args: SessionHistoryRewriteArgs, options: CallOptions = {}): Promise<void> {
+    if (args.mutations.length === 0) return;
+    for (let attempt = 0; attempt < MAX_SUFFIX_ATTEMPTS; attempt++) {
+      const tail = await this.readTail(Number.MAX_SAFE_INTEGER, options);
+      const items = fromStoredItems(tail.items);
+      const next = applySessionHistoryMutations(items, args.mutations);
+      if (sameItems(items, next)) return;
+      try {
+        await this.request({
+          method: 'PUT',
+          path: '/items',
+          body: stringifyJson({ items: toStoredItems(next) }),
+          idempotentWrite: true,
+          headers: { [IF_MATCH]: tail.etag },
+          signal: options.signal,
+        });
+        return;
+      } catch (error) {
+        if (error instanceof ProblemError && error.type === ProblemType.PRECONDITION_FAILED) continue;
+        throw error;
+      }
+    }
+    throw new UserError('Session history changed on every attempt to rewrite it.');
   }
 
   /**
