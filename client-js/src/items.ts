@@ -10,8 +10,9 @@
  * protocol items, with one difference: nothing is dropped. Every stored field the
  * JS protocol has no place for travels in `providerData`, and every `providerData`
  * member is stored as a top-level field, so a stored item read by JS and written
- * back is byte-for-byte the same JSON object. The README lists the few JS-side
- * spellings that come back in a canonical form.
+ * back is the same JSON object. A JS item whose stored form cannot say everything
+ * (a string tool output, say) carries a patch (itemPatch.ts) that makes its read
+ * deep-equal to what was written.
  */
 
 import type { AgentInputItem } from '@openai/agents-core';
