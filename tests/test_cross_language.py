@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agents import Agent, Runner, function_tool, set_tracing_disabled
+from agents import Agent, Runner, TResponseInputItem, function_tool, set_tracing_disabled
 from agents.testing import ScriptedModel, assistant_message, function_call
+from pydantic import TypeAdapter
 from session_memory_client import RemoteSession
 
 from tests.utils.server import ServerProcess
@@ -119,3 +120,103 @@ async def test_python_and_js_turns_share_tool_calls(
         "message",
         "message",
     ]
+
+
+COPY_ITEMS = CLIENT_JS / "dist" / "test" / "fixtures" / "copyItems.js"
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(list[TResponseInputItem])
+
+# Python-written items, as the Python SDK and openai-python's types spell them,
+# with the forms a JS read once lost (status and name on an output, numbers, file data).
+PYTHON_ITEMS: list[dict[str, Any]] = [
+    {"role": "user", "content": "Weather?"},
+    {
+        "type": "message",
+        "role": "user",
+        "content": [
+            {"type": "input_text", "text": "see"},
+            {"type": "input_image", "file_id": "file_1", "detail": "auto"},
+            {"type": "input_image", "image_url": "https://example.com/a.png", "detail": "low"},
+            {"type": "input_file", "file_data": "aGVsbG8g\nd29ybGQ=", "filename": "a.txt"},
+            {"type": "input_file", "file_url": "https://example.com/a.pdf"},
+        ],
+    },
+    {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "Hi.", "annotations": [], "logprobs": []}],
+    },
+    {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "f", "arguments": "{}"},
+    {"type": "function_call_output", "call_id": "c1", "output": "x", "status": "completed"},
+    {"type": "function_call_output", "call_id": "c1", "output": "y", "name": "f"},
+    {
+        "type": "file_search_call",
+        "id": "fs_1",
+        "queries": ["q"],
+        "status": "completed",
+        "results": [{"score": 1.0, "attributes": {"big": 2**64 + 1, "neg": -0.0}, "file_id": "f"}],
+    },
+    {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "t"}]},
+    {"type": "compaction", "id": "cmp_1", "encrypted_content": "enc"},
+    {"type": "item_reference", "id": "msg_0"},
+]
+
+# JS-written items in the spellings the JS SDK and its users write.
+JS_ITEMS: list[dict[str, Any]] = [
+    {"role": "user", "content": [{"type": "input_image", "image": {"id": "file_9"}}]},
+    {
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "by hand"}],
+    },
+    {"type": "function_call", "callId": "c9", "name": "g", "arguments": "{}"},
+    {
+        "type": "function_call_result",
+        "callId": "c9",
+        "name": "g",
+        "status": "completed",
+        "output": "s",
+    },
+    {"role": "user", "content": [{"type": "input_file", "file": "https://example.com/x.pdf"}]},
+]
+
+
+def _node(*args: str, stdin: str = "") -> str:
+    done = subprocess.run(
+        ["node", str(COPY_ITEMS), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_python_items_survive_a_typescript_read_and_write(
+    js_turn: Path, server: ServerProcess, remote: RemoteSession
+) -> None:
+    await remote.add_items(PYTHON_ITEMS)  # type: ignore[arg-type]
+    target = f"{remote.session_id}-copy"
+    _node(server.base_url, "copy", remote.session_id, target)
+    async with RemoteSession(target, base_url=server.base_url) as copy:
+        back = await copy.get_items()
+    # json.dumps tells 1.0 from 1 and -0.0 from 0, which == does not.
+    assert json.dumps(back, sort_keys=True) == json.dumps(PYTHON_ITEMS, sort_keys=True)
+
+
+async def test_typescript_items_are_python_sdk_items_and_read_back_exactly(
+    js_turn: Path, server: ServerProcess, remote: RemoteSession
+) -> None:
+    _node(server.base_url, "write", remote.session_id, stdin=json.dumps(JS_ITEMS))
+    stored = await remote.get_items()
+    _ADAPTER.validate_python(stored)
+    assert stored[0]["content"][0] == {  # type: ignore[typeddict-item,index]
+        "type": "input_image",
+        "file_id": "file_9",
+        "detail": "auto",
+    }
+    assert json.loads(_node(server.base_url, "read", remote.session_id)) == JS_ITEMS

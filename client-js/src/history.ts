@@ -11,6 +11,8 @@
 
 import { UserError, type AgentInputItem } from '@openai/agents-core';
 
+import { carryRaw, stringifyJson } from './json.js';
+
 /** The SDK's own words (MemorySession), so callers see the same errors from every session. */
 export const ALREADY_APPLIED =
   'Session history operation was already applied with a different transaction.';
@@ -33,24 +35,39 @@ export type ReplaceSuffixTransaction = {
 export type HistoryTransaction = AppendTransaction | ReplaceSuffixTransaction;
 export type HistoryTransactionArgs = { operationId: string; transaction: HistoryTransaction };
 
+const INVALID_DATA = 'Session history transaction items contain invalid or unsupported data.';
+
 /** Check the arguments the way the SDK's MemorySession does, before anything is sent. */
 export function checkTransactionArgs(args: unknown): HistoryTransactionArgs {
-  if (!args || typeof args !== 'object') {
+  let operationId: unknown;
+  let transaction: unknown;
+  try {
+    if (!args || typeof args !== 'object') throw new Error('no arguments');
+    // A getter that throws says nothing of its own: its message may hold secrets.
+    operationId = Reflect.get(args, 'operationId');
+    transaction = Reflect.get(args, 'transaction');
+  } catch {
     throw new UserError('Session history transaction arguments are invalid.');
   }
-  const { operationId, transaction } = args as Record<string, unknown>;
   if (typeof operationId !== 'string' || !operationId.trim()) {
     throw new UserError('Session history transaction operationId must be a non-empty string.');
   }
   if (!transaction || typeof transaction !== 'object') {
     throw new UserError('Session history transaction must be an object.');
   }
-  const record = transaction as Record<string, unknown>;
+  let record: Record<string, unknown>;
+  try {
+    record = plainSnapshot(transaction, new Set()) as Record<string, unknown>;
+    structuredClone(transaction);
+  } catch {
+    throw new UserError(INVALID_DATA);
+  }
   const keys = Object.keys(record).sort().join(',');
   if (record.type === 'append_items') {
     if (keys !== 'items,type' || !Array.isArray(record.items)) {
       throw new UserError('Session history append transaction fields are invalid.');
     }
+    checkItems(record.items);
   } else if (record.type === 'replace_suffix') {
     if (
       keys !== 'expectedSuffix,replacement,type' ||
@@ -59,15 +76,57 @@ export function checkTransactionArgs(args: unknown): HistoryTransactionArgs {
     ) {
       throw new UserError('Session history suffix transaction fields are invalid.');
     }
+    checkItems(record.expectedSuffix);
+    checkItems(record.replacement);
   } else {
     throw new UserError('Unsupported session history transaction type.');
   }
-  try {
-    canonicalJson(record);
-  } catch {
-    throw new UserError('Session history transaction items contain invalid or unsupported data.');
-  }
   return { operationId, transaction: record as HistoryTransaction };
+}
+
+function checkItems(items: unknown[]): void {
+  for (const item of items) {
+    if (!item || typeof item !== 'object' || Array.isArray(item)) throw new UserError(INVALID_DATA);
+  }
+}
+
+/**
+ * A copy holding only what JSON stores exactly: plain objects with enumerable data
+ * properties, dense plain arrays, strings, finite numbers, booleans, null. Anything
+ * else (a Date, a typed array, a getter, a non-enumerable or symbol key, a sparse
+ * array, a class instance) throws, as MemorySession refuses what it cannot snapshot;
+ * a typed array it keeps has no JSON form, so it is refused here too.
+ */
+function plainSnapshot(value: unknown, ancestors: Set<object>): unknown {
+  if (value === null || value === undefined || typeof value === 'string' || typeof value === 'boolean') {
+    return value;
+  }
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new TypeError('not a JSON number');
+    return value;
+  }
+  if (typeof value !== 'object') throw new TypeError('unsupported value');
+  if (ancestors.has(value)) throw new TypeError('cyclic value');
+  ancestors.add(value);
+  try {
+    const array = Array.isArray(value);
+    const prototype = Object.getPrototypeOf(value);
+    if (array ? prototype !== Array.prototype : prototype !== Object.prototype && prototype !== null) {
+      throw new TypeError('unsupported object');
+    }
+    const keys = Reflect.ownKeys(value).filter((key) => !(array && key === 'length'));
+    if (array && keys.length !== (value as unknown[]).length) throw new TypeError('sparse array');
+    const out: Record<string, unknown> | unknown[] = array ? [] : {};
+    for (const key of keys) {
+      const descriptor = typeof key === 'string' ? Object.getOwnPropertyDescriptor(value, key) : undefined;
+      if (!descriptor?.enumerable || !('value' in descriptor)) throw new TypeError('unsupported property');
+      (out as Record<string, unknown>)[key as string] = plainSnapshot(descriptor.value, ancestors);
+    }
+    carryRaw(value, out);
+    return out;
+  } finally {
+    ancestors.delete(value);
+  }
 }
 
 /**
@@ -76,7 +135,7 @@ export function checkTransactionArgs(args: unknown): HistoryTransactionArgs {
  * bytes, so a repeated operation replays instead of being taken for another one.
  */
 export function canonicalJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value, new Set()));
+  return stringifyJson(sortKeys(value, new Set()));
 }
 
 function sortKeys(value: unknown, ancestors: Set<object>): unknown {
@@ -92,12 +151,17 @@ function sortKeys(value: unknown, ancestors: Set<object>): unknown {
   if (ancestors.has(value)) throw new TypeError('a cyclic value cannot be stored as JSON');
   ancestors.add(value);
   try {
-    if (Array.isArray(value)) return value.map((entry) => sortKeys(entry, ancestors));
+    if (Array.isArray(value)) {
+      const copy = value.map((entry) => sortKeys(entry, ancestors));
+      carryRaw(value, copy);
+      return copy;
+    }
     const out: Record<string, unknown> = {};
     for (const key of Object.keys(value).sort()) {
       const entry = (value as Record<string, unknown>)[key];
       if (entry !== undefined) out[key] = sortKeys(entry, ancestors);
     }
+    carryRaw(value, out);
     return out;
   } finally {
     ancestors.delete(value);

@@ -33,7 +33,17 @@ export {
 } from './history.js';
 export { canonicalItems, fromStoredItems, toStoredItems, type StoredItem } from './items.js';
 export {
+  API_PREFIX,
+  ETAG,
   IDEMPOTENCY_KEY,
+  IF_MATCH,
+  LAST_EVENT_ID,
+  MAX_SEQ,
+  PROBLEM_MEDIA_TYPE,
+  PROBLEM_TYPE_PREFIX,
+  REQUEST_ID,
+  SESSION_METADATA,
+  SESSION_TTL,
   MAX_SESSION_ID_LENGTH,
   ProblemType,
   sessionIdError,

@@ -10,11 +10,15 @@
  * protocol items, with one difference: nothing is dropped. Every stored field the
  * JS protocol has no place for travels in `providerData`, and every `providerData`
  * member is stored as a top-level field, so a stored item read by JS and written
- * back is byte-for-byte the same JSON object. The README lists the few JS-side
- * spellings that come back in a canonical form.
+ * back is the same JSON object. A JS item whose stored form cannot say everything
+ * (a string tool output, say) carries a patch (itemPatch.ts) that makes its read
+ * deep-equal to what was written.
  */
 
 import type { AgentInputItem } from '@openai/agents-core';
+
+import { applyPatch, attachPatch, detachPatch, diff } from './itemPatch.js';
+import { carryRaw } from './json.js';
 
 /** A JSON object as stored by the service. */
 export type StoredItem = Record<string, unknown>;
@@ -104,8 +108,9 @@ function partToStored(part: unknown): unknown {
     } else if (part.type === 'input_file' && key === 'file') {
       if (typeof value === 'string') {
         // As in the SDK: data URLs and bare base64 are file data, anything else a URL.
+        // Base64 may be wrapped in lines (the Python SDK stores file_data as given).
         const trimmed = value.trim();
-        const isData = trimmed.startsWith('data:') || /^[A-Za-z0-9+/=]+$/.test(trimmed);
+        const isData = trimmed.startsWith('data:') || /^[A-Za-z0-9+/=\s]+$/.test(trimmed);
         out[isData ? 'file_data' : 'file_url'] = value;
       } else if (isObj(value) && typeof value.id === 'string') out.file_id = value.id;
       else if (isObj(value) && typeof value.url === 'string') out.file_url = value.url;
@@ -214,7 +219,9 @@ function functionCallFromStored(item: Obj): Obj {
   setIfDefined(out, 'status', status);
   out.arguments = args;
   setIfDefined(out, 'caller', callerFromStored(caller));
-  out.providerData = rest;
+  // A call the model made has an id, and the SDK keeps it and the type in
+  // providerData; a call with neither (one written by hand) had no providerData.
+  if (Object.keys(rest).some((key) => key !== 'type')) out.providerData = rest;
   return out;
 }
 
@@ -274,6 +281,12 @@ function functionResultFromStored(item: Obj, calls: Map<string, string>): Obj {
     else if (key === 'output') out.output = toolOutputFromStored(value);
     else if (['id', 'name', 'status', 'namespace'].includes(key)) out[key] = value;
     else rest[key] = value;
+    // A stored `status: 'completed'`, or a `name` its call gives again, would be left
+    // out on the way back (see functionResultToStored): keep them in providerData,
+    // whose members are stored, so the item is written back as it was read.
+    if ((key === 'status' && value === 'completed') || (key === 'name' && value === calls.get(String(callId)))) {
+      rest[key] = value;
+    }
   }
   return withProviderData(out, rest);
 }
@@ -433,51 +446,110 @@ function callNames(items: readonly Obj[], callIdKey: string): Map<string, string
   return names;
 }
 
-/** JS protocol items -> the Responses input items the service stores. */
+// -- validity as a Python SDK item ------------------------------------------------
+
+/** The Python SDK's placeholder id for items no provider gave one; its models drop it. */
+export const FAKE_ID = '__fake_id__';
+
+function validPart(part: unknown): unknown {
+  if (!isObj(part)) return part;
+  // As the JS SDK's OpenAI converter sends them; the Python types require both.
+  if (part.type === 'input_image' && part.detail === undefined) return { ...part, detail: 'auto' };
+  if (part.type === 'output_text' && part.annotations === undefined) return { ...part, annotations: [] };
+  return part;
+}
+
+/**
+ * Fill in what the Python SDK's types require and a hand-written JS item may lack:
+ * an assistant message's id, status and output_text annotations, an input image's
+ * detail, a reasoning item's id. The item's patch removes them again on a JS read.
+ */
+function pythonValid(item: Obj): Obj {
+  const out: Obj = { ...item };
+  if (Array.isArray(out.content)) out.content = out.content.map(validPart);
+  if (Array.isArray(out.output)) out.output = out.output.map(validPart);
+  if (isMessage(item) && item.role === 'assistant' && Array.isArray(item.content)) {
+    out.type = 'message';
+    if (out.id === undefined) out.id = FAKE_ID;
+    if (out.status === undefined) out.status = 'completed';
+  }
+  if (item.type === 'reasoning' && out.id === undefined) out.id = FAKE_ID;
+  return out;
+}
+
+function toStoredItem(item: Obj, calls: Map<string, string>): Obj {
+  if (isMessage(item)) return messageToStored(item);
+  switch (item.type) {
+    case 'function_call':
+      return functionCallToStored(item);
+    case 'function_call_result':
+      return functionResultToStored(item, calls);
+    case 'reasoning':
+      return reasoningToStored(item);
+    case 'hosted_tool_call':
+      return hostedToStored(item);
+    case 'compaction':
+      return plainToStored(item);
+    case 'unknown': {
+      const out: Obj = isObj(item.providerData) ? { ...item.providerData } : {};
+      setIfDefined(out, 'id', item.id);
+      return out;
+    }
+    default:
+      return otherToStored(item);
+  }
+}
+
+function fromStoredItem(item: Obj, calls: Map<string, string>): Obj {
+  if (isMessage(item)) return messageFromStored(item);
+  const type = String(item.type);
+  if (type === 'function_call') return functionCallFromStored(item);
+  if (type === 'function_call_output') return functionResultFromStored(item, calls);
+  if (type === 'reasoning') return reasoningFromStored(item);
+  if (BUILTIN_HOSTED.includes(type) || MCP_HOSTED.includes(type)) return hostedFromStored(item);
+  if (type === 'compaction') return compactionFromStored(item);
+  const out: Obj = { type: 'unknown' };
+  setIfDefined(out, 'id', item.id);
+  out.providerData = item;
+  return out;
+}
+
+/** Numbers read losslessly (json.ts) keep their text through the translation. */
+function carryNumbers(from: Obj, to: Obj): Obj {
+  carryRaw(from, to);
+  if (isObj(from.providerData)) carryRaw(from.providerData, to);
+  if (isObj(to.providerData)) carryRaw(from, to.providerData);
+  return to;
+}
+
+/**
+ * JS protocol items -> the Responses input items the service stores. Each is a
+ * valid Python SDK input item (see pythonValid); what its stored form cannot say
+ * (see itemPatch.ts) travels in its `provider_data`, so it reads back exactly.
+ */
 export function toStoredItems(items: readonly AgentInputItem[]): StoredItem[] {
   const objects = items as unknown as Obj[];
   const calls = callNames(objects, 'callId');
-  return objects.map((item) => {
+  const stored = objects.map((item) => {
     if (!isObj(item)) throw new TypeError(`a session item must be an object, not ${JSON.stringify(item)}`);
-    if (isMessage(item)) return messageToStored(item);
-    switch (item.type) {
-      case 'function_call':
-        return functionCallToStored(item);
-      case 'function_call_result':
-        return functionResultToStored(item, calls);
-      case 'reasoning':
-        return reasoningToStored(item);
-      case 'hosted_tool_call':
-        return hostedToStored(item);
-      case 'compaction':
-        return plainToStored(item);
-      case 'unknown': {
-        const out: Obj = isObj(item.providerData) ? { ...item.providerData } : {};
-        setIfDefined(out, 'id', item.id);
-        return out;
-      }
-      default:
-        return otherToStored(item);
-    }
+    return carryNumbers(item, pythonValid(toStoredItem(item, calls)));
+  });
+  const storedCalls = callNames(stored, 'call_id');
+  return stored.map((item, index) => {
+    // What the store gives back: JSON, where an undefined member does not exist.
+    const read = fromStoredItem(JSON.parse(JSON.stringify(item)) as Obj, storedCalls);
+    return carryNumbers(item, attachPatch(item, diff(read, objects[index])));
   });
 }
 
 /** Stored Responses input items -> JS protocol items. */
 export function fromStoredItems(items: readonly StoredItem[]): AgentInputItem[] {
   const calls = callNames(items, 'call_id');
-  return items.map((item) => {
-    if (!isObj(item)) return { type: 'unknown', providerData: { value: item } };
-    if (isMessage(item)) return messageFromStored(item);
-    const type = String(item.type);
-    if (type === 'function_call') return functionCallFromStored(item);
-    if (type === 'function_call_output') return functionResultFromStored(item, calls);
-    if (type === 'reasoning') return reasoningFromStored(item);
-    if (BUILTIN_HOSTED.includes(type) || MCP_HOSTED.includes(type)) return hostedFromStored(item);
-    if (type === 'compaction') return compactionFromStored(item);
-    const out: Obj = { type: 'unknown' };
-    setIfDefined(out, 'id', item.id);
-    out.providerData = item;
-    return out;
+  return items.map((stored) => {
+    if (!isObj(stored)) return { type: 'unknown', providerData: { value: stored } };
+    const [item, patch] = detachPatch(stored);
+    const read = carryNumbers(item, fromStoredItem(item, calls));
+    return patch === null ? read : carryNumbers(read, applyPatch(read, patch) as Obj);
   }) as unknown as AgentInputItem[];
 }
 

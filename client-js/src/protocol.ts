@@ -1,7 +1,7 @@
 /**
  * session-memory's wire protocol, ported from the Python client's
  * `session_memory_client/protocol.py`: the session-id rule, the path encoding,
- * header names and problem types. Keep the two in step.
+ * header names and problem types. test/protocol.test.ts fails when the two differ.
  *
  * A session id is 1 to 256 Unicode code points. Refused: the C0 and C1 control
  * characters (U+0000 to U+001F, U+007F to U+009F), surrogates, the line and
@@ -14,7 +14,13 @@ export const API_PREFIX = '/v1';
 export const IDEMPOTENCY_KEY = 'Idempotency-Key';
 export const IF_MATCH = 'If-Match';
 export const ETAG = 'ETag';
+export const SESSION_TTL = 'Session-TTL';
+export const SESSION_METADATA = 'Session-Metadata';
+export const LAST_EVENT_ID = 'Last-Event-ID';
 export const REQUEST_ID = 'X-Request-ID';
+
+/** Sequence numbers, revisions and cursors are signed 64-bit integers on the wire. */
+export const MAX_SEQ = 2n ** 63n - 1n;
 
 export const PROBLEM_MEDIA_TYPE = 'application/problem+json';
 export const PROBLEM_TYPE_PREFIX = 'urn:session-memory:problem:';
@@ -31,8 +37,14 @@ export const ProblemType = {
   INVALID_INPUT: `${PROBLEM_TYPE_PREFIX}invalid-input`,
   IDEMPOTENCY_KEY_REUSED: `${PROBLEM_TYPE_PREFIX}idempotency-key-reused`,
   HEADERS_TOO_LARGE: `${PROBLEM_TYPE_PREFIX}headers-too-large`,
+  MALFORMED_REQUEST: `${PROBLEM_TYPE_PREFIX}malformed-request`,
+  REQUEST_TIMEOUT: `${PROBLEM_TYPE_PREFIX}request-timeout`,
+  MISDIRECTED_REQUEST: `${PROBLEM_TYPE_PREFIX}misdirected-request`,
+  TOO_MANY_CONNECTIONS: `${PROBLEM_TYPE_PREFIX}too-many-connections`,
   INTERNAL_ERROR: `${PROBLEM_TYPE_PREFIX}internal-error`,
   STORE_UNAVAILABLE: `${PROBLEM_TYPE_PREFIX}store-unavailable`,
+  SESSION_EXISTS: `${PROBLEM_TYPE_PREFIX}session-exists`,
+  TOO_MANY_STREAMS: `${PROBLEM_TYPE_PREFIX}too-many-streams`,
 } as const;
 
 export const MAX_SESSION_ID_LENGTH = 256;

@@ -3,10 +3,17 @@
  * API, behaving like the Python client's `RemoteSession` (session_memory_client/_session.py).
  */
 
-import { UserError, type AgentInputItem, type Session } from '@openai/agents-core';
+import {
+  applySessionHistoryMutations,
+  UserError,
+  type AgentInputItem,
+  type Session,
+  type SessionHistoryRewriteArgs,
+} from '@openai/agents-core';
 
 import { ConnectError, ProblemError, RequestTimeout, TransportError, type Problem } from './errors.js';
 import { canonicalItems, fromStoredItems, toStoredItems, type StoredItem } from './items.js';
+import { parseJson, stringifyJson } from './json.js';
 import {
   ALREADY_APPLIED,
   canonicalJson,
@@ -196,7 +203,7 @@ export class RemoteSession implements Session {
       query,
       signal: options.signal,
     });
-    let page = JSON.parse(response.text) as Page;
+    let page = parseJson(response.text) as Page;
     const items = page.items;
     // A page holds fewer than `limit` items when they pass the server's byte bound
     // per page (has_more then says so): fetch the older ones it left out.
@@ -212,7 +219,7 @@ export class RemoteSession implements Session {
         query: `?limit=${effective - items.length}&before=${page.first_seq}`,
         signal: options.signal,
       });
-      page = JSON.parse(more.text) as Page;
+      page = parseJson(more.text) as Page;
       items.unshift(...page.items);
     }
     return items;
@@ -230,7 +237,7 @@ export class RemoteSession implements Session {
     await this.request({
       method: 'POST',
       path: '/items',
-      body: JSON.stringify({ items }),
+      body: stringifyJson({ items }),
       idempotentWrite: true,
       signal: options.signal,
     });
@@ -244,7 +251,7 @@ export class RemoteSession implements Session {
       idempotentWrite: true,
       signal: options.signal,
     });
-    const { item } = JSON.parse(response.text) as { item: StoredItem | null };
+    const { item } = parseJson(response.text) as { item: StoredItem | null };
     return item === null ? undefined : fromStoredItems([item])[0];
   }
 
@@ -286,6 +293,37 @@ export class RemoteSession implements Session {
   }
 
   /**
+   * The SDK's history rewrite (replacing a function call's arguments, say): the
+   * mutations are applied to the whole history as MemorySession applies them, and
+   * the result replaces it in one write guarded by If-Match, so a concurrent write
+   * is never overwritten (the rewrite runs again on the new history instead).
+   */
+  async applyHistoryMutations(args: SessionHistoryRewriteArgs, options: CallOptions = {}): Promise<void> {
+    if (args.mutations.length === 0) return;
+    for (let attempt = 0; attempt < MAX_SUFFIX_ATTEMPTS; attempt++) {
+      const tail = await this.readTail(Number.MAX_SAFE_INTEGER, options);
+      const items = fromStoredItems(tail.items);
+      const next = applySessionHistoryMutations(items, args.mutations);
+      if (sameItems(items, next)) return;
+      try {
+        await this.request({
+          method: 'PUT',
+          path: '/items',
+          body: stringifyJson({ items: toStoredItems(next) }),
+          idempotentWrite: true,
+          headers: { [IF_MATCH]: tail.etag },
+          signal: options.signal,
+        });
+        return;
+      } catch (error) {
+        if (error instanceof ProblemError && error.type === ProblemType.PRECONDITION_FAILED) continue;
+        throw error;
+      }
+    }
+    throw new UserError('Session history changed on every attempt to rewrite it.');
+  }
+
+  /**
    * Replace the whole history by `items` (a compaction item and the suffix it keeps)
    * in one transaction: readers see the old history or the new one, never an empty
    * session in between, and the session keeps its id, TTL and metadata.
@@ -299,7 +337,7 @@ export class RemoteSession implements Session {
     await this.request({
       method: 'PUT',
       path: '/items',
-      body: JSON.stringify({ items }),
+      body: stringifyJson({ items }),
       idempotentWrite: true,
       signal: options.signal,
     });
@@ -402,7 +440,7 @@ export class RemoteSession implements Session {
           break;
         }
         etag = tag;
-        const page = JSON.parse(answer.text) as ItemPage;
+        const page = parseJson(answer.text) as ItemPage;
         if (page.items.length === 0) {
           more = false;
           break;

@@ -14,6 +14,7 @@ import { pathToFileURL } from 'node:url';
 import type { AgentInputItem } from '@openai/agents-core';
 
 import { canonicalItems, fromStoredItems, toStoredItems, type StoredItem } from '../src/index.js';
+import { parseJson, stringifyJson } from '../src/json.js';
 import { CLIENT_ROOT } from './server.js';
 
 type Converter = {
@@ -172,6 +173,22 @@ const PYTHON_WRITTEN: Record<string, StoredItem> = {
     status: 'completed',
   },
   'item reference': { type: 'item_reference', id: 'msg_0' },
+  'function call output, status completed': {
+    call_id: 'call_1',
+    output: 'done',
+    type: 'function_call_output',
+    status: 'completed',
+  },
+  'function call output with the name of its call': {
+    call_id: 'call_1',
+    output: 'done',
+    type: 'function_call_output',
+    name: 'get_weather',
+  },
+  'file data wrapped in lines': {
+    role: 'user',
+    content: [{ type: 'input_file', file_data: 'aGVsbG8g\nd29ybGQ=', filename: 'a.txt' }],
+  },
 };
 
 describe('items the Python SDK stored', () => {
@@ -181,6 +198,27 @@ describe('items the Python SDK stored', () => {
       assert.deepEqual(json(toStoredItems(js)), [item]);
     });
   }
+
+  test('status and name on an output survive next to the call they belong to', () => {
+    const turn = [
+      PYTHON_WRITTEN['function call']!,
+      PYTHON_WRITTEN['function call output, status completed']!,
+      PYTHON_WRITTEN['function call output with the name of its call']!,
+    ];
+    assert.deepEqual(json(toStoredItems(fromStoredItems(turn))), turn);
+  });
+
+  test('numbers of any size and form are written back as they were read', () => {
+    const text =
+      '[{"type":"file_search_call","id":"fs_9","queries":[],"results":' +
+      '[{"score":1.0,"attributes":{"big":12345678901234567890,"neg":-0.0,"e":1e5,"n":-0,"f":0.1}}],' +
+      '"status":"completed"},' +
+      '{"type":"computer_call","id":"cu_9","call_id":"c","pending_safety_checks":[],' +
+      '"status":"completed","action":{"type":"click","x":1.0,"y":9007199254740993,"button":"left"}},' +
+      '{"role":"user","content":"n","weight":2.50}]';
+    const stored = parseJson(text) as StoredItem[];
+    assert.equal(stringifyJson(toStoredItems(fromStoredItems(stored))), text);
+  });
 
   test('a whole Python turn reads in JS form', () => {
     const turn = [
@@ -326,15 +364,7 @@ describe('items the JS runner built', () => {
     test(`${name}: round-trips through the stored form`, () => {
       const stored = toStoredItems(items);
       const back = json(fromStoredItems(json(stored) as StoredItem[])) as Record<string, unknown>[];
-      // A function call written without providerData reads back with the SDK's own
-      // providerData ({type}); compare everything else exactly.
       const expected = json(items) as Record<string, unknown>[];
-      back.forEach((item, i) => {
-        if (item.type === 'function_call' && expected[i]!.providerData === undefined) {
-          assert.deepEqual(item.providerData, { type: 'function_call' });
-          delete item.providerData;
-        }
-      });
       assert.deepEqual(back, expected);
     });
   }
@@ -350,16 +380,60 @@ describe('items the JS runner built', () => {
     ]);
   });
 
-  test('JS spellings with no stored twin come back canonical', () => {
+  test('JS spellings with no stored twin read back exactly, their stored form the Python one', () => {
     const items: AgentInputItem[] = [
       { type: 'function_call', callId: 'c', name: 'f', arguments: '{}' },
       { type: 'function_call_result', name: 'f', callId: 'c', status: 'completed', output: 'plain string' },
       { role: 'user', content: [{ type: 'input_file', file: 'https://example.com/a.pdf' }] },
+      { type: 'message', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'hi' }] },
     ];
-    const canonical = json(canonicalItems(items)) as Record<string, any>[];
-    assert.deepEqual(canonical[1]!.output, { type: 'text', text: 'plain string' });
-    assert.deepEqual(canonical[2]!.content[0].file, { url: 'https://example.com/a.pdf' });
-    // Canonical is a fixed point.
-    assert.deepEqual(json(canonicalItems(canonical as unknown as AgentInputItem[])), canonical);
+    const stored = json(toStoredItems(items)) as Record<string, any>[];
+    assert.equal(stored[1]!.output, 'plain string');
+    assert.deepEqual(stored[2]!.content[0], { type: 'input_file', file_url: 'https://example.com/a.pdf' });
+    // What the stored form cannot say travels in provider_data, which the Python SDK
+    // keeps out of its OpenAI requests.
+    assert.deepEqual(stored[1]!.provider_data, { agents_js: [['w', ['output'], 'text']] });
+    assert.deepEqual(stored[2]!.provider_data, { agents_js: [['w', ['content', 0, 'file'], 'url']] });
+    assert.equal(stored[3]!.id, '__fake_id__');
+    assert.deepEqual(stored[3]!.content[0].annotations, []);
+    assert.deepEqual(fromStoredItems(stored as StoredItem[]), items);
+    assert.deepEqual(canonicalItems(items), items);
+  });
+});
+
+// Items as tests and applications write them by hand, in every JS spelling.
+const HAND_WRITTEN: AgentInputItem[] = [
+  { role: 'user', content: 'plain' },
+  { type: 'message', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'a' }] },
+  { role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'b' }], providerData: {} },
+  { type: 'message', role: 'assistant', id: 'msg_1', status: 'in_progress', content: [{ type: 'refusal', refusal: 'no' }] },
+  { role: 'user', content: [{ type: 'input_image', image: { id: 'file_1' } }] },
+  { role: 'user', content: [{ type: 'input_file', file: 'https://example.com/x.pdf', filename: 'x.pdf' }] },
+  { type: 'function_call', callId: 'c1', name: 'f', arguments: '{}', status: 'completed' },
+  { type: 'function_call_result', callId: 'c1', name: 'f', status: 'completed', output: 'text' },
+  { type: 'function_call_result', callId: 'c2', name: 'g', status: 'completed', output: { type: 'text', text: 't' } },
+  { type: 'function_call_result', callId: 'c3', name: 'h', status: 'incomplete', output: 'x', providerData: { note: 1 } },
+  { type: 'reasoning', content: [{ type: 'input_text', text: 'think' }] },
+  { type: 'hosted_tool_call', name: 'web_search_call', status: 'completed' },
+  { type: 'compaction', encrypted_content: 'enc' },
+  { type: 'function_call', callId: 'c4', name: 'k', arguments: '{}', providerData: { type: 'function_call', extra: { a: [1, 2] } } },
+] as AgentInputItem[];
+
+describe('items written by hand', () => {
+  HAND_WRITTEN.forEach((item, index) => {
+    test(`#${index} (${(item as { type?: string }).type ?? 'message'}) reads back deep-equal`, () => {
+      const stored = json(toStoredItems([item])) as StoredItem[];
+      assert.deepEqual(fromStoredItems(stored), [item]);
+    });
+  });
+
+  test('the whole list in one write reads back deep-equal', () => {
+    const stored = json(toStoredItems(HAND_WRITTEN)) as StoredItem[];
+    assert.deepEqual(fromStoredItems(stored), HAND_WRITTEN);
+  });
+
+  test('an input image by file id is stored with the detail the JS SDK sends', () => {
+    const [stored] = json(toStoredItems([HAND_WRITTEN[4]!])) as Record<string, any>[];
+    assert.deepEqual(stored!.content[0], { type: 'input_image', file_id: 'file_1', detail: 'auto' });
   });
 });

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 
 import { MAX_SESSION_ID_LENGTH, sessionIdError, sessionPath, validateSessionId } from '../src/index.js';
+import * as protocol from '../src/protocol.js';
 import { PYTHON } from './server.js';
 
 const IDS = [
@@ -59,4 +60,23 @@ test('validateSessionId returns the id or throws saying why', () => {
   assert.equal(validateSessionId('ok'), 'ok');
   assert.throws(() => validateSessionId('a/b'), { name: 'RangeError', message: /index 1 \(U\+002F\)/ });
   assert.throws(() => validateSessionId(42 as unknown as string), TypeError);
+});
+
+test('every constant of the Python protocol module has the same value here', () => {
+  // Every upper-case name the Python module exports, and every problem type.
+  const script =
+    'import json\n' +
+    'from session_memory_client import protocol as p\n' +
+    'names = [n for n in p.__all__ if n.isupper() and n != "SESSION_ID_PATTERN"]\n' +
+    'types = {k: v for k, v in vars(p.ProblemType).items() if k.isupper()}\n' +
+    'print(json.dumps({"constants": {n: str(getattr(p, n)) for n in names}, "problems": types}))\n';
+  const python = JSON.parse(execFileSync(PYTHON, ['-c', script]).toString()) as {
+    constants: Record<string, string>;
+    problems: Record<string, string>;
+  };
+  const constants = Object.fromEntries(
+    Object.keys(python.constants).map((name) => [name, String((protocol as Record<string, unknown>)[name])]),
+  );
+  assert.deepEqual(constants, python.constants);
+  assert.deepEqual({ ...protocol.ProblemType }, python.problems);
 });
