@@ -170,7 +170,8 @@ def test_postgres_without_its_driver_names_the_install_from_a_clone(plain: Path)
     assert result.returncode == 1
     assert result.stderr == (
         "session-memory: PostgreSQL needs the asyncpg driver, which is not installed; "
-        "from a clone of session-memory: pip install './client' '.[postgres]'\n"
+        "from a clone of session-memory: pip install './client' '.[postgres]' (in the "
+        "checkout's own .venv: .venv/bin/pip install -e '.[postgres]')\n"
     )
 
 

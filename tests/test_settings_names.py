@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from session_memory.config import NOT_SETTINGS, Settings, unknown_variables
+from session_memory.config import NOT_SETTINGS, Settings, check_database_url, unknown_variables
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,7 @@ def test_every_session_memory_variable_the_project_reads_is_known() -> None:
     name = re.compile(r"SESSION_MEMORY_[A-Z0-9_]*[A-Z0-9]")
     read = {found for path in paths for found in name.findall(path.read_text())}
     typos = {"SESSION_MEMORY_DATABSE_URL", "SESSION_MEMORY_PORTT", "SESSION_MEMORY_XYZZY"}
-    typos |= {"SESSION_MEMORY_API_KEYS_FIEL", "SESSION_MEMORY_BASEURL"}
+    typos |= {"SESSION_MEMORY_API_KEYS_FIEL", "SESSION_MEMORY_BASEURL", "SESSION_MEMORY_BASE_UR"}
     assert unknown_variables(dict.fromkeys(read - typos, "1")) == []
 
 
@@ -76,3 +76,16 @@ def test_every_command_refuses_to_start_on_a_typo(command: list[str], tmp_path: 
         "did you mean SESSION_MEMORY_DATABASE_URL?\n"
     )
     assert list(tmp_path.iterdir()) == []  # nothing served, nothing created
+
+
+def test_a_client_variable_in_another_case_is_named() -> None:
+    # The clients read SESSION_MEMORY_BASE_URL by its exact name: another case is a typo.
+    assert unknown_variables({"SESSION_MEMORY_BASE_URl": "http://x"}) == [
+        "unknown variable SESSION_MEMORY_BASE_URl; did you mean SESSION_MEMORY_BASE_URL?"
+    ]
+    assert unknown_variables({"SESSION_MEMORY_BASE_URL": "http://x"}) == []
+
+
+def test_a_path_given_as_the_database_url_names_the_url() -> None:
+    with pytest.raises(ValueError, match=r"write sqlite:////tmp/x\.db"):
+        check_database_url("/tmp/x.db")

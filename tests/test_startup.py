@@ -283,7 +283,8 @@ def test_a_missing_postgres_driver_names_the_install_from_a_clone(tmp_path: Path
     assert result.returncode == 1, err
     assert err == (
         "session-memory: PostgreSQL needs the asyncpg driver, which is not installed; "
-        "from a clone of session-memory: pip install './client' '.[postgres]'\n"
+        "from a clone of session-memory: pip install './client' '.[postgres]' (in the "
+        "checkout's own .venv: .venv/bin/pip install -e '.[postgres]')\n"
     )
 
 

@@ -38,6 +38,12 @@ def check_database_url(url: str) -> str:
     """
     scheme, sep, rest = url.partition(":")
     base = scheme.split("+", 1)[0].lower()
+    if not sep and url.endswith(".db"):
+        # A file's path where a URL belongs: name the URL it meant.
+        raise ValueError(
+            f"{url!r} is a path, not a database URL; write sqlite:///{url} "
+            "(a path after three slashes; an absolute path then starts with a fourth)"
+        )
     if not sep or base not in ("sqlite", "postgresql", "postgres"):
         raise ValueError(
             f"unsupported database URL scheme {scheme!r} in {redact_url(url)!r}; use {_URL_FORMS}"
@@ -384,6 +390,10 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     messages = []
     for name in sorted(environ):
         upper = name.upper()
+        if upper in NOT_SETTINGS and name != upper:
+            # The clients read these by their exact name (settings ignore case).
+            messages.append(f"unknown variable {name}; did you mean {upper}?")
+            continue
         if not upper.startswith(ENV_PREFIX) or upper.removeprefix(ENV_PREFIX) in known:
             continue
         close = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), known, n=1)

@@ -62,7 +62,10 @@ def prepare_sqlite_folder(path: Path) -> None:
 
 
 # How to get the driver where the README installs the service: from a clone.
-POSTGRES_INSTALL = "pip install './client' '.[postgres]'"
+POSTGRES_INSTALL = (
+    "pip install './client' '.[postgres]' (in the checkout's own .venv: "
+    ".venv/bin/pip install -e '.[postgres]')"
+)
 _URL_HINT = "--database-url (or SESSION_MEMORY_DATABASE_URL)"
 
 
