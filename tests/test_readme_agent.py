@@ -23,6 +23,11 @@ def offline_example() -> str:
     return blocks[0].text
 
 
+def test_the_offline_example_file_is_the_readme_block() -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "offline_agent.py"
+    assert example.read_text() == offline_example()
+
+
 def test_the_readme_says_the_first_example_needs_an_openai_key() -> None:
     text = README.read_text()
     first_example = text.index("## Use it from an agent")
