@@ -12,6 +12,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._history import FollowEvent, ReplaceResult
+from ._lease import RunLease
 from ._session import RemoteSession
 from ._transport import (
     API_KEY_ENV,
@@ -43,6 +44,7 @@ __all__ = [
     "RemoteSession",
     "ReplaceResult",
     "RequestTimeout",
+    "RunLease",
     "SessionMemoryClient",
     "SessionMemoryError",
     "SessionPage",
