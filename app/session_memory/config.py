@@ -240,12 +240,14 @@ class Settings(BaseSettings):
     max_lease_ttl_seconds: float = Field(
         default=3600,
         gt=0,
-        description="Longest TTL a run lease may be acquired or renewed for (seconds).",
+        description="Longest TTL a run lease is acquired or renewed for (seconds); a "
+        "longer one asked for is granted as this.",
     )
     max_lease_wait_seconds: float = Field(
         default=30,
         ge=0,
-        description="Longest an acquisition may wait for a run lease held by another.",
+        description="Longest an acquisition waits for a run lease held by another; a "
+        "longer wait asked for waits this long.",
     )
     api_keys: SecretStr | None = Field(
         default=None,

@@ -141,13 +141,14 @@ class LeaseRequest(BaseModel):
     ttl: float = Field(
         default=30,
         gt=0,
-        description="Seconds the lease is held unless renewed (at most max_lease_ttl_seconds).",
+        description="Seconds the lease is held unless renewed; more than the server's "
+        "max_lease_ttl_seconds is granted as that (the answer's ttl says).",
     )
     wait: float = Field(
         default=0,
         ge=0,
-        description="Seconds to wait for a lease another run holds to end (at most "
-        "max_lease_wait_seconds); 0: answer 409 at once.",
+        description="Seconds to wait for a lease another run holds to end (more than "
+        "the server's max_lease_wait_seconds waits that long); 0: answer 409 at once.",
     )
     unleased_writes: Literal["refuse", "allow"] = Field(
         default="refuse",
@@ -162,7 +163,8 @@ class LeaseRenewRequest(BaseModel):
     ttl: float | None = Field(
         default=None,
         gt=0,
-        description="Seconds the lease is now held for; absent: its own TTL again.",
+        description="Seconds the lease is now held for (at most the server's "
+        "max_lease_ttl_seconds); absent: its own TTL again.",
     )
 
 

@@ -56,6 +56,7 @@ class HeaderParam:
     parse: Callable[[str | None, Settings], Any]
     description: str
     pattern: str | None = None
+    required: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +210,9 @@ LEASE_TOKEN_HEADER = HeaderParam(
     "run_lease",
     RUN_LEASE,
     _lease_token,
-    "The token the lease's acquisition returned (required).",
+    "The token the lease's acquisition returned.",
     RUN_LEASE_PATTERN,
+    required=True,
 )
 
 

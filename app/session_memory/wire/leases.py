@@ -4,7 +4,6 @@ the API answers it (and as a ``lease`` event carries it)."""
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -61,14 +60,16 @@ def _object(body: bytes, allowed: frozenset[str]) -> dict[str, Any]:
 
 
 def _seconds(value: object, name: str, *, most: float, zero: bool) -> float:
-    """A number of seconds up to ``most``: from 0 with ``zero``, else above 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """A number of seconds, from 0 with ``zero``, else above 0; more than ``most`` is
+    cut to ``most`` (a server's bound, which the answer's ``ttl`` shows)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
         raise _invalid(f"{name!r} must be a number of seconds", name)
-    seconds = float(value)
-    if not math.isfinite(seconds) or seconds > most or seconds < 0 or (seconds == 0 and not zero):
-        least = "0" if zero else "above 0"
-        raise _invalid(f"{name!r} must be {least} and at most {most:g} seconds", name)
-    return seconds
+    if value < 0 or (value == 0 and not zero):
+        least = "0 or more" if zero else "above 0"
+        raise _invalid(f"{name!r} must be {least} seconds", name)
+    # Compared before converting: an integer of any size is a number JSON allows
+    # (NaN, which JSON has not, is the one value unequal to itself).
+    return float(min(value, most))
 
 
 def parse_acquire(body: bytes, *, max_ttl: float, max_wait: float) -> AcquireTerms:
@@ -86,9 +87,9 @@ def parse_acquire(body: bytes, *, max_ttl: float, max_wait: float) -> AcquireTer
 
 
 def parse_renew(body: bytes, *, max_ttl: float) -> float | None:
-    """A renewal's body: ``ttl`` (None when absent: the lease's own)."""
+    """A renewal's body: ``ttl`` (None when absent or null: the lease's own)."""
     fields = _object(body, _RENEW_FIELDS)
-    if "ttl" not in fields:
+    if fields.get("ttl") is None:
         return None
     return _seconds(fields["ttl"], "ttl", most=max_ttl, zero=False)
 
