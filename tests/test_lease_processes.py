@@ -1,10 +1,12 @@
 """Run leases between processes: a stale holder is fenced off, one lease is held at a
-time, and under load nothing is lost or duplicated. On SQLite (one server) and on
-PostgreSQL through two replicas, each client going through either."""
+time, under load nothing is lost or duplicated, and followers see runs. On SQLite (one
+server) and on PostgreSQL through two replicas, each client going through either."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import multiprocessing
 import signal
 import subprocess
@@ -20,6 +22,7 @@ import httpx2
 import pytest
 from session_memory_client.protocol import RUN_LEASE, ProblemType, session_path
 
+from tests.test_history_api import events, next_event
 from tests.utils.lease_workers import turns_worker
 from tests.utils.postgres import schema_url
 from tests.utils.processes import end_group, spawn
@@ -133,3 +136,24 @@ def test_one_lease_at_a_time_and_whole_turns_under_load(servers: list[str]) -> N
         assert key not in seen
         seen.add(key)
     assert seen == {(w, t) for w in range(WORKERS) for t in range(TURNS)}
+
+
+async def test_followers_on_any_replica_see_runs(servers: list[str]) -> None:
+    session_id = "followed-run"
+    lease_url = session_path(session_id) + "/lease"
+    async with (
+        httpx2.AsyncClient(base_url=servers[-1], timeout=30) as follower,
+        httpx2.AsyncClient(base_url=servers[0], timeout=30) as runner,
+        follower.stream("GET", session_path(session_id) + "/events") as response,
+    ):
+        stream = events(response)
+        assert await asyncio.wait_for(anext(stream), 10) == {"comment": "following"}
+        acquired = await runner.post(lease_url, json={"ttl": 30})
+        token = acquired.json()["token"]
+        event = await next_event(stream)
+        assert event["event"] == "lease"
+        assert json.loads(event["data"])["token"] == token
+        released = await runner.delete(lease_url, headers={RUN_LEASE: str(token)})
+        assert released.status_code == 204
+        event = await next_event(stream)
+        assert (event["event"], json.loads(event["data"])) == ("lease-end", {"token": token})
