@@ -37,8 +37,10 @@ _HELD: ContextVar[tuple[tuple[object, int], ...]] = ContextVar(
     "session_memory_run_leases", default=()
 )
 # Each acquisition request waits on the server at most this share of the client's
-# timeout; a longer wait is several requests.
+# timeout; a longer wait is several requests, at least this far apart (seconds), in
+# case the server waits less than asked (its max_lease_wait_seconds).
 _WAIT_SHARE = 0.5
+_LEAST_PAUSE = 0.1
 UNLEASED_WRITES = ("refuse", "allow")
 
 
@@ -118,8 +120,10 @@ class LeaseBlock:
             try:
                 reply = await self._transport.request("POST", self._target, content=_encode(body))
             except ProblemError as exc:
-                if exc.type != ProblemType.SESSION_LEASED or time.monotonic() >= deadline:
+                left = deadline - time.monotonic()
+                if exc.type != ProblemType.SESSION_LEASED or left <= 0:
                     raise
+                await asyncio.sleep(min(_LEAST_PAUSE, left))
                 continue
             answer = reply.json()
             return RunLease(
