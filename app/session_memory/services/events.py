@@ -163,7 +163,9 @@ async def event_stream(
                 if not page.has_more:
                     break
             if not await subscription.wait(watch.timeout(heartbeat)):
-                yield await watch.now() if watch.due else b": heartbeat\n\n"
+                # A lease past its expiry is looked at again; else (or if it is
+                # unchanged) a heartbeat.
+                yield (await watch.now() if watch.due else b"") or b": heartbeat\n\n"
                 continue
             if subscription.ended:
                 return
