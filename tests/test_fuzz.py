@@ -38,7 +38,11 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
     with ServerProcess(
         f"sqlite:///{folder}/f.db",
         log_path=folder / "server.log",
-        env={"SESSION_MEMORY_API_KEYS": f"fuzz:{KEY}"},
+        # Generated acquisitions of a leased session would each wait the default 30 s.
+        env={
+            "SESSION_MEMORY_API_KEYS": f"fuzz:{KEY}",
+            "SESSION_MEMORY_MAX_LEASE_WAIT_SECONDS": "0.2",
+        },
     ) as server:
         yield server
 

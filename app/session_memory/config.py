@@ -278,6 +278,20 @@ class Settings(BaseSettings):
         description="Most bytes of items (their JSON text) one fork may copy; a fork of "
         "more gets 422 and makes nothing. 0: no limit.",
     )
+    # A run lease is held by one caller at a time: its TTL bounds how long a crashed
+    # holder blocks the session, and a wait holds a request (and a connection) open.
+    max_lease_ttl_seconds: float = Field(
+        default=3600,
+        gt=0,
+        description="Longest TTL a run lease is acquired or renewed for (seconds); a "
+        "longer one asked for is granted as this.",
+    )
+    max_lease_wait_seconds: float = Field(
+        default=30,
+        ge=0,
+        description="Longest an acquisition waits for a run lease held by another; a "
+        "longer wait asked for waits this long.",
+    )
     api_keys: SecretStr | None = Field(
         default=None,
         description="Comma-separated tenant:key pairs (a key may be sha256:<hex digest>).",

@@ -7,6 +7,8 @@
     ├── SessionNotFound               404
     ├── IdempotencyKeyInFlight        409
     ├── SessionExists                 409 (a fork's target)
+    ├── SessionLeased                 409 (another run holds the session's lease)
+    ├── LeaseLost                     409 (the run lease token is not the lease held)
     ├── RequestTimeout                408 (the server protocol)
     ├── PreconditionFailed            412
     ├── PayloadTooLarge               413
@@ -28,6 +30,7 @@ through it, so a problem reads the same whichever part found it.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -42,10 +45,12 @@ from .storage import (
     IdempotencyInFlightError,
     IdempotencyMismatchError,
     InvalidCursorError,
+    LeaseLostError,
     MetadataTooLargeError,
     PreconditionFailedError,
     SessionExistsError,
     SessionFullError,
+    SessionLeasedError,
     SessionMissingError,
     StoreError,
     StoreUnavailableError,
@@ -59,6 +64,7 @@ __all__ = [
     "IdempotencyKeyInFlight",
     "IdempotencyKeyReused",
     "InvalidInput",
+    "LeaseLost",
     "MalformedBody",
     "MalformedRequest",
     "MisdirectedRequest",
@@ -68,6 +74,7 @@ __all__ = [
     "RequestTimeout",
     "ServiceUnavailable",
     "SessionExists",
+    "SessionLeased",
     "SessionNotFound",
     "TooManyConnections",
     "TooManyStreams",
@@ -155,6 +162,18 @@ class SessionExists(ProblemError):
     status = 409
     type = ProblemType.SESSION_EXISTS
     title = "Session exists"
+
+
+class SessionLeased(ProblemError):
+    status = 409
+    type = ProblemType.SESSION_LEASED
+    title = "Session leased"
+
+
+class LeaseLost(ProblemError):
+    status = 409
+    type = ProblemType.LEASE_LOST
+    title = "Lease lost"
 
 
 class TooManyStreams(ProblemError):
@@ -286,6 +305,15 @@ def _precondition_failed(exc: Any) -> ProblemError:
     )
 
 
+def _session_leased(exc: Any) -> ProblemError:
+    retry = exc.retry_after
+    return SessionLeased(
+        "another run holds this session's lease; wait for it to end (acquire with a "
+        "wait), or write with its Run-Lease token",
+        headers=None if retry is None else {"Retry-After": str(max(1, math.ceil(retry)))},
+    )
+
+
 _STORE_PROBLEMS: tuple[tuple[type[StoreError], Callable[[Any], ProblemError]], ...] = (
     (SessionFullError, _session_full),
     (
@@ -312,6 +340,15 @@ _STORE_PROBLEMS: tuple[tuple[type[StoreError], Callable[[Any], ProblemError]], .
         ),
     ),
     (SessionMissingError, lambda exc: SessionNotFound(str(exc))),
+    (SessionLeasedError, _session_leased),
+    (
+        LeaseLostError,
+        lambda exc: LeaseLost(
+            f"{exc}: it expired, was released, or another run's lease followed it. "
+            "Nothing was done; the run must stop writing (or acquire the lease anew, "
+            "read the session, and go on from there)"
+        ),
+    ),
     (SessionExistsError, lambda exc: SessionExists(f"{exc}; fork into a new id")),
     (
         MetadataTooLargeError,

@@ -12,6 +12,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._history import FollowEvent, ForkResult, ReplaceResult
+from ._lease import RunLease
 from ._session import RemoteSession
 from ._transport import (
     API_KEY_ENV,
@@ -44,6 +45,7 @@ __all__ = [
     "RemoteSession",
     "ReplaceResult",
     "RequestTimeout",
+    "RunLease",
     "SessionMemoryClient",
     "SessionMemoryError",
     "SessionPage",

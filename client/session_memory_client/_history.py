@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import TransportError
+from ._lease import lease_token
 from ._transport import Reply, Target, Transport
 from ._types import ItemPage
 from ._writes import _encode, _settle
@@ -123,6 +124,7 @@ class HistoryMethods:
             content=_encode(body),
             idempotency_key=str(uuid.uuid4()),
             if_match=if_match,
+            run_lease=lease_token(self),
         )
         answer = reply.json()
         return ReplaceResult(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._compaction import read_snapshot
 from ._exceptions import ProblemError
 from ._history import HistoryMethods
+from ._lease import LeaseBlock, lease_token
 from ._transport import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_BACKOFF,
@@ -185,7 +186,11 @@ class RemoteSession(HistoryMethods):
         if not items:
             return
         body = _encode({"items": list(items)})
-        await _settle(self._transport.request("POST", self._items_target, content=body, write=True))
+        await _settle(
+            self._transport.request(
+                "POST", self._items_target, content=body, write=True, run_lease=lease_token(self)
+            )
+        )
 
     async def pop_item(
         self, *, wrapper: RunContextWrapper[Any] | None = None
@@ -220,7 +225,13 @@ class RemoteSession(HistoryMethods):
 
     async def _pop(self, if_match: str | None) -> TResponseInputItem | None:
         task = asyncio.ensure_future(
-            self._transport.request("DELETE", self._last_target, write=True, if_match=if_match)
+            self._transport.request(
+                "DELETE",
+                self._last_target,
+                write=True,
+                if_match=if_match,
+                run_lease=lease_token(self),
+            )
         )
         try:
             reply = await _settle(task)
@@ -246,6 +257,7 @@ class RemoteSession(HistoryMethods):
                 content=_encode({"items": [item]}),
                 write=True,
                 if_match=reply.etag,
+                run_lease=lease_token(self),
             )
         except Exception as exc:  # any failure means the item is gone
             logger.warning(
@@ -259,7 +271,9 @@ class RemoteSession(HistoryMethods):
     async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Delete every item of this session, and its record, on the server."""
         self._check_open()
-        await _settle(self._transport.request("DELETE", self._session_target))
+        await _settle(
+            self._transport.request("DELETE", self._session_target, run_lease=lease_token(self))
+        )
 
     # -- beyond the protocol ---------------------------------------------------------
 
@@ -338,6 +352,23 @@ class RemoteSession(HistoryMethods):
             return None
         self._check_open()
         return await read_snapshot(self, limit, prune_prefix)
+
+    def run_lease(
+        self, *, ttl: float = 30, wait: float = 0, unleased_writes: str = "refuse"
+    ) -> LeaseBlock:
+        """Hold this session's run lease for a block: ``async with session.run_lease(...)``.
+
+        Acquires the lease (waiting up to ``wait`` seconds for a run that holds it to
+        end, else ``ProblemError`` 409 ``session-leased``), renews it every ``ttl / 3``
+        seconds, sends its token with every write through this session inside the
+        block, and releases it at the end. While it is held, other writes are refused
+        (409): with another token or none, unless ``unleased_writes="allow"``.
+        """
+        self._check_open()
+        target = self._transport.target(self._path + "/lease")
+        return LeaseBlock(
+            self, self._transport, target, ttl=ttl, wait=wait, unleased_writes=unleased_writes
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 

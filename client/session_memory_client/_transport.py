@@ -32,7 +32,7 @@ import aiohttp
 from yarl import URL  # aiohttp's own URL type (a dependency of aiohttp)
 
 from ._exceptions import ConnectError, ProblemError, RequestTimeout, TransportError
-from .protocol import ETAG, IDEMPOTENCY_KEY, IF_MATCH, ProblemType
+from .protocol import ETAG, IDEMPOTENCY_KEY, IF_MATCH, RUN_LEASE, ProblemType
 
 __all__ = [
     "API_KEY_ENV",
@@ -260,22 +260,26 @@ class Transport:
         write: bool = False,
         if_match: str | None = None,
         idempotency_key: str | None = None,
+        run_lease: int | None = None,
     ) -> Reply:
         """Send one logical request; retry what is transient; raise ours for the rest.
 
         A ``write`` carries one fresh Idempotency-Key for all its attempts, so a retried
         append lands once and a retried pop removes one item, even when an earlier
         attempt reached the server and only its answer was lost. ``idempotency_key``
-        gives that key explicitly (it makes the request a write).
+        gives that key explicitly (it makes the request a write). ``run_lease`` is the
+        run lease token the request carries (``Run-Lease``).
         """
         headers = self._read_headers
         write = write or idempotency_key is not None
-        if content is not None or write or if_match is not None:
+        if content is not None or write or if_match is not None or run_lease is not None:
             headers = dict(self._json_headers if content is not None else self._plain_headers)
             if write:
                 headers[IDEMPOTENCY_KEY] = idempotency_key or str(uuid.uuid4())
             if if_match is not None:
                 headers[IF_MATCH] = if_match
+            if run_lease is not None:
+                headers[RUN_LEASE] = str(run_lease)
         started = self._clock()
         attempt = 0
         while True:

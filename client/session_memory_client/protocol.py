@@ -27,6 +27,7 @@ __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "PROBLEM_TYPE_PREFIX",
     "REQUEST_ID",
+    "RUN_LEASE",
     "SESSION_ID_PATTERN",
     "SESSION_METADATA",
     "SESSION_TTL",
@@ -49,6 +50,8 @@ SESSION_TTL = "Session-TTL"
 SESSION_METADATA = "Session-Metadata"
 LAST_EVENT_ID = "Last-Event-ID"
 REQUEST_ID = "X-Request-ID"
+# A run lease's fencing token, sent with each write of the run that holds the lease.
+RUN_LEASE = "Run-Lease"
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:session-memory:problem:"
@@ -75,6 +78,8 @@ class ProblemType:
     STORE_UNAVAILABLE = PROBLEM_TYPE_PREFIX + "store-unavailable"
     SESSION_EXISTS = PROBLEM_TYPE_PREFIX + "session-exists"
     TOO_MANY_STREAMS = PROBLEM_TYPE_PREFIX + "too-many-streams"
+    SESSION_LEASED = PROBLEM_TYPE_PREFIX + "session-leased"
+    LEASE_LOST = PROBLEM_TYPE_PREFIX + "lease-lost"
 
 
 MAX_SESSION_ID_LENGTH = 256

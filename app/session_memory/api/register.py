@@ -52,7 +52,7 @@ def _header_annotation(param: HeaderParam) -> Any:
     # Documented only: the table's parser refuses a bad value, on both paths alike.
     extra = {"pattern": param.pattern} if param.pattern else None
     header = Header(alias=param.name, json_schema_extra=extra, description=param.description)
-    return Annotated[str | None, header]
+    return Annotated[str if param.required else str | None, header]
 
 
 def _signature(route: Route) -> inspect.Signature:
@@ -69,8 +69,9 @@ def _signature(route: Route) -> inspect.Signature:
         )
     for header in route.headers:
         annotation = _header_annotation(header)
+        default = inspect.Parameter.empty if header.required else None
         params.append(
-            inspect.Parameter(header.field, _KEYWORD, annotation=annotation, default=None)
+            inspect.Parameter(header.field, _KEYWORD, annotation=annotation, default=default)
         )
     return inspect.Signature(params, return_annotation=Response)
 

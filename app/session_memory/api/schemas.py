@@ -4,7 +4,7 @@ its JSON directly, and tests check that what they write matches these models."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from session_memory_client.protocol import MAX_SEQ, MAX_SESSION_ID_LENGTH, SESSION_ID_PATTERN
@@ -16,6 +16,9 @@ __all__ = [
     "ForkResponse",
     "HealthResponse",
     "ItemPageResponse",
+    "LeaseRenewRequest",
+    "LeaseRequest",
+    "LeaseResponse",
     "PopResponse",
     "Problem",
     "ReplaceRequest",
@@ -128,6 +131,50 @@ class SessionListResponse(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as `cursor` to get the next page; null on the last page."
     )
+
+
+class LeaseRequest(BaseModel):
+    """What a run lease is acquired for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl: float = Field(
+        default=30,
+        gt=0,
+        description="Seconds the lease is held unless renewed; more than the server's "
+        "max_lease_ttl_seconds is granted as that (the answer's ttl says).",
+    )
+    wait: float = Field(
+        default=0,
+        ge=0,
+        description="Seconds to wait for a lease another run holds to end (more than "
+        "the server's max_lease_wait_seconds waits that long); 0: answer 409 at once.",
+    )
+    unleased_writes: Literal["refuse", "allow"] = Field(
+        default="refuse",
+        description="While the lease is held, writes without a Run-Lease token are "
+        "refused (409 session-leased) or allowed.",
+    )
+
+
+class LeaseRenewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ttl: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds the lease is now held for (at most the server's "
+        "max_lease_ttl_seconds); absent: its own TTL again.",
+    )
+
+
+class LeaseResponse(BaseModel):
+    token: int = Field(
+        description="The fencing token: send it as Run-Lease with every write of the run. "
+        "Above every token this session's leases had before."
+    )
+    expires_at: datetime = Field(description="When the lease ends unless renewed.")
+    ttl: float = Field(description="Seconds a renewal holds it for.")
 
 
 class HealthResponse(BaseModel):

@@ -19,6 +19,7 @@ from session_memory_client.protocol import (
     IF_MATCH,
     LAST_EVENT_ID,
     MAX_SEQ,
+    RUN_LEASE,
     SESSION_METADATA,
     SESSION_TTL,
 )
@@ -32,10 +33,12 @@ from ..wire.headers import (
     IDEMPOTENCY_KEY_PATTERN,
     IF_MATCH_PATTERN,
     LAST_EVENT_ID_PATTERN,
+    RUN_LEASE_PATTERN,
     SESSION_TTL_PATTERN,
     expected_revision,
     idempotency_key,
     last_event_id,
+    run_lease,
     session_ttl,
 )
 from ..wire.history import parse_metadata
@@ -53,6 +56,7 @@ class HeaderParam:
     parse: Callable[[str | None, Settings], Any]
     description: str
     pattern: str | None = None
+    required: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +184,43 @@ LAST_EVENT_ID_HEADER = HeaderParam(
     LAST_EVENT_ID_PATTERN,
 )
 
+RUN_LEASE_HEADER = HeaderParam(
+    "run_lease",
+    RUN_LEASE,
+    lambda value, _: run_lease(value),
+    "The token of the session's run lease this write belongs to. While a lease is "
+    "held, a write with another token is refused (409 lease-lost), and one without a "
+    "token too unless the lease allows unleased writes (409 session-leased); with no "
+    "lease held, a write with a token is refused (409 lease-lost).",
+    RUN_LEASE_PATTERN,
+)
+
+
+def _lease_token(value: str | None, _: Settings) -> int:
+    token = run_lease(value)
+    if token is None:
+        raise InvalidInput(
+            f"send the lease's token in {RUN_LEASE}",
+            extra={"errors": [{"loc": ["header", RUN_LEASE], "msg": "missing"}]},
+        )
+    return token
+
+
+LEASE_TOKEN_HEADER = HeaderParam(
+    "run_lease",
+    RUN_LEASE,
+    _lease_token,
+    "The token the lease's acquisition returned.",
+    RUN_LEASE_PATTERN,
+    required=True,
+)
+
+
+def _max_lease(settings: Settings) -> int:
+    # A lease's body is three small fields.
+    return min(settings.max_body_bytes, 4096)
+
+
 LIMIT = QueryParam(
     "limit",
     int,
@@ -194,6 +235,7 @@ BEFORE = QueryParam("before", int, "Only items with a sequence number below this
 _SESSIONS = "/v1/sessions"
 _ITEMS = "/v1/sessions/{session_id}/items"
 _MERGE_PATCH = "application/merge-patch+json"
+_LEASE = "/v1/sessions/{session_id}/lease"
 
 
 # A merge patch of a session's record: only its metadata is writable.
@@ -268,9 +310,9 @@ ROUTES: tuple[Route, ...] = (
         doc="Delete a session's items and its record; an unknown session is a no-op.",
         request=rq.ClearSession,
         call=lambda s, r: s.items.clear(r),
-        problems=(401, 412, 422, 503),
+        problems=(401, 409, 412, 422, 503),
         status=204,
-        headers=(IF_MATCH_HEADER,),
+        headers=(IF_MATCH_HEADER, RUN_LEASE_HEADER),
     ),
     Route(
         name="get_items",
@@ -308,6 +350,7 @@ ROUTES: tuple[Route, ...] = (
             IF_MATCH_HEADER,
             SESSION_TTL_HEADER,
             SESSION_METADATA_HEADER,
+            RUN_LEASE_HEADER,
         ),
         body=Body(_schema(schemas.AppendRequest), _max_body),
         hot=frozenset(),
@@ -323,7 +366,7 @@ ROUTES: tuple[Route, ...] = (
         call=lambda s, r: s.items.pop(r),
         problems=(401, 409, 412, 422, 503),
         response_model=schemas.PopResponse,
-        headers=(IDEMPOTENCY_KEY_HEADER, IF_MATCH_HEADER),
+        headers=(IDEMPOTENCY_KEY_HEADER, IF_MATCH_HEADER, RUN_LEASE_HEADER),
         hot=frozenset(),
     ),
     Route(
@@ -340,7 +383,7 @@ ROUTES: tuple[Route, ...] = (
         problems=(401, 400, 409, 412, 413, 415, 422, 503),
         response_model=schemas.AppendResponse,
         etag=True,
-        headers=(IDEMPOTENCY_KEY_HEADER, IF_MATCH_HEADER, SESSION_TTL_HEADER),
+        headers=(IDEMPOTENCY_KEY_HEADER, IF_MATCH_HEADER, SESSION_TTL_HEADER, RUN_LEASE_HEADER),
         body=Body(_schema(schemas.ReplaceRequest), _max_body),
     ),
     Route(
@@ -358,7 +401,7 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         response_model=schemas.ForkResponse,
         etag=True,
-        headers=(IDEMPOTENCY_KEY_HEADER, IF_MATCH_HEADER),
+        headers=(IDEMPOTENCY_KEY_HEADER, IF_MATCH_HEADER, RUN_LEASE_HEADER),
         body=Body(_schema(schemas.ForkRequest), _max_fork),
     ),
     Route(
@@ -370,10 +413,10 @@ ROUTES: tuple[Route, ...] = (
         doc="Change the session's metadata with a JSON Merge Patch (RFC 7396); null deletes a key.",
         request=rq.PatchSession,
         call=lambda s, r: s.history.patch(r),
-        problems=(401, 400, 404, 412, 413, 415, 422, 503),
+        problems=(401, 400, 404, 409, 412, 413, 415, 422, 503),
         response_model=schemas.SessionRecord,
         etag=True,
-        headers=(IF_MATCH_HEADER,),
+        headers=(IF_MATCH_HEADER, RUN_LEASE_HEADER),
         body=Body(_PATCH_SCHEMA, _max_patch, (_MERGE_PATCH, JSON)),
     ),
     Route(
@@ -399,10 +442,57 @@ ROUTES: tuple[Route, ...] = (
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 "description": (
                     "Server-sent events: `append` (id: the seq, data: the item as stored), "
-                    '`pop`, `replace` and `clear` (data: `{"revision": N}`); a comment '
-                    "line now and then as a heartbeat."
+                    '`pop`, `replace` and `clear` (data: `{"revision": N}`); `lease` '
+                    '(data: `{"token", "expires_at", "ttl"}`) while a run holds the '
+                    "session's lease (at the start, and when acquired or renewed) and "
+                    '`lease-end` (data: `{"token"}`) when it is released or expires; a '
+                    "comment line now and then as a heartbeat."
                 ),
             }
         },
+    ),
+    Route(
+        name="acquire_lease",
+        method="POST",
+        path=_LEASE,
+        operation_id="lease-acquire",
+        tag="leases",
+        doc="Acquire the session's run lease, waiting up to `wait` seconds for one held.\n\n"
+        "The answer's token is above every token the session's leases had; send it as\n"
+        "Run-Lease with each write of the run. 409 session-leased (with Retry-After) when\n"
+        "another run holds the lease at the end of the wait. The session need not exist.",
+        request=rq.AcquireLease,
+        call=lambda s, r: s.leases.acquire(r),
+        problems=(401, 400, 409, 413, 415, 422, 503),
+        response_model=schemas.LeaseResponse,
+        body=Body(_schema(schemas.LeaseRequest), _max_lease),
+    ),
+    Route(
+        name="renew_lease",
+        method="PUT",
+        path=_LEASE,
+        operation_id="lease-renew",
+        tag="leases",
+        doc="Hold the lease longer: `ttl` seconds from now. 409 lease-lost when the lease\n"
+        "is no longer held (it expired, or was released).",
+        request=rq.RenewLease,
+        call=lambda s, r: s.leases.renew(r),
+        problems=(401, 400, 409, 413, 415, 422, 503),
+        response_model=schemas.LeaseResponse,
+        headers=(LEASE_TOKEN_HEADER,),
+        body=Body(_schema(schemas.LeaseRenewRequest), _max_lease),
+    ),
+    Route(
+        name="release_lease",
+        method="DELETE",
+        path=_LEASE,
+        operation_id="lease-release",
+        tag="leases",
+        doc="Release the lease now. 409 lease-lost when it is no longer held.",
+        request=rq.ReleaseLease,
+        call=lambda s, r: s.leases.release(r),
+        problems=(401, 409, 422, 503),
+        status=204,
+        headers=(LEASE_TOKEN_HEADER,),
     ),
 )

@@ -15,8 +15,9 @@ from ..storage.contract import HistoryStore
 from .history import HistoryService
 from .hub import Hub
 from .items import ItemsService
+from .leases import LeaseService
 
-__all__ = ["HistoryService", "Hub", "ItemsService", "Services"]
+__all__ = ["HistoryService", "Hub", "ItemsService", "LeaseService", "Services"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class Services:
     hub: Hub
     items: ItemsService
     history: HistoryService
+    leases: LeaseService
 
     @classmethod
     def build(
@@ -47,4 +49,5 @@ class Services:
             hub.local = False
             hub.feed = feed
         history = HistoryService(store, settings, metrics, hub)
-        return cls(settings, api_keys, metrics, store, hub, history.items, history)
+        leases = LeaseService(store, settings, hub)
+        return cls(settings, api_keys, metrics, store, hub, history.items, history, leases)

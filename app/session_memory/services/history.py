@@ -89,6 +89,7 @@ class HistoryService:
             idempotency=idempotency,
             expected_revision=await self._required(request),
             ttl=request.ttl,
+            run_lease=request.run_lease,
         )
         self.metrics.items_written.inc(result.count)
         self._published("replace", request.tenant, request.session_id, result.revision)
@@ -111,6 +112,7 @@ class HistoryService:
             through_seq=through_seq,
             idempotency=idempotency,
             expected_revision=await self._required(request),
+            run_lease=request.run_lease,
         )
         self.metrics.items_written.inc(result.count)
         self._published("append", request.tenant, target, result.revision)
@@ -139,7 +141,12 @@ class HistoryService:
             assert text is not None
             try:
                 info = await self.store.patch_metadata(
-                    tenant, session_id, text, max_bytes=limit, expected_revision=expected
+                    tenant,
+                    session_id,
+                    text,
+                    max_bytes=limit,
+                    expected_revision=expected,
+                    run_lease=request.run_lease,
                 )
             except PreconditionFailedError:
                 if request.expected_revision is not None:

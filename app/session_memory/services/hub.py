@@ -20,16 +20,18 @@ from ..storage.contract import ChangeFeed
 
 __all__ = ["MAX_NOTICES", "Change", "Hub", "Subscription"]
 
-# Pop and replace notices a slow stream may have waiting; past it the stream is
-# told it fell behind (a ``resync`` event) instead of being sent a partial story.
+# Pop, replace and lease notices a slow stream may have waiting; past it the stream
+# is told it fell behind (a ``resync`` event) instead of being sent a partial story.
 MAX_NOTICES = 256
-# What a stream needs told beyond new items (which it reads from the store anyway).
-_NOTICES = frozenset({"pop", "replace"})
+# What a stream needs told beyond new items (which it reads from the store anyway):
+# pops, replaces, and run leases acquired or renewed (``lease``) and released.
+_NOTICES = frozenset({"pop", "replace", "lease", "lease-end"})
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """Something happened to a session: ``append``, ``pop``, ``replace`` or ``clear``."""
+    """Something happened to a session: ``append``, ``pop``, ``replace`` or ``clear``
+    (at ``revision``), or its run lease ``lease`` or ``lease-end`` (its token)."""
 
     kind: str
     revision: int

@@ -112,6 +112,7 @@ class ItemsService:
             expected_revision=await self._required(request),
             ttl=request.ttl,
             metadata=metadata,
+            run_lease=request.run_lease,
         )
         self.metrics.items_written.inc(result.count)
         self.metrics.write_batch.observe(result.count)
@@ -133,6 +134,7 @@ class ItemsService:
             request.session_id,
             idempotency=idempotency,
             expected_revision=await self._required(request),
+            run_lease=request.run_lease,
         )
         if item is not None:
             self.hub.publish("pop", request.tenant, request.session_id, 0)
@@ -141,7 +143,10 @@ class ItemsService:
     async def clear(self, request: ClearSession) -> Reply:
         """Delete the session's items and its record."""
         await self.store.clear(
-            request.tenant, request.session_id, expected_revision=await self._required(request)
+            request.tenant,
+            request.session_id,
+            expected_revision=await self._required(request),
+            run_lease=request.run_lease,
         )
         self.hub.publish("clear", request.tenant, request.session_id, 0)
         return Reply(204)

@@ -1,7 +1,8 @@
 """The typed requests the services take, one per operation.
 
 The edge (``api.table``) builds them from a request's path, query, headers and
-body, already parsed and bounded; the services never see HTTP.
+body, already parsed and bounded; the services never see HTTP. Every write carries
+``run_lease``, the token of its ``Run-Lease`` header (None: none).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from ..wire.headers import Expected
 
 __all__ = [
+    "AcquireLease",
     "AppendItems",
     "ClearSession",
     "FollowSession",
@@ -21,6 +23,8 @@ __all__ = [
     "PatchSession",
     "PopItem",
     "ReadItems",
+    "ReleaseLease",
+    "RenewLease",
     "ReplaceItems",
 ]
 
@@ -47,6 +51,7 @@ class AppendItems:
     idempotency_key: str | None = None
     ttl: float | None = None
     metadata: str | None = None
+    run_lease: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,7 @@ class PopItem:
     session_id: str
     expected_revision: Expected = None
     idempotency_key: str | None = None
+    run_lease: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,7 @@ class ClearSession:
     tenant: str
     session_id: str
     expected_revision: Expected = None
+    run_lease: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,7 @@ class ReplaceItems:
     expected_revision: Expected = None
     idempotency_key: str | None = None
     ttl: float | None = None
+    run_lease: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,7 @@ class ForkSession:
     body: bytes
     expected_revision: Expected = None
     idempotency_key: str | None = None
+    run_lease: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +102,7 @@ class PatchSession:
     session_id: str
     body: bytes
     expected_revision: Expected = None
+    run_lease: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +130,29 @@ class FollowSession:
     session_id: str
     after: int | None = None
     last_event_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcquireLease:
+    """Acquire the session's run lease: the body's ``ttl``, ``wait``, ``unleased_writes``."""
+
+    tenant: str
+    session_id: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RenewLease:
+    """Renew the lease ``run_lease`` for the body's ``ttl``."""
+
+    tenant: str
+    session_id: str
+    body: bytes
+    run_lease: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseLease:
+    tenant: str
+    session_id: str
+    run_lease: int

@@ -15,21 +15,24 @@ from __future__ import annotations
 import importlib
 
 from ..config import Database, Settings
-from .contract import HistoryStore, SessionStore
+from .contract import HistoryStore, RunLeases, SessionStore
 from .errors import (
     ForkTooLargeError,
     IdempotencyInFlightError,
     IdempotencyMismatchError,
     InvalidCursorError,
+    LeaseLostError,
     MetadataTooLargeError,
     PreconditionFailedError,
     SessionExistsError,
     SessionFullError,
+    SessionLeasedError,
     SessionMissingError,
     StoreError,
     StoreUnavailableError,
     TooManySessionsError,
 )
+from .leases import Lease
 from .records import (
     ANY_REVISION,
     MAX_SEQ,
@@ -56,12 +59,16 @@ __all__ = [
     "IdempotencyMismatchError",
     "InvalidCursorError",
     "ItemPage",
+    "Lease",
+    "LeaseLostError",
     "MetadataTooLargeError",
     "PreconditionFailedError",
+    "RunLeases",
     "SessionBackup",
     "SessionExistsError",
     "SessionFullError",
     "SessionInfo",
+    "SessionLeasedError",
     "SessionMissingError",
     "SessionPage",
     "SessionStore",

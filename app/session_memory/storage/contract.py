@@ -1,5 +1,6 @@
-"""The storage contract every backend implements: ``SessionStore`` for items and
-``HistoryStore`` for the history operations (replace, fork, metadata).
+"""The storage contract every backend implements: ``SessionStore`` for items,
+``HistoryStore`` for the history operations (replace, fork, metadata) and
+``RunLeases`` for a session's run lease.
 
 Items cross this boundary as JSON text exactly as the client sent it: a backend
 stores and returns that text unchanged and never parses it. Metadata crosses it as
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from .leases import Lease
 from .records import (
     AppendResult,
     Idempotency,
@@ -22,7 +24,7 @@ from .records import (
     Swept,
 )
 
-__all__ = ["ChangeFeed", "ChangeSink", "HistoryStore", "SessionStore"]
+__all__ = ["ChangeFeed", "ChangeSink", "HistoryStore", "RunLeases", "SessionStore"]
 
 
 @runtime_checkable
@@ -54,6 +56,7 @@ class SessionStore(Protocol):
         expected_revision: int | None = None,
         ttl: float | None = None,
         metadata: str | None = None,
+        run_lease: int | None = None,
     ) -> AppendResult:
         """Append ``items`` (JSON texts) atomically and contiguously.
 
@@ -76,6 +79,10 @@ class SessionStore(Protocol):
 
         ``metadata`` (a JSON object's text) becomes the session's metadata when this
         append creates the session; an existing session's metadata is left as it is.
+
+        ``run_lease`` is the run lease token the write carries (None: none); the
+        session's lease admits or refuses the write in its own transaction, before
+        anything else (see ``RunLeases``). Every write below takes it alike.
         """
         ...
 
@@ -110,6 +117,7 @@ class SessionStore(Protocol):
         *,
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
+        run_lease: int | None = None,
     ) -> str | None:
         """Remove and return the newest item atomically, or None when the session is empty.
 
@@ -120,11 +128,16 @@ class SessionStore(Protocol):
         ...
 
     async def clear(
-        self, tenant: str, session_id: str, *, expected_revision: int | None = None
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        expected_revision: int | None = None,
+        run_lease: int | None = None,
     ) -> None:
         """Delete the session's items, its record and its idempotency records.
 
-        Clearing an unknown session is a no-op.
+        Clearing an unknown session is a no-op. The session's lease is kept.
 
         ``expected_revision`` works as for ``append``.
         """
@@ -166,9 +179,56 @@ class SessionStore(Protocol):
         ...
 
 
+class RunLeases(Protocol):
+    """A store's run leases: at most one per session is held at a time.
+
+    A lease is held from its acquisition until it expires (``ttl`` seconds after
+    its acquisition or last renewal) or is released. Its token is above every token
+    the session's leases had before. Every write (``run_lease``) is checked against
+    it in the write's own transaction, and refused having changed nothing:
+
+    - a token that is not the held lease's (older, unknown, released, expired, or
+      given while no lease is held) raises ``LeaseLostError``;
+    - no token, while a lease that refuses unleased writes is held, raises
+      ``SessionLeasedError``; without a lease, or with one that allows them, it passes.
+
+    An acquisition, renewal or release waits for writes already under way to the
+    session, and writes after it see it. Leases are kept apart from the session's
+    record: a clear or an expiry of the session leaves its lease as it is.
+    """
+
+    async def acquire(
+        self, tenant: str, session_id: str, *, ttl: float, refuse_unleased: bool
+    ) -> Lease:
+        """A new lease, held for ``ttl`` seconds; ``SessionLeasedError`` (with the
+        seconds until it expires) while another is held. Never waits."""
+        ...
+
+    async def renew(
+        self, tenant: str, session_id: str, token: int, *, ttl: float | None = None
+    ) -> Lease:
+        """Hold the lease ``token`` for ``ttl`` seconds from now (None: its own TTL,
+        else ``ttl`` becomes its own); ``LeaseLostError`` unless it is the one held."""
+        ...
+
+    async def release(self, tenant: str, session_id: str, token: int) -> None:
+        """End the lease ``token`` now; ``LeaseLostError`` unless it is the one held."""
+        ...
+
+    async def current(self, tenant: str, session_id: str) -> Lease | None:
+        """The lease held now, or None."""
+        ...
+
+
 @runtime_checkable
 class HistoryStore(SessionStore, Protocol):
-    """A ``SessionStore`` that can also replace a history's tail, fork it, and label it."""
+    """A ``SessionStore`` that can also replace a history's tail, fork it, and label it,
+    and whose sessions can be leased to one run at a time."""
+
+    @property
+    def leases(self) -> RunLeases:
+        """The store's run leases."""
+        ...
 
     def change_feed(self, sink: ChangeSink) -> ChangeFeed | None:
         """The feed of every process's writes to ``sink`` (not started), or None when
@@ -187,6 +247,7 @@ class HistoryStore(SessionStore, Protocol):
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
         ttl: float | None = None,
+        run_lease: int | None = None,
     ) -> AppendResult:
         """Replace every item with seq >= ``from_seq`` (all when None) by ``items``, atomically.
 
@@ -207,6 +268,7 @@ class HistoryStore(SessionStore, Protocol):
         through_seq: int | None = None,
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
+        run_lease: int | None = None,
     ) -> AppendResult:
         """Create ``target_id`` holding a copy of the items up to ``through_seq`` (all when None).
 
@@ -218,7 +280,8 @@ class HistoryStore(SessionStore, Protocol):
         ``SessionExistsError`` when the target does, ``ForkTooLargeError`` past the
         store's ``ForkLimits``, and ``TooManySessionsError`` past the tenant's
         session limit (a fork makes a session). ``expected_revision`` is the
-        source's. The result describes the new session's items and revision.
+        source's, and so is the lease ``run_lease`` is checked against. The result
+        describes the new session's items and revision.
         """
         ...
 
@@ -230,6 +293,7 @@ class HistoryStore(SessionStore, Protocol):
         *,
         max_bytes: int,
         expected_revision: int | None = None,
+        run_lease: int | None = None,
     ) -> SessionInfo:
         """Apply a JSON Merge Patch (``patch``, an object's text) to the session's metadata.
 
@@ -302,7 +366,9 @@ class ChangeSink(Protocol):
     stopping: bool  # the server is shutting down: no need to unregister anything
 
     def deliver(self, tenant: str, session_id: str, kind: str, revision: int) -> None:
-        """A write committed: ``append``, ``pop``, ``replace`` or ``clear`` at ``revision``."""
+        """A write committed: ``append``, ``pop``, ``replace`` or ``clear`` at ``revision``;
+        or a run lease changed: ``lease`` (acquired or renewed) or ``lease-end``
+        (released), ``revision`` being its token."""
 
     def wake_all(self) -> None:
         """Changes may have been missed (the feed reconnected): every follower re-reads."""

@@ -12,11 +12,13 @@ __all__ = [
     "IdempotencyInFlightError",
     "IdempotencyMismatchError",
     "InvalidCursorError",
+    "LeaseLostError",
     "MetadataTooLargeError",
     "PreconditionFailedError",
     "RefusedError",
     "SessionExistsError",
     "SessionFullError",
+    "SessionLeasedError",
     "SessionMissingError",
     "StoreError",
     "StoreUnavailableError",
@@ -105,6 +107,23 @@ class SessionExistsError(RefusedError):
 
 class SessionMissingError(RefusedError):
     """The session the operation needs does not exist; nothing was done."""
+
+
+class SessionLeasedError(RefusedError):
+    """Another caller holds the session's run lease: the write (without a token, when
+    the lease refuses those) or the acquisition was refused; nothing was done.
+
+    ``retry_after``: seconds until the lease expires unless renewed (None: unknown).
+    """
+
+    def __init__(self, *, retry_after: float | None = None) -> None:
+        super().__init__("another run holds the session's lease")
+        self.retry_after = retry_after
+
+
+class LeaseLostError(RefusedError):
+    """The run lease token given is not the session's current lease (it expired, was
+    released, or another lease followed it); nothing was done."""
 
 
 class MetadataTooLargeError(RefusedError):

@@ -4,6 +4,7 @@
 - ``Session-TTL``: how long the session lives after a write.
 - ``Idempotency-Key``: a retry of a write replays its first outcome.
 - ``Last-Event-ID``: where a resumed event stream goes on.
+- ``Run-Lease``: the run lease token a write carries.
 
 The ``*_PATTERN`` strings only document the headers in OpenAPI; the parsers below are
 what refuses a bad header (with one message, whichever path the request took).
@@ -14,7 +15,13 @@ from __future__ import annotations
 import hashlib
 import re
 
-from session_memory_client.protocol import IDEMPOTENCY_KEY, IF_MATCH, LAST_EVENT_ID, SESSION_TTL
+from session_memory_client.protocol import (
+    IDEMPOTENCY_KEY,
+    IF_MATCH,
+    LAST_EVENT_ID,
+    RUN_LEASE,
+    SESSION_TTL,
+)
 
 from ..problems import InvalidInput
 from ..storage import ANY_REVISION, Idempotency
@@ -25,12 +32,14 @@ __all__ = [
     "IF_MATCH_PATTERN",
     "LAST_EVENT_ID_PATTERN",
     "MAX_SESSION_TTL",
+    "RUN_LEASE_PATTERN",
     "SESSION_TTL_PATTERN",
     "Expected",
     "expected_revision",
     "idempotency_for",
     "idempotency_key",
     "last_event_id",
+    "run_lease",
     "session_ttl",
 ]
 
@@ -140,4 +149,20 @@ def last_event_id(header: str | None) -> int | None:
         return None
     if not _LAST_EVENT_ID.fullmatch(header):
         raise _invalid(LAST_EVENT_ID, "Last-Event-ID takes the id of an append event", "not an id")
+    return int(header)
+
+
+# A token as the lease's acquisition gave it: decimal digits (a signed 64-bit integer).
+RUN_LEASE_PATTERN = r"^[0-9]{1,18}$"
+_RUN_LEASE = re.compile(RUN_LEASE_PATTERN)
+
+
+def run_lease(header: str | None) -> int | None:
+    """A Run-Lease header (a lease's token); None without one; 422 when malformed."""
+    if header is None:
+        return None
+    if not _RUN_LEASE.fullmatch(header.strip(" \t")):
+        raise _invalid(
+            RUN_LEASE, "Run-Lease takes the token a lease acquisition returned", "not a token"
+        )
     return int(header)

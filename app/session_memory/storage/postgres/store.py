@@ -31,6 +31,7 @@ from ..records import (
 )
 from . import reads, restore, writes
 from .driver import UNAVAILABLE, Connection, Pool, PostgresError, create_pool
+from .leases import PostgresLeases
 from .listen import PostgresListener
 from .migrations import migrate
 
@@ -75,6 +76,7 @@ class PostgresStore:
         self._connect_timeout = connect_timeout
         self._statement_timeout = statement_timeout
         self._pool: Pool | None = None
+        self.leases = PostgresLeases(self._run)
 
     @classmethod
     def from_database(cls, database: Database, settings: Settings) -> PostgresStore:
@@ -144,6 +146,7 @@ class PostgresStore:
         expected_revision: int | None = None,
         ttl: float | None = None,
         metadata: str | None = None,
+        run_lease: int | None = None,
     ) -> AppendResult:
         if not items:
             return AppendResult(count=0, first_seq=None, last_seq=None)
@@ -159,6 +162,7 @@ class PostgresStore:
                 expected_revision=expected_revision,
                 ttl=ttl,
                 metadata=metadata,
+                run_lease=run_lease,
             )
         )
 
@@ -169,6 +173,7 @@ class PostgresStore:
         *,
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
+        run_lease: int | None = None,
     ) -> str | None:
         return await self._run(
             lambda conn: writes.pop(
@@ -178,15 +183,26 @@ class PostgresStore:
                 session_id,
                 idempotency=idempotency,
                 expected_revision=expected_revision,
+                run_lease=run_lease,
             )
         )
 
     async def clear(
-        self, tenant: str, session_id: str, *, expected_revision: int | None = None
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        expected_revision: int | None = None,
+        run_lease: int | None = None,
     ) -> None:
         await self._run(
             lambda conn: writes.clear(
-                conn, self._rules, tenant, session_id, expected_revision=expected_revision
+                conn,
+                self._rules,
+                tenant,
+                session_id,
+                expected_revision=expected_revision,
+                run_lease=run_lease,
             )
         )
 
@@ -210,6 +226,7 @@ class PostgresStore:
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
         ttl: float | None = None,
+        run_lease: int | None = None,
     ) -> AppendResult:
         return await self._run(
             lambda conn: writes.replace(
@@ -223,6 +240,7 @@ class PostgresStore:
                 idempotency=idempotency,
                 expected_revision=expected_revision,
                 ttl=ttl,
+                run_lease=run_lease,
             )
         )
 
@@ -235,6 +253,7 @@ class PostgresStore:
         through_seq: int | None = None,
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
+        run_lease: int | None = None,
     ) -> AppendResult:
         return await self._run(
             lambda conn: writes.fork(
@@ -246,6 +265,7 @@ class PostgresStore:
                 through_seq=through_seq,
                 idempotency=idempotency,
                 expected_revision=expected_revision,
+                run_lease=run_lease,
             )
         )
 
@@ -268,6 +288,7 @@ class PostgresStore:
         *,
         max_bytes: int,
         expected_revision: int | None = None,
+        run_lease: int | None = None,
     ) -> SessionInfo:
         return await self._run(
             lambda conn: writes.patch_metadata(
@@ -278,6 +299,7 @@ class PostgresStore:
                 patch,
                 max_bytes=max_bytes,
                 expected_revision=expected_revision,
+                run_lease=run_lease,
             )
         )
 

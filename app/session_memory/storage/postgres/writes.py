@@ -1,9 +1,10 @@
 """PostgreSQL writes, as plain functions over a connection.
 
 Append, pop, clear, replace and fork are each one call of their PL/pgSQL function
-(``migrations``): one round trip, in the statement's own transaction, refusals
-decided before anything changed and returned as a status that ``_refused`` and
-``_written`` turn into the matching ``StoreError``. Concurrency rests on the
+(``migrations``), fenced by the session's run lease (migration 12): one round trip,
+in the statement's own transaction, refusals decided before anything changed and
+returned as a status that ``_refused`` and ``_written`` turn into the matching
+``StoreError``. Concurrency rests on the
 session row's lock, taken inside those functions, so writes to one session queue
 whichever replica runs them.
 
@@ -22,10 +23,12 @@ from ..errors import (
     ForkTooLargeError,
     IdempotencyInFlightError,
     IdempotencyMismatchError,
+    LeaseLostError,
     MetadataTooLargeError,
     PreconditionFailedError,
     SessionExistsError,
     SessionFullError,
+    SessionLeasedError,
     SessionMissingError,
     TooManySessionsError,
     check_revision,
@@ -41,6 +44,7 @@ from ..records import (
     decode_append,
     decode_pop,
 )
+from . import leases
 from .driver import Connection, Record
 from .sql import SESSION_COLUMNS
 
@@ -49,6 +53,7 @@ __all__ = [
     "append",
     "clear",
     "fork",
+    "lease_refused",
     "patch_metadata",
     "pop",
     "replace",
@@ -89,7 +94,16 @@ def _refused(row: Record | None, key: Idempotency) -> Record:
         )
     if status == "precondition":
         raise PreconditionFailedError(current=row["r_revision"])
+    lease_refused(status)
     return row
+
+
+def lease_refused(status: str | None) -> None:
+    """Raise the refusal a run lease check (``session_memory_lease_check``) returned."""
+    if status == "lease_lost":
+        raise LeaseLostError("the run lease the write carries is not the session's lease")
+    if status == "leased":
+        raise SessionLeasedError()
 
 
 def _written(
@@ -140,14 +154,15 @@ async def append(
     expected_revision: int | None,
     ttl: float | None,
     metadata: str | None,
+    run_lease: int | None,
 ) -> AppendResult:
     """``SessionStore.append`` of at least one item."""
     key = idempotency or _NO_KEY
 
     async def call() -> Record | None:
         return await conn.fetchrow(
-            "SELECT * FROM session_memory_append("
-            "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "SELECT * FROM session_memory_fenced_append("
+            "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             tenant,
             session_id,
             list(items),
@@ -160,6 +175,7 @@ async def append(
             ttl,
             rules.default_ttl,
             rules.batch_rows,
+            run_lease,
         )
 
     if metadata is None:
@@ -190,11 +206,12 @@ async def pop(
     *,
     idempotency: Idempotency | None,
     expected_revision: int | None,
+    run_lease: int | None,
 ) -> str | None:
     """``SessionStore.pop``."""
     key = idempotency or _NO_KEY
     row = await conn.fetchrow(
-        "SELECT * FROM session_memory_pop($1, $2, $3, $4, $5, $6, $7, $8)",
+        "SELECT * FROM session_memory_fenced_pop($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         tenant,
         session_id,
         None if idempotency is None else key.key,
@@ -203,6 +220,7 @@ async def pop(
         expected_revision,
         rules.default_ttl,
         rules.batch_rows,
+        run_lease,
     )
     row = _refused(row, key)
     if row["r_status"] == "replay":
@@ -212,15 +230,22 @@ async def pop(
 
 
 async def clear(
-    conn: Connection, rules: Rules, tenant: str, session_id: str, *, expected_revision: int | None
+    conn: Connection,
+    rules: Rules,
+    tenant: str,
+    session_id: str,
+    *,
+    expected_revision: int | None,
+    run_lease: int | None,
 ) -> None:
     """``SessionStore.clear``."""
     row = await conn.fetchrow(
-        "SELECT * FROM session_memory_clear($1, $2, $3, $4)",
+        "SELECT * FROM session_memory_fenced_clear($1, $2, $3, $4, $5)",
         tenant,
         session_id,
         expected_revision,
         rules.batch_rows,
+        run_lease,
     )
     _refused(row, _NO_KEY)
 
@@ -237,12 +262,13 @@ async def replace(
     idempotency: Idempotency | None,
     expected_revision: int | None,
     ttl: float | None,
+    run_lease: int | None,
 ) -> AppendResult:
     """``HistoryStore.replace``."""
     key = idempotency or _NO_KEY
     row = await conn.fetchrow(
-        "SELECT * FROM session_memory_replace("
-        "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        "SELECT * FROM session_memory_fenced_replace("
+        "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         tenant,
         session_id,
         list(items),
@@ -256,6 +282,7 @@ async def replace(
         ttl,
         rules.default_ttl,
         rules.batch_rows,
+        run_lease,
     )
     return _written(row, key, len(items), max_items, rules)
 
@@ -270,11 +297,13 @@ async def fork(
     through_seq: int | None,
     idempotency: Idempotency | None,
     expected_revision: int | None,
+    run_lease: int | None,
 ) -> AppendResult:
     """``HistoryStore.fork``."""
     key = idempotency or _NO_KEY
     row = await conn.fetchrow(
-        "SELECT * FROM session_memory_fork($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        "SELECT * FROM session_memory_fenced_fork("
+        "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         tenant,
         session_id,
         target_id,
@@ -288,6 +317,7 @@ async def fork(
         rules.batch_rows,
         rules.fork.items,
         rules.fork.bytes,
+        run_lease,
     )
     row = _refused(row, key)
     status = row["r_status"]
@@ -321,9 +351,17 @@ async def patch_metadata(
     *,
     max_bytes: int,
     expected_revision: int | None,
+    run_lease: int | None,
 ) -> SessionInfo:
     """``HistoryStore.patch_metadata``, in one transaction (a refusal changes nothing)."""
     async with conn.transaction():
+        # The lease check first, as in every write (its lock, taken before the row's,
+        # held to the commit); a round trip more, a patch being rare.
+        lease_refused(
+            await conn.fetchval(
+                "SELECT session_memory_lease_check($1, $2, $3)", tenant, session_id, run_lease
+            )
+        )
         # An expired session is deleted first, as every write does: it is missing.
         await conn.execute(
             "SELECT session_memory_purge($1, $2, $3)", tenant, session_id, rules.batch_rows
@@ -409,8 +447,8 @@ async def _deleted(conn: Connection, rows: Sequence[Record], inline: int) -> Non
 
 
 async def sweep_batch(conn: Connection, rows: int) -> Swept:
-    """Up to ``rows`` expired sessions (retired), items of retired sessions and
-    expired idempotency records, in one transaction."""
+    """Up to ``rows`` expired sessions (retired), items of retired sessions,
+    expired idempotency records and long-ended leases, in one transaction."""
     async with conn.transaction():
         gone = await conn.fetch(
             "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
@@ -446,4 +484,6 @@ async def sweep_batch(conn: Connection, rows: int) -> Swept:
             """,
             rows,
         )
+        # Leases long ended; not counted: what a batch leaves, the next sweep deletes.
+        await leases.sweep_batch(conn, rows)
     return Swept(len(gone), int(items), int(forgot), 1)

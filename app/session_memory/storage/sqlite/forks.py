@@ -13,13 +13,18 @@ clear, an expiry) marks it disturbed (``writes.disturb``), and the fork starts o
 from the source as it then is. A copy left by a process that stopped is retired when
 the store opens (``retire_copies``) and its items deleted by the sweep.
 
-Every function here is a write: the store submits each to the group-commit writer.
+Every function of a connection here is a write: ``run`` submits each to the
+group-commit writer, in turn.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import (
     ForkTooLargeError,
@@ -30,6 +35,7 @@ from ..errors import (
 )
 from ..records import MAX_SEQ, AppendResult, Idempotency, decode_append, encode_append
 from .schema import NEW_SESSION_ID
+from .writer import Write
 from .writes import (
     Policy,
     check_room,
@@ -41,7 +47,21 @@ from .writes import (
     store_labels,
 )
 
-__all__ = ["Disturbed", "Plan", "abandon", "finish", "retire_copies", "start", "step"]
+__all__ = [
+    "FORK_TRIES",
+    "Disturbed",
+    "Plan",
+    "abandon",
+    "finish",
+    "retire_copies",
+    "run",
+    "start",
+    "step",
+]
+
+# Times a fork whose source kept changing under its copy starts over in steps; the
+# last try copies in one write, which nothing can disturb.
+FORK_TRIES = 3
 
 
 class Disturbed(StoreError):
@@ -214,3 +234,33 @@ def retire_copies(conn: sqlite3.Connection) -> int:
     staged = conn.execute("DELETE FROM fork_copies RETURNING id").fetchall()
     conn.executemany("INSERT INTO retired_sessions (id) VALUES (?)", staged)
     return len(staged)
+
+
+async def run(
+    submit: Callable[[Write], Awaitable[Any]],
+    policy: Policy,
+    begin: Callable[..., AppendResult | Plan],
+    idempotency: Idempotency | None,
+    fence: Callable[[Write], Write],
+) -> AppendResult:
+    """A fork, from the event loop: ``begin`` (a ``start``), the steps, each a write of
+    its own, then the finish; started over when disturbed. ``fence`` wraps the writes
+    the source's lease must admit (the start and the finish; the steps only read it)."""
+    for attempt in range(1, FORK_TRIES + 1):
+        begun = await submit(fence(functools.partial(begin, whole=attempt == FORK_TRIES)))
+        if isinstance(begun, AppendResult):
+            return begun
+        try:
+            while not await submit(functools.partial(step, policy=policy, plan=begun)):
+                pass
+            done: AppendResult = await submit(
+                fence(functools.partial(finish, policy=policy, plan=begun, idempotency=idempotency))
+            )
+            return done
+        except BaseException as exc:
+            # If the store cannot take this write, the next open retires the copy.
+            with contextlib.suppress(StoreError):
+                await submit(functools.partial(abandon, policy=policy, staged=begun.id))
+            if not isinstance(exc, Disturbed):
+                raise
+    raise AssertionError("the last try copies in one write")  # pragma: no cover

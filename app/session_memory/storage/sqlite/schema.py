@@ -112,6 +112,22 @@ CREATE TABLE fork_copies (
 CREATE INDEX fork_copies_by_source ON fork_copies (source);
 """
 
+# Run leases (``leases``): a session's current or last lease, kept apart from its
+# record so a clear or an expiry leaves it be; ended leases stay a while, their token
+# the floor of the next (the sweep deletes them by expiry).
+_LEASES_MIGRATION = """
+CREATE TABLE session_leases (
+    tenant          TEXT    NOT NULL,
+    session_id      TEXT    NOT NULL,
+    token           INTEGER NOT NULL,
+    expires_at      REAL    NOT NULL,
+    ttl             REAL    NOT NULL,
+    refuse_unleased INTEGER NOT NULL,
+    PRIMARY KEY (tenant, session_id)
+);
+CREATE INDEX session_leases_by_expiry ON session_leases (expires_at);
+"""
+
 # Ordered, append-only: a released migration is never edited, a new one is added.
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -198,6 +214,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     (7, _HISTORY_MIGRATION),
     # Forks copied in steps.
     (8, _FORK_COPIES_MIGRATION),
+    # Run leases.
+    (9, _LEASES_MIGRATION),
 ]
 
 

@@ -23,7 +23,7 @@ import aiosqlite
 
 from ...config import Database, Settings
 from ..contract import ChangeFeed, ChangeSink
-from ..errors import IdempotencyInFlightError, StoreError
+from ..errors import IdempotencyInFlightError
 from ..paging import page_from_rows, parse_session_cursor, read_shape
 from ..records import (
     EMPTY_PAGE,
@@ -44,8 +44,9 @@ from ..records import (
 )
 from . import forks, reads, restore, writes
 from .connection import ReaderPool, connect
+from .leases import Fence, SQLiteLeases, fenced
 from .schema import migrate
-from .writer import GroupCommitWriter
+from .writer import GroupCommitWriter, Write
 
 __all__ = ["SQLiteStore"]
 
@@ -53,10 +54,6 @@ T = TypeVar("T")
 
 _APPEND_CODEC: writes.Codec[AppendResult] = (encode_append, decode_append)
 _POP_CODEC: writes.Codec[str | None] = (encode_pop, decode_pop)
-
-# Times a fork whose source kept changing under its copy starts over in steps; the
-# last try copies in one write, which nothing can disturb.
-FORK_TRIES = 3
 
 
 class SQLiteStore:
@@ -115,6 +112,7 @@ class SQLiteStore:
         self._in_flight: set[tuple[str, str]] = set()
         # Forks copying in steps: close waits for them, so none is cut off halfway.
         self._forks: set[asyncio.Task[AppendResult]] = set()
+        self.leases = SQLiteLeases(self._submit, self._readers.run, clock)
 
     @classmethod
     def from_database(cls, database: Database, settings: Settings) -> SQLiteStore:
@@ -189,9 +187,12 @@ class SQLiteStore:
         session_id: str = "",
         idempotency: Idempotency | None = None,
         codec: writes.Codec[T] | None = None,
+        fence: Fence | None = None,
     ) -> T:
+        # The lease check comes first, in the write's savepoint (a replay is refused too).
+        fence_it = functools.partial(fenced, fence=fence, tenant=tenant, session_id=session_id)
         if idempotency is None:
-            future = self._writer.submit(run)
+            future = self._writer.submit(fence_it(run))
         else:
             # One process owns the file, so this set sees every request in flight.
             flight = (tenant, idempotency.key)
@@ -207,7 +208,7 @@ class SQLiteStore:
                 codec=codec,
                 clock=self._clock,
             )
-            future = self._writer.submit(recorded)
+            future = self._writer.submit(fence_it(recorded))
             self._in_flight.add(flight)
             future.add_done_callback(lambda _: self._in_flight.discard(flight))
         # Shielded: a client that goes away does not cancel a write already queued.
@@ -224,6 +225,7 @@ class SQLiteStore:
         expected_revision: int | None = None,
         ttl: float | None = None,
         metadata: str | None = None,
+        run_lease: int | None = None,
     ) -> AppendResult:
         if not items:
             return AppendResult(count=0, first_seq=None, last_seq=None)
@@ -239,7 +241,12 @@ class SQLiteStore:
             metadata=metadata,
         )
         return await self._submit(
-            run, tenant=tenant, session_id=session_id, idempotency=idempotency, codec=_APPEND_CODEC
+            run,
+            tenant=tenant,
+            session_id=session_id,
+            idempotency=idempotency,
+            codec=_APPEND_CODEC,
+            fence=Fence(run_lease, self._clock),
         )
 
     async def pop(
@@ -249,6 +256,7 @@ class SQLiteStore:
         *,
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
+        run_lease: int | None = None,
     ) -> str | None:
         run = functools.partial(
             writes.pop,
@@ -258,11 +266,21 @@ class SQLiteStore:
             expected_revision=expected_revision,
         )
         return await self._submit(
-            run, tenant=tenant, session_id=session_id, idempotency=idempotency, codec=_POP_CODEC
+            run,
+            tenant=tenant,
+            session_id=session_id,
+            idempotency=idempotency,
+            codec=_POP_CODEC,
+            fence=Fence(run_lease, self._clock),
         )
 
     async def clear(
-        self, tenant: str, session_id: str, *, expected_revision: int | None = None
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        expected_revision: int | None = None,
+        run_lease: int | None = None,
     ) -> None:
         await self._submit(
             functools.partial(
@@ -271,7 +289,10 @@ class SQLiteStore:
                 tenant=tenant,
                 session_id=session_id,
                 expected_revision=expected_revision,
-            )
+            ),
+            tenant=tenant,
+            session_id=session_id,
+            fence=Fence(run_lease, self._clock),
         )
 
     async def sweep(self) -> Swept:
@@ -295,6 +316,7 @@ class SQLiteStore:
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
         ttl: float | None = None,
+        run_lease: int | None = None,
     ) -> AppendResult:
         run = functools.partial(
             writes.replace,
@@ -308,7 +330,12 @@ class SQLiteStore:
             ttl=ttl,
         )
         return await self._submit(
-            run, tenant=tenant, session_id=session_id, idempotency=idempotency, codec=_APPEND_CODEC
+            run,
+            tenant=tenant,
+            session_id=session_id,
+            idempotency=idempotency,
+            codec=_APPEND_CODEC,
+            fence=Fence(run_lease, self._clock),
         )
 
     async def fork(
@@ -320,6 +347,7 @@ class SQLiteStore:
         through_seq: int | None = None,
         idempotency: Idempotency | None = None,
         expected_revision: int | None = None,
+        run_lease: int | None = None,
     ) -> AppendResult:
         start = functools.partial(
             forks.start,
@@ -331,7 +359,12 @@ class SQLiteStore:
             expected_revision=expected_revision,
             idempotency=idempotency,
         )
-        task = asyncio.ensure_future(self._fork(start, tenant, idempotency))
+        # The source's lease admits the fork's start and its finish (the copy's steps
+        # only read the source).
+        fence = functools.partial(
+            fenced, fence=Fence(run_lease, self._clock), tenant=tenant, session_id=session_id
+        )
+        task = asyncio.ensure_future(self._fork(start, tenant, idempotency, fence))
         self._forks.add(task)
         task.add_done_callback(self._forks.discard)
         # Shielded, as every write: a client that goes away does not cut a copy short.
@@ -342,37 +375,10 @@ class SQLiteStore:
         start: Callable[..., AppendResult | forks.Plan],
         tenant: str,
         idempotency: Idempotency | None,
+        fence: Callable[[Write], Write],
     ) -> AppendResult:
-        """Run a fork (``forks``): its start, its steps, each a write, then its finish."""
         with self._flying(tenant, idempotency):
-            for attempt in range(1, FORK_TRIES + 1):
-                begun = await self._writer.submit(
-                    functools.partial(start, whole=attempt == FORK_TRIES)
-                )
-                if isinstance(begun, AppendResult):
-                    return begun
-                try:
-                    while not await self._writer.submit(
-                        functools.partial(forks.step, policy=self._policy, plan=begun)
-                    ):
-                        pass
-                    return await self._writer.submit(
-                        functools.partial(
-                            forks.finish, policy=self._policy, plan=begun, idempotency=idempotency
-                        )
-                    )
-                except BaseException as exc:
-                    await self._abandon(begun.id)
-                    if not isinstance(exc, forks.Disturbed):
-                        raise
-        raise AssertionError("the last try copies in one write")  # pragma: no cover
-
-    async def _abandon(self, staged: int) -> None:
-        # If the store cannot take this write, the next open retires the copy.
-        with contextlib.suppress(StoreError):
-            await self._writer.submit(
-                functools.partial(forks.abandon, policy=self._policy, staged=staged)
-            )
+            return await forks.run(self._writer.submit, self._policy, start, idempotency, fence)
 
     async def restore(
         self,
@@ -400,6 +406,7 @@ class SQLiteStore:
         *,
         max_bytes: int,
         expected_revision: int | None = None,
+        run_lease: int | None = None,
     ) -> SessionInfo:
         return await self._submit(
             functools.partial(
@@ -410,7 +417,10 @@ class SQLiteStore:
                 patch=patch,
                 max_bytes=max_bytes,
                 expected_revision=expected_revision,
-            )
+            ),
+            tenant=tenant,
+            session_id=session_id,
+            fence=Fence(run_lease, self._clock),
         )
 
     # -- reads -----------------------------------------------------------------------

@@ -32,6 +32,7 @@ from ..errors import (
 )
 from ..metadata import labels_of, merge_patch
 from ..records import AppendResult, ForkLimits, Idempotency, SessionInfo, Swept, revision_at
+from . import leases
 from .schema import GONE, INSERT_SESSION, LIVE, SESSION_COLUMNS, TOUCH
 
 __all__ = [
@@ -424,8 +425,8 @@ def clear(
 
 
 def sweep_batch(conn: sqlite3.Connection, policy: Policy) -> Swept:
-    """Up to a batch of expired sessions (retired), items of retired sessions and
-    expired idempotency records, in one transaction."""
+    """Up to a batch of expired sessions (retired), items of retired sessions,
+    expired idempotency records and long-ended leases, in one transaction."""
     now, rows = policy.clock(), policy.batch_rows
     gone = conn.execute(
         f"DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= ? "
@@ -445,6 +446,8 @@ def sweep_batch(conn: sqlite3.Connection, policy: Policy) -> Swept:
     expired = conn.execute(
         "SELECT tenant, key FROM idempotency_keys WHERE expires_at <= ? LIMIT ?", (now, rows)
     ).fetchall()
+    # Leases long ended; not counted: what a batch leaves, the next sweep deletes.
+    leases.sweep_batch(conn, now, rows)
     return Swept(len(gone), items, forget(conn, expired), 1)
 
 

@@ -13,6 +13,7 @@ from .v08_history import HISTORY_MIGRATION
 from .v09_history_functions import HISTORY_FUNCTIONS
 from .v10_shared_blocks import SHARED_BLOCKS
 from .v11_bounded_fork import BOUNDED_FORK
+from .v12_run_leases import RUN_LEASES
 
 __all__ = ["MIGRATIONS", "migrate"]
 
@@ -106,6 +107,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     (10, SHARED_BLOCKS),
     # Forks bounded by what one fork may copy.
     (11, BOUNDED_FORK),
+    # Run leases, and the write functions fenced by them.
+    (12, RUN_LEASES),
 ]
 
 # Any two-int key will do; it only has to be the same in every replica.

@@ -1,0 +1,157 @@
+"""RemoteSession.run_lease against a real server: acquire, renew in the background,
+send the token with the block's writes, release at the end whatever happens."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx2
+import pytest
+from session_memory_client import ProblemError, RemoteSession, RunLease
+from session_memory_client.protocol import RUN_LEASE, ProblemType, session_path
+
+
+def _lease_url(base_url: str, session_id: str) -> str:
+    return base_url + session_path(session_id) + "/lease"
+
+
+async def _free(base_url: str, session_id: str) -> bool:
+    """Whether the lease is free: an acquisition without a wait gets it (and releases it)."""
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(_lease_url(base_url, session_id), json={"ttl": 5})
+        if response.status_code != 200:
+            return False
+        token = {RUN_LEASE: str(response.json()["token"])}
+        assert (await http.delete(_lease_url(base_url, session_id), headers=token)).is_success
+        return True
+
+
+async def test_the_block_s_writes_carry_the_token(base_url: str, session_id: str) -> None:
+    async with (
+        RemoteSession(session_id, base_url=base_url) as run,
+        RemoteSession(session_id, base_url=base_url) as other,
+    ):
+        async with run.run_lease(ttl=30) as lease:
+            assert isinstance(lease, RunLease)
+            assert lease.token > 0
+            await run.add_items([{"n": 1}, {"n": 2}])
+            assert await run.pop_item() == {"n": 2}
+            await run.replace_items([{"n": 3}], from_seq=2)
+            with pytest.raises(ProblemError) as refused:
+                await other.add_items([{"n": 99}])
+            assert refused.value.type == ProblemType.SESSION_LEASED
+            # Outside the block (another session object): no token.
+            assert [item["n"] for item in await other.get_items()] == [1, 3]
+            await run.clear_session()
+        await other.add_items([{"n": 4}])  # released: anyone writes again
+        assert await run.get_items() == [{"n": 4}]
+    assert await _free(base_url, session_id)
+
+
+async def test_it_renews_in_the_background(base_url: str, session_id: str) -> None:
+    async with RemoteSession(session_id, base_url=base_url) as run:
+        async with run.run_lease(ttl=1) as lease:
+            first = lease.expires_at
+            await asyncio.sleep(2.5)  # well past the TTL
+            await run.add_items([{"n": 1}])
+            assert not lease.lost
+            assert lease.expires_at > first
+        assert await _free(base_url, session_id)
+
+
+async def _failing_run(run: RemoteSession) -> None:
+    async with run.run_lease(ttl=30):
+        await run.add_items([{"n": 1}])
+        raise KeyError("the run failed")
+
+
+async def test_it_is_released_when_the_block_raises(base_url: str, session_id: str) -> None:
+    async with RemoteSession(session_id, base_url=base_url) as run:
+        with pytest.raises(KeyError):
+            await _failing_run(run)
+        assert await _free(base_url, session_id)
+        # And the session's writes carry no token any more.
+        await run.add_items([{"n": 2}])
+
+
+async def test_it_is_released_when_the_block_is_cancelled(base_url: str, session_id: str) -> None:
+    held = asyncio.Event()
+
+    async def long_run(run: RemoteSession) -> None:
+        async with run.run_lease(ttl=30):
+            held.set()
+            await asyncio.sleep(60)
+
+    async with RemoteSession(session_id, base_url=base_url) as run:
+        task = asyncio.ensure_future(long_run(run))
+        await held.wait()
+        assert not await _free(base_url, session_id)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await _free(base_url, session_id)
+
+
+async def test_a_second_run_waits_or_is_rejected(base_url: str, session_id: str) -> None:
+    """Two tasks share one RemoteSession, each in its own block: each sends its own token."""
+    order: list[str] = []
+
+    async def turn(run: RemoteSession, name: str, wait: float) -> None:
+        async with run.run_lease(ttl=30, wait=wait):
+            order.append(f"{name} in")
+            await run.add_items([{"turn": name, "part": 1}])
+            await asyncio.sleep(0.5)
+            await run.add_items([{"turn": name, "part": 2}])
+            order.append(f"{name} out")
+
+    async with RemoteSession(session_id, base_url=base_url) as run:
+        await asyncio.gather(turn(run, "a", 10), turn(run, "b", 10))
+        assert order in (
+            ["a in", "a out", "b in", "b out"],
+            ["b in", "b out", "a in", "a out"],
+        )
+        turns = [item["turn"] for item in await run.get_items()]
+        assert turns in (["a", "a", "b", "b"], ["b", "b", "a", "a"])
+
+        first = asyncio.ensure_future(turn(run, "c", 0))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        with pytest.raises(ProblemError) as rejected:
+            await turn(run, "d", 0)
+        assert time.monotonic() - started < 0.4
+        assert rejected.value.status == 409
+        assert rejected.value.type == ProblemType.SESSION_LEASED
+        await first
+
+
+async def _run_that_loses_its_lease(run: RemoteSession, base_url: str) -> None:
+    async with run.run_lease(ttl=30) as lease:
+        # Another caller releases it (as if it had expired and been taken).
+        async with httpx2.AsyncClient() as http:
+            url = _lease_url(base_url, run.session_id)
+            released = await http.delete(url, headers={RUN_LEASE: str(lease.token)})
+            assert released.status_code == 204
+        await run.add_items([{"n": 1}])
+
+
+async def test_a_lost_lease_refuses_the_block_s_writes(base_url: str, session_id: str) -> None:
+    async with RemoteSession(session_id, base_url=base_url) as run:
+        with pytest.raises(ProblemError) as lost:
+            await _run_that_loses_its_lease(run, base_url)
+        assert lost.value.type == ProblemType.LEASE_LOST
+        assert await run.get_items() == []
+
+
+async def test_bad_arguments_raise_before_any_request(base_url: str, session_id: str) -> None:
+    async with RemoteSession(session_id, base_url=base_url) as run:
+        with pytest.raises(ValueError, match="ttl"):
+            run.run_lease(ttl=0)
+        with pytest.raises(ValueError, match="wait"):
+            run.run_lease(wait=-1)
+        with pytest.raises(ValueError, match="unleased_writes"):
+            run.run_lease(unleased_writes="sometimes")
+        async with run.run_lease():
+            with pytest.raises(RuntimeError, match="already holds"):
+                async with run.run_lease():
+                    pass
