@@ -18,7 +18,9 @@ import {
   ALREADY_APPLIED,
   canonicalJson,
   checkTransactionArgs,
+  EMPTY_APPEND_BODY,
   operationKey,
+  replacementPositions,
   sameItems,
   SUFFIX_MISMATCH,
   UNREACHABLE_ETAG,
@@ -275,18 +277,20 @@ export class RemoteSession implements Session {
    *
    * Repeating an operation id with the same transaction succeeds without applying
    * it again (the service replays the recorded outcome); reusing it for a different
-   * transaction throws `UserError` and changes nothing. The service keeps keys for
-   * its idempotency retention time (24 h by default).
+   * transaction throws `UserError` and changes nothing, as in MemorySession: an
+   * empty append takes its operation id too, and a `replace_suffix` repeated after
+   * later writes is still a no-op (looked for at the newest MAX_REPLAY_PROBES places
+   * it could have started). The service keeps keys for its idempotency retention
+   * time (24 h by default); `clearSession` forgets them, as MemorySession does.
    */
   async applyHistoryTransaction(args: HistoryTransactionArgs, options: CallOptions = {}): Promise<void> {
     const { operationId, transaction } = checkTransactionArgs(args);
     const key = await operationKey(this.sessionId, operationId);
     if (transaction.type === 'append_items') {
       const items = toStoredItems(transaction.items);
-      // The service records no key for an empty append (it writes nothing), so an
-      // empty append is a no-op here, as the SDK's in-memory session makes it.
-      if (items.length === 0) return;
-      await this.keyedWrite('POST', canonicalJson({ items }), key, {}, options);
+      // An empty append changes nothing but takes its operation id, as in MemorySession.
+      if (items.length === 0) await this.keyedWrite('PUT', EMPTY_APPEND_BODY, key, {}, options);
+      else await this.keyedWrite('POST', canonicalJson({ items }), key, {}, options);
       return;
     }
     await this.replaceSuffix(transaction, key, options);
@@ -366,29 +370,45 @@ export class RemoteSession implements Session {
         return;
       } catch (error) {
         if (error instanceof ProblemError && error.type === ProblemType.PRECONDITION_FAILED) continue;
+        // The suffix is back, but the operation id was taken: by this very operation?
+        if (error instanceof UserError) return this.replayOperation(replacement, key, options);
         throw error;
       }
     }
-    // The suffix is not there (or never held still). Was this operation applied
-    // already? Then the history ends with its replacement, after the same item as
-    // before, and the same request replays: sent with an ETag no session has, it
-    // answers 200 when the key recorded exactly this request, 422 when the key
-    // recorded another one, and 412 (recording nothing) when the key is unused.
-    const tail = await this.readTail(replacement.length + 1, options);
-    const start = tail.items.length - replacement.length;
-    const atTail =
-      (start === 1 || (start === 0 && tail.complete)) &&
-      sameItems(fromStoredItems(tail.items.slice(start)), fromStoredItems(replacement));
-    const body = replaceBody(replacement, atTail && start === 1 ? tail.firstSeq : null);
-    try {
-      await this.keyedWrite('PUT', body, key, { [IF_MATCH]: UNREACHABLE_ETAG }, options);
-      return;
-    } catch (error) {
-      if (error instanceof ProblemError && error.type === ProblemType.PRECONDITION_FAILED) {
-        throw new UserError(SUFFIX_MISMATCH);
+    return this.replayOperation(replacement, key, options);
+  }
+
+  /**
+   * Succeed when this operation was applied already (MemorySession's repeat is a
+   * no-op, whatever happened since); else throw the SDK's UserError: the suffix
+   * mismatch when the operation id is unused, ALREADY_APPLIED when another
+   * transaction took it.
+   *
+   * The service fingerprints a request by its bytes, and a replace's bytes hold the
+   * seq of the item before the replaced range, so the request is rebuilt for each
+   * place the replacement could have started (see replacementPositions) and sent with an
+   * ETag no session has: 200 when the key recorded exactly this request (nothing
+   * is applied again), 422 when it recorded another, 412 (recording nothing) when
+   * it is unused.
+   */
+  private async replayOperation(replacement: StoredItem[], key: string, options: CallOptions): Promise<void> {
+    const history = await this.readTail(Number.MAX_SAFE_INTEGER, options);
+    const positions = replacementPositions(fromStoredItems(history.items), fromStoredItems(replacement));
+    for (const index of positions) {
+      const before =
+        index === 0 ? null : (await this.readTail(history.items.length - index + 1, options)).firstSeq;
+      try {
+        const body = replaceBody(replacement, before);
+        await this.keyedWrite('PUT', body, key, { [IF_MATCH]: UNREACHABLE_ETAG }, options);
+        return;
+      } catch (error) {
+        if (error instanceof ProblemError && error.type === ProblemType.PRECONDITION_FAILED) {
+          throw new UserError(SUFFIX_MISMATCH);
+        }
+        if (!(error instanceof UserError)) throw error;
       }
-      throw error;
     }
+    throw new UserError(ALREADY_APPLIED);
   }
 
   /** A write keyed by an operation: the key reused by another request is the SDK's UserError. */
