@@ -15,6 +15,7 @@ export {
   type RemoteSessionOptions,
   type SessionSettings,
 } from './session.js';
+export { WriteAbortedError } from './aborts.js';
 export {
   ConnectError,
   ProblemError,

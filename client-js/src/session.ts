@@ -11,6 +11,7 @@ import {
   type SessionHistoryRewriteArgs,
 } from '@openai/agents-core';
 
+import { settleAborted, WriteAbortedError } from './aborts.js';
 import { ConnectError, ProblemError, RequestTimeout, TransportError, type Problem } from './errors.js';
 import { canonicalItems, fromStoredItems, toStoredItems, type StoredItem } from './items.js';
 import { parseJson, stringifyJson } from './json.js';
@@ -499,7 +500,7 @@ export class RemoteSession implements Session {
    * A history transaction passes its own key (derived from its operation id).
    */
   protected async request(spec: RequestSpec): Promise<Answer> {
-    const signal = combine(this.signal, spec.signal);
+    let signal = combine(this.signal, spec.signal);
     const headers: Record<string, string> = { ...this.headers, ...spec.headers };
     if (spec.body !== undefined) headers['Content-Type'] = 'application/json';
     if (spec.idempotentWrite) {
@@ -507,19 +508,30 @@ export class RemoteSession implements Session {
         typeof spec.idempotentWrite === 'string' ? spec.idempotentWrite : crypto.randomUUID();
     }
     const url = this.url + spec.path + (spec.query ?? '');
+    // A write's attempt is never cut short by an abort: its answer says whether it landed.
+    const write = spec.method !== 'GET';
+    let reached = false;
     const started = Date.now();
     for (let attempt = 0; ; attempt++) {
-      signal?.throwIfAborted();
+      if (signal?.aborted) {
+        if (!write || !reached) throw signal.reason;
+        if (spec.idempotentWrite) throw await this.settleAborted(spec, url, headers, signal.reason);
+        // A clear or a metadata patch is idempotent by nature: finish it instead.
+        signal = undefined;
+      }
       let failure: Error;
       try {
-        const answer = await this.send(spec.method, url, headers, spec.body, signal);
+        const answer = await this.send(spec.method, url, headers, spec.body, write ? undefined : signal);
+        reached = true;
         if (answer.status < 400) return answer;
         failure = problemError(answer);
         if (!retryable(failure as ProblemError)) throw failure;
       } catch (error) {
-        if (!(error instanceof TransportError) || signal?.aborted) throw error;
+        if (!(error instanceof TransportError) || (!write && signal?.aborted)) throw error;
+        reached ||= !(error instanceof ConnectError);
         failure = error;
       }
+      if (signal?.aborted) continue;
       // Full jitter: spread retries of many clients over the whole interval.
       const delay = Math.random() * Math.min(MAX_BACKOFF_MS, this.backoffMs * 2 ** attempt);
       if (attempt >= this.maxRetries || Date.now() - started + delay > this.retryBudgetMs) {
@@ -528,6 +540,21 @@ export class RemoteSession implements Session {
       if (attempt === 0 && failure instanceof TransportError) this.warnRetrying(failure, started);
       await sleep(delay, signal);
     }
+  }
+
+  /** The error an aborted keyed write rejects with, once the service said whether it landed. */
+  private settleAborted(
+    spec: RequestSpec,
+    url: string,
+    headers: Record<string, string>,
+    reason: unknown,
+  ): Promise<WriteAbortedError> {
+    const probeHeaders = { ...headers, [IF_MATCH]: UNREACHABLE_ETAG };
+    return settleAborted(() => this.send(spec.method, url, probeHeaders, spec.body, undefined), reason, {
+      budgetMs: this.retryBudgetMs,
+      backoffMs: this.backoffMs,
+      maxBackoffMs: MAX_BACKOFF_MS,
+    });
   }
 
   /** Once per call: its retries may take the whole budget, and the caller should know why. */
@@ -586,11 +613,12 @@ function combine(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortS
   return a ?? b;
 }
 
+/** Wait `ms`, or less when `signal` aborts (the caller then sees it aborted). */
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const onAbort = () => {
       clearTimeout(timer);
-      reject(signal!.reason);
+      resolve();
     };
     const timer = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort);
