@@ -71,9 +71,11 @@ export type RemoteSessionOptions = {
 /** Per-call options; `signal` aborts this call only. */
 export type CallOptions = { signal?: AbortSignal };
 
-type RequestSpec = {
+export type RequestSpec = {
   method: string;
+  /** After the session's URL; after the base URL when `root` is set. */
   path: string;
+  root?: boolean;
   query?: string;
   body?: string;
   /** Send an Idempotency-Key: this one (an operation id), or a fresh UUID when `true`. */
@@ -105,9 +107,9 @@ function replaceBody(items: StoredItem[], before: number | null): string {
 }
 
 /** A completed exchange: the body is read inside the retry loop, so a broken body is retried too. */
-type Answer = { status: number; headers: Headers; text: string };
+export type Answer = { status: number; headers: Headers; text: string };
 
-function readEnv(name: string): string | undefined {
+export function readEnv(name: string): string | undefined {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
   return env?.[name] || undefined;
 }
@@ -507,7 +509,7 @@ export class RemoteSession implements Session {
       headers[IDEMPOTENCY_KEY] =
         typeof spec.idempotentWrite === 'string' ? spec.idempotentWrite : crypto.randomUUID();
     }
-    const url = this.url + spec.path + (spec.query ?? '');
+    const url = (spec.root ? this.baseUrl : this.url) + spec.path + (spec.query ?? '');
     // A write's attempt is never cut short by an abort: its answer says whether it landed.
     const write = spec.method !== 'GET';
     let reached = false;
@@ -654,7 +656,7 @@ function retryable(error: ProblemError): boolean {
   return [502, 503, 504].includes(error.status) || error.type === ProblemType.IDEMPOTENCY_KEY_IN_FLIGHT;
 }
 
-function problemError({ status, text }: Answer): ProblemError {
+export function problemError({ status, text }: { status: number; text: string }): ProblemError {
   let problem: Problem = {};
   try {
     const parsed: unknown = JSON.parse(text);
