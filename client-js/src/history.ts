@@ -182,6 +182,43 @@ export async function operationKey(sessionId: string, operationId: string): Prom
   return 'op-' + btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
+/**
+ * The body that records an empty append's operation id: a replace of the items from
+ * the largest seq on (there are none) by none. The service records no key for an
+ * empty append (it writes nothing), and MemorySession does record the operation id;
+ * this write changes no item, creates no session, and is keyed like any operation.
+ * It counts as a write on an existing session (its revision, a `replace` event).
+ */
+export const EMPTY_APPEND_BODY = '{"from_seq":9223372036854775807,"items":[]}';
+
+/**
+ * How many places in the history a repeated `replace_suffix` is looked for: each
+ * costs a read and a replayed request, and a repeat is found at the newest one
+ * unless the history was rewritten since.
+ */
+export const MAX_REPLAY_PROBES = 16;
+
+/**
+ * Where an earlier run of an operation could have put `replacement`: the indexes of
+ * `history` it starts at (every index when it is empty), newest first; then, as it
+ * may have been popped or replaced since, every other index from the end; at most
+ * MAX_REPLAY_PROBES in all.
+ */
+export function replacementPositions(
+  history: readonly AgentInputItem[],
+  replacement: readonly AgentInputItem[],
+): number[] {
+  const found: number[] = [];
+  const others: number[] = [];
+  const wanted = canonicalJson(replacement);
+  for (let index = history.length; index >= 0; index--) {
+    const at = index + replacement.length <= history.length;
+    const fits = at && canonicalJson(history.slice(index, index + replacement.length)) === wanted;
+    (fits ? found : others).push(index);
+  }
+  return [...found, ...others].slice(0, MAX_REPLAY_PROBES);
+}
+
 /** Whether two item lists are the same once each is in the form the service gives back. */
 export function sameItems(left: readonly AgentInputItem[], right: readonly AgentInputItem[]): boolean {
   return left.length === right.length && canonicalJson(left) === canonicalJson(right);

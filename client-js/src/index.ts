@@ -15,6 +15,18 @@ export {
   type RemoteSessionOptions,
   type SessionSettings,
 } from './session.js';
+export { WriteAbortedError } from './aborts.js';
+export {
+  SessionMemoryClient,
+  type ClientOptions,
+  type ForkResult,
+  type ItemPage,
+  type ListOptions,
+  type ReadOptions,
+  type SessionPage,
+  type SessionRecord,
+} from './client.js';
+export { type FollowEvent } from './follow.js';
 export {
   ConnectError,
   ProblemError,

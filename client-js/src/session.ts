@@ -11,6 +11,7 @@ import {
   type SessionHistoryRewriteArgs,
 } from '@openai/agents-core';
 
+import { settleAborted, WriteAbortedError } from './aborts.js';
 import { ConnectError, ProblemError, RequestTimeout, TransportError, type Problem } from './errors.js';
 import { canonicalItems, fromStoredItems, toStoredItems, type StoredItem } from './items.js';
 import { parseJson, stringifyJson } from './json.js';
@@ -18,7 +19,9 @@ import {
   ALREADY_APPLIED,
   canonicalJson,
   checkTransactionArgs,
+  EMPTY_APPEND_BODY,
   operationKey,
+  replacementPositions,
   sameItems,
   SUFFIX_MISMATCH,
   UNREACHABLE_ETAG,
@@ -68,9 +71,11 @@ export type RemoteSessionOptions = {
 /** Per-call options; `signal` aborts this call only. */
 export type CallOptions = { signal?: AbortSignal };
 
-type RequestSpec = {
+export type RequestSpec = {
   method: string;
+  /** After the session's URL; after the base URL when `root` is set. */
   path: string;
+  root?: boolean;
   query?: string;
   body?: string;
   /** Send an Idempotency-Key: this one (an operation id), or a fresh UUID when `true`. */
@@ -102,9 +107,9 @@ function replaceBody(items: StoredItem[], before: number | null): string {
 }
 
 /** A completed exchange: the body is read inside the retry loop, so a broken body is retried too. */
-type Answer = { status: number; headers: Headers; text: string };
+export type Answer = { status: number; headers: Headers; text: string };
 
-function readEnv(name: string): string | undefined {
+export function readEnv(name: string): string | undefined {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
   return env?.[name] || undefined;
 }
@@ -275,18 +280,20 @@ export class RemoteSession implements Session {
    *
    * Repeating an operation id with the same transaction succeeds without applying
    * it again (the service replays the recorded outcome); reusing it for a different
-   * transaction throws `UserError` and changes nothing. The service keeps keys for
-   * its idempotency retention time (24 h by default).
+   * transaction throws `UserError` and changes nothing, as in MemorySession: an
+   * empty append takes its operation id too, and a `replace_suffix` repeated after
+   * later writes is still a no-op (looked for at the newest MAX_REPLAY_PROBES places
+   * it could have started). The service keeps keys for its idempotency retention
+   * time (24 h by default); `clearSession` forgets them, as MemorySession does.
    */
   async applyHistoryTransaction(args: HistoryTransactionArgs, options: CallOptions = {}): Promise<void> {
     const { operationId, transaction } = checkTransactionArgs(args);
     const key = await operationKey(this.sessionId, operationId);
     if (transaction.type === 'append_items') {
       const items = toStoredItems(transaction.items);
-      // The service records no key for an empty append (it writes nothing), so an
-      // empty append is a no-op here, as the SDK's in-memory session makes it.
-      if (items.length === 0) return;
-      await this.keyedWrite('POST', canonicalJson({ items }), key, {}, options);
+      // An empty append changes nothing but takes its operation id, as in MemorySession.
+      if (items.length === 0) await this.keyedWrite('PUT', EMPTY_APPEND_BODY, key, {}, options);
+      else await this.keyedWrite('POST', canonicalJson({ items }), key, {}, options);
       return;
     }
     await this.replaceSuffix(transaction, key, options);
@@ -366,29 +373,45 @@ export class RemoteSession implements Session {
         return;
       } catch (error) {
         if (error instanceof ProblemError && error.type === ProblemType.PRECONDITION_FAILED) continue;
+        // The suffix is back, but the operation id was taken: by this very operation?
+        if (error instanceof UserError) return this.replayOperation(replacement, key, options);
         throw error;
       }
     }
-    // The suffix is not there (or never held still). Was this operation applied
-    // already? Then the history ends with its replacement, after the same item as
-    // before, and the same request replays: sent with an ETag no session has, it
-    // answers 200 when the key recorded exactly this request, 422 when the key
-    // recorded another one, and 412 (recording nothing) when the key is unused.
-    const tail = await this.readTail(replacement.length + 1, options);
-    const start = tail.items.length - replacement.length;
-    const atTail =
-      (start === 1 || (start === 0 && tail.complete)) &&
-      sameItems(fromStoredItems(tail.items.slice(start)), fromStoredItems(replacement));
-    const body = replaceBody(replacement, atTail && start === 1 ? tail.firstSeq : null);
-    try {
-      await this.keyedWrite('PUT', body, key, { [IF_MATCH]: UNREACHABLE_ETAG }, options);
-      return;
-    } catch (error) {
-      if (error instanceof ProblemError && error.type === ProblemType.PRECONDITION_FAILED) {
-        throw new UserError(SUFFIX_MISMATCH);
+    return this.replayOperation(replacement, key, options);
+  }
+
+  /**
+   * Succeed when this operation was applied already (MemorySession's repeat is a
+   * no-op, whatever happened since); else throw the SDK's UserError: the suffix
+   * mismatch when the operation id is unused, ALREADY_APPLIED when another
+   * transaction took it.
+   *
+   * The service fingerprints a request by its bytes, and a replace's bytes hold the
+   * seq of the item before the replaced range, so the request is rebuilt for each
+   * place the replacement could have started (see replacementPositions) and sent with an
+   * ETag no session has: 200 when the key recorded exactly this request (nothing
+   * is applied again), 422 when it recorded another, 412 (recording nothing) when
+   * it is unused.
+   */
+  private async replayOperation(replacement: StoredItem[], key: string, options: CallOptions): Promise<void> {
+    const history = await this.readTail(Number.MAX_SAFE_INTEGER, options);
+    const positions = replacementPositions(fromStoredItems(history.items), fromStoredItems(replacement));
+    for (const index of positions) {
+      const before =
+        index === 0 ? null : (await this.readTail(history.items.length - index + 1, options)).firstSeq;
+      try {
+        const body = replaceBody(replacement, before);
+        await this.keyedWrite('PUT', body, key, { [IF_MATCH]: UNREACHABLE_ETAG }, options);
+        return;
+      } catch (error) {
+        if (error instanceof ProblemError && error.type === ProblemType.PRECONDITION_FAILED) {
+          throw new UserError(SUFFIX_MISMATCH);
+        }
+        if (!(error instanceof UserError)) throw error;
       }
-      throw error;
     }
+    throw new UserError(ALREADY_APPLIED);
   }
 
   /** A write keyed by an operation: the key reused by another request is the SDK's UserError. */
@@ -479,27 +502,38 @@ export class RemoteSession implements Session {
    * A history transaction passes its own key (derived from its operation id).
    */
   protected async request(spec: RequestSpec): Promise<Answer> {
-    const signal = combine(this.signal, spec.signal);
+    let signal = combine(this.signal, spec.signal);
     const headers: Record<string, string> = { ...this.headers, ...spec.headers };
     if (spec.body !== undefined) headers['Content-Type'] = 'application/json';
     if (spec.idempotentWrite) {
       headers[IDEMPOTENCY_KEY] =
         typeof spec.idempotentWrite === 'string' ? spec.idempotentWrite : crypto.randomUUID();
     }
-    const url = this.url + spec.path + (spec.query ?? '');
+    const url = (spec.root ? this.baseUrl : this.url) + spec.path + (spec.query ?? '');
+    // A write's attempt is never cut short by an abort: its answer says whether it landed.
+    const write = spec.method !== 'GET';
+    let reached = false;
     const started = Date.now();
     for (let attempt = 0; ; attempt++) {
-      signal?.throwIfAborted();
+      if (signal?.aborted) {
+        if (!write || !reached) throw signal.reason;
+        if (spec.idempotentWrite) throw await this.settleAborted(spec, url, headers, signal.reason);
+        // A clear or a metadata patch is idempotent by nature: finish it instead.
+        signal = undefined;
+      }
       let failure: Error;
       try {
-        const answer = await this.send(spec.method, url, headers, spec.body, signal);
+        const answer = await this.send(spec.method, url, headers, spec.body, write ? undefined : signal);
+        reached = true;
         if (answer.status < 400) return answer;
         failure = problemError(answer);
         if (!retryable(failure as ProblemError)) throw failure;
       } catch (error) {
-        if (!(error instanceof TransportError) || signal?.aborted) throw error;
+        if (!(error instanceof TransportError) || (!write && signal?.aborted)) throw error;
+        reached ||= !(error instanceof ConnectError);
         failure = error;
       }
+      if (signal?.aborted) continue;
       // Full jitter: spread retries of many clients over the whole interval.
       const delay = Math.random() * Math.min(MAX_BACKOFF_MS, this.backoffMs * 2 ** attempt);
       if (attempt >= this.maxRetries || Date.now() - started + delay > this.retryBudgetMs) {
@@ -508,6 +542,21 @@ export class RemoteSession implements Session {
       if (attempt === 0 && failure instanceof TransportError) this.warnRetrying(failure, started);
       await sleep(delay, signal);
     }
+  }
+
+  /** The error an aborted keyed write rejects with, once the service said whether it landed. */
+  private settleAborted(
+    spec: RequestSpec,
+    url: string,
+    headers: Record<string, string>,
+    reason: unknown,
+  ): Promise<WriteAbortedError> {
+    const probeHeaders = { ...headers, [IF_MATCH]: UNREACHABLE_ETAG };
+    return settleAborted(() => this.send(spec.method, url, probeHeaders, spec.body, undefined), reason, {
+      budgetMs: this.retryBudgetMs,
+      backoffMs: this.backoffMs,
+      maxBackoffMs: MAX_BACKOFF_MS,
+    });
   }
 
   /** Once per call: its retries may take the whole budget, and the caller should know why. */
@@ -566,11 +615,12 @@ function combine(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortS
   return a ?? b;
 }
 
+/** Wait `ms`, or less when `signal` aborts (the caller then sees it aborted). */
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const onAbort = () => {
       clearTimeout(timer);
-      reject(signal!.reason);
+      resolve();
     };
     const timer = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort);
@@ -606,7 +656,7 @@ function retryable(error: ProblemError): boolean {
   return [502, 503, 504].includes(error.status) || error.type === ProblemType.IDEMPOTENCY_KEY_IN_FLIGHT;
 }
 
-function problemError({ status, text }: Answer): ProblemError {
+export function problemError({ status, text }: { status: number; text: string }): ProblemError {
   let problem: Problem = {};
   try {
     const parsed: unknown = JSON.parse(text);
