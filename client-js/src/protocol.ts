@@ -16,6 +16,8 @@ export const IF_MATCH = 'If-Match';
 export const ETAG = 'ETag';
 export const SESSION_TTL = 'Session-TTL';
 export const SESSION_METADATA = 'Session-Metadata';
+/** A run lease's fencing token, sent with every write of the run that holds it. */
+export const RUN_LEASE = 'Run-Lease';
 export const LAST_EVENT_ID = 'Last-Event-ID';
 export const REQUEST_ID = 'X-Request-ID';
 
@@ -45,6 +47,8 @@ export const ProblemType = {
   STORE_UNAVAILABLE: `${PROBLEM_TYPE_PREFIX}store-unavailable`,
   SESSION_EXISTS: `${PROBLEM_TYPE_PREFIX}session-exists`,
   TOO_MANY_STREAMS: `${PROBLEM_TYPE_PREFIX}too-many-streams`,
+  SESSION_LEASED: `${PROBLEM_TYPE_PREFIX}session-leased`,
+  LEASE_LOST: `${PROBLEM_TYPE_PREFIX}lease-lost`,
 } as const;
 
 export const MAX_SESSION_ID_LENGTH = 256;
