@@ -128,10 +128,9 @@ async def test_a_waiting_acquisition_gets_the_lease_when_released(
     waiting = asyncio.ensure_future(api.post(LEASE, json={"ttl": 30, "wait": 5}))
     await asyncio.sleep(0.3)
     assert not waiting.done()
-    started = time.monotonic()
     assert (await api.delete(LEASE, headers=first)).status_code == 204
+    # The first lease had 25 s to go past the wait: a 200 here is the release's doing.
     second = token_of(await waiting)
-    assert time.monotonic() - started < 1
     assert int(second[RUN_LEASE]) > int(first[RUN_LEASE])
 
 
@@ -144,7 +143,7 @@ async def test_a_waiting_acquisition_gets_the_lease_when_it_expires(
     # And one that waits less than the lease lasts is refused at the end of its wait.
     started = time.monotonic()
     problem(await api.post(LEASE, json={"wait": 0.3}), 409, ProblemType.SESSION_LEASED)
-    assert 0.25 < time.monotonic() - started < 2
+    assert 0.25 < time.monotonic() - started < 10  # it waited, and then it ended
 
 
 @pytest.mark.parametrize(
@@ -176,7 +175,7 @@ async def test_a_ttl_or_wait_past_the_server_s_bound_is_cut_to_it(
     assert granted.json()["ttl"] == 3600
     started = time.monotonic()
     problem(await api.post(LEASE, json={"wait": 1e300}), 409, ProblemType.SESSION_LEASED)
-    assert 4.5 < time.monotonic() - started < 8
+    assert 4.5 < time.monotonic() - started < 30  # the bound's wait, not 1e300 s
     renewed = await api.put(LEASE, json={"ttl": 7200}, headers=token_of(granted))
     assert renewed.json()["ttl"] == 3600
     # An integer too big for a float is a number all the same; a null TTL is none.
