@@ -260,12 +260,15 @@ def run_turns(
     start_at: float,
     seconds: float,
     workload: Workload = WORKLOADS["limit20"],
+    hold: float = 0.0,
 ) -> tuple[list[float], dict[str, int], float, float]:
     """One process: ``tasks`` sessions doing turns from ``start_at`` (time.time()) for ``seconds``.
 
     Returns every turn's latency, the turns completed on each session, how late this
     process was ready (seconds after ``start_at``; 0 when on time), and the CPU
-    seconds the process spent on the turns.
+    seconds the process spent on the turns. The connections stay open ``hold`` seconds
+    past the end, so the server's CPU can be read while its connections still exist
+    (a PostgreSQL backend's CPU goes with it when it exits).
     """
 
     async def main() -> tuple[list[float], dict[str, int], float, float]:
@@ -297,6 +300,7 @@ def run_turns(
             cpu = _cpu_seconds()
             await asyncio.gather(*(loop(i, s) for i, s in zip(ids, sessions, strict=True)))
             cpu = _cpu_seconds() - cpu
+            await asyncio.sleep(max(0.0, start_at + seconds + hold - time.time()))
             for session in sessions:
                 if kind == "sqlite_session":
                     session.close()
@@ -330,6 +334,9 @@ _MODULES = {
 }
 
 
+# Seconds the clients keep their connections after the turns; the server's CPU is read
+# half way through (the last turns, started before the end, are done by then).
+_HOLD = 1.5
 _warmed: set[tuple[int, str]] = set()  # (pool, kind) pairs whose workers have imported
 
 
@@ -364,15 +371,20 @@ def turns(
     prefix = f"{kind}-{time.time_ns()}"
     stored_counts(kind, target, [f"{prefix}-setup"])  # tables created once, not in a race
     start_at = time.time() + lead
+    hold = 0.0 if server_cpu is None else _HOLD
     futures = [
-        pool.submit(run_turns, kind, target, prefix, tasks, start_at, seconds, workload)
+        pool.submit(run_turns, kind, target, prefix, tasks, start_at, seconds, workload, hold)
         for _ in range(procs)
     ]
-    # The server's CPU counts from the start of the turns, not the filling of the histories.
-    time.sleep(max(0.0, start_at - time.time()))
-    server_before = server_cpu() if server_cpu is not None else {}
+    server_spent = None
+    if server_cpu is not None:
+        # From the start of the turns (not the filling of the histories) to their end,
+        # read while the clients still hold their connections.
+        time.sleep(max(0.0, start_at - time.time()))
+        before = server_cpu()
+        time.sleep(max(0.0, start_at + seconds + _HOLD / 2 - time.time()))
+        server_spent = spent(before, server_cpu())
     results = [future.result() for future in futures]
-    server_spent = spent(server_before, server_cpu()) if server_cpu is not None else None
     latencies = sorted(lat for lats, _, _, _ in results for lat in lats)
     per_session = {sid: n for _, counts, _, _ in results for sid, n in counts.items()}
     if len(per_session) != procs * tasks or not latencies:
