@@ -89,6 +89,9 @@ def tail_page(
     """
     if header is None:
         empty = ItemPage(items=[], first_seq=None, last_seq=None, has_more=False)
+        if known is not None and known.revision == 0:
+            # It did not exist then either (revision 0: no session).
+            return TailPage(empty, UNCHANGED, known.seq, known)
         return TailPage(empty, FULL, None, ReadMark(0, 0, 0, 0))
     lineage, revision, count, mode = header
     if rows:
