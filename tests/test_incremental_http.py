@@ -7,10 +7,16 @@ and ``If-None-Match`` answers 304 while the session is at the named ETag.
 from __future__ import annotations
 
 import base64
+import re
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx2
+import pytest
 from session_memory.main import openapi_spec
+
+from tests.test_any_language import run_block
+from tests.utils.server import ServerProcess
 
 JSON = {"content-type": "application/json"}
 
@@ -146,3 +152,14 @@ def test_the_api_document_describes_incremental_reads() -> None:
     assert "304" in operation["responses"]
     schema = openapi_spec()["components"]["schemas"]["ItemPageResponse"]
     assert {"since", "unchanged", "read_token"} <= set(schema["properties"])
+
+
+@pytest.mark.slow  # a real server process
+def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "known=$TOKEN" in b)
+    with ServerProcess(f"sqlite:///{tmp_path}/r.db", log_path=tmp_path / "log") as server:
+        codes = run_block(
+            block.replace("${B:-http://127.0.0.1:8000}", server.base_url), server.base_url, tmp_path
+        )
+    assert codes == [201, 200, 200, 201, 200, 200, 304]

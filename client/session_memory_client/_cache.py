@@ -51,10 +51,24 @@ class CacheEntry:
     sizes: tuple[int, ...]  # each item's share of the JSON bytes read
     complete: bool  # the items start at the session's first item
     nbytes: int = -1  # the sum of ``sizes`` (worked out when not given)
+    flat: bool | None = None  # every item is kept as a dict (worked out when not given)
 
     def __post_init__(self) -> None:
         if self.nbytes < 0:
             object.__setattr__(self, "nbytes", sum(self.sizes))
+        if self.flat is None:
+            object.__setattr__(self, "flat", all(type(item) is dict for item in self.items))
+
+    def then(self, added: CacheEntry) -> CacheEntry:
+        """This entry with ``added`` (what was appended since) after it, at its token."""
+        return CacheEntry(
+            added.token,
+            self.items + added.items,
+            self.sizes + added.sizes,
+            self.complete,
+            self.nbytes + added.nbytes,
+            self.flat and added.flat,
+        )
 
     def covers(self, limit: int | None) -> bool:
         """Whether the latest ``limit`` items (all: None) can be served from this entry
@@ -64,6 +78,8 @@ class CacheEntry:
     def latest(self, limit: int | None) -> list[Any]:
         """Fresh copies of the latest ``limit`` items (all: None)."""
         items = self.items if limit is None or limit >= len(self.items) else self.items[-limit:]
+        if self.flat:
+            return list(map(dict.copy, items))  # the common case, in one C loop
         return [fresh(item) for item in items]
 
     def trimmed(self, max_bytes: int) -> CacheEntry | None:
@@ -78,7 +94,9 @@ class CacheEntry:
             return self
         if start == len(self.items):
             return None
-        return CacheEntry(self.token, self.items[start:], self.sizes[start:], False, total)
+        return CacheEntry(
+            self.token, self.items[start:], self.sizes[start:], False, total, self.flat
+        )
 
 
 class ReadCache:
