@@ -171,13 +171,17 @@ async function full(
   return { items, complete: !page.has_more, bytes, consistent };
 }
 
-/** What changed since `base` (nothing known: undefined), as the next entry; one with no token is not kept. */
+/**
+ * What changed since `base` (nothing known: undefined), as the next entry; or the items
+ * alone when they are not to be kept (no read token: a service without incremental
+ * reads; or pages of several revisions, taken `anyway`).
+ */
 async function since(
   get: FetchPage,
   limit: number | undefined,
   base: CacheEntry | undefined,
   anyway: boolean,
-): Promise<CacheEntry> {
+): Promise<CacheEntry | StoredItem[]> {
   const answer = await get(`?limit=${limit ?? PAGE_ITEMS}&known=${base?.token ?? ''}`);
   const page = JSON.parse(answer.text) as Page;
   const token = page.read_token ?? '';
@@ -196,8 +200,8 @@ async function since(
     }
   }
   const pages = await full(get, limit, answer, anyway);
-  // Pages of several revisions (`anyway`) are handed out, never kept.
-  return CacheEntry.read(pages.consistent ? token : '', pages.items, pages.bytes, pages.complete);
+  if (!token || !pages.consistent) return pages.items;
+  return CacheEntry.read(token, pages.items, pages.bytes, pages.complete);
 }
 
 /** The latest `limit` items (all: undefined), oldest first, new objects; `cache` undefined: off. */
@@ -215,7 +219,11 @@ export async function readLatest(
     try {
       if (cache === undefined || limit === 0) return (await full(get, limit, undefined, anyway)).items;
       const got = await since(get, limit, base, anyway);
-      cache.put(key, got.token ? got : undefined);
+      if (Array.isArray(got)) {
+        cache.put(key, undefined); // nothing to keep: the parsed items are the caller's
+        return got;
+      }
+      cache.put(key, got);
       return got.latest(limit);
     } catch (error) {
       if (!(error instanceof Moved)) throw error;

@@ -68,7 +68,10 @@ class LatestReads:
             except _Moved:
                 base = None
                 continue
-            cache.put(self._key, got if got.token else None)
+            if isinstance(got, list):  # nothing to keep: the decoded items are the caller's
+                cache.put(self._key, None)
+                return got
+            cache.put(self._key, got)
             return got.latest(limit)
         raise AssertionError("unreachable: the last attempt does not raise _Moved")
 
@@ -82,9 +85,12 @@ class LatestReads:
             query["known"] = known
         return await self._transport.request("GET", self._transport.target(self._path, query))
 
-    async def _since(self, limit: int | None, base: CacheEntry | None, anyway: bool) -> CacheEntry:
-        """What changed since ``base`` (nothing known: None), as the next entry; one
-        with no token when it is not to be kept."""
+    async def _since(
+        self, limit: int | None, base: CacheEntry | None, anyway: bool
+    ) -> CacheEntry | list[Any]:
+        """What changed since ``base`` (nothing known: None), as the next entry; or the
+        items alone when they are not to be kept (no read token: a service without
+        incremental reads; or pages of several revisions, taken ``anyway``)."""
         reply = await self._get(
             PAGE_ITEMS if limit is None else limit, known="" if base is None else base.token
         )
@@ -102,9 +108,9 @@ class LatestReads:
                 # More was appended than one page holds, and all of it is needed.
                 return await self._since(limit, None, anyway)
         pages = await self._full(limit, reply, anyway)
-        # Pages of several revisions (``anyway``) are handed out, never kept.
-        kept = token if pages.consistent else ""
-        return _entry(kept, pages.items, pages.nbytes, pages.complete)
+        if not token or not pages.consistent:
+            return pages.items
+        return _entry(token, pages.items, pages.nbytes, pages.complete)
 
     async def _full(self, limit: int | None, first: Reply | None, anyway: bool) -> _Pages:
         """The latest ``limit`` items (all: None) from a first page (read here when
