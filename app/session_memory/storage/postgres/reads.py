@@ -98,9 +98,11 @@ async def read(
 # (revision, lineage, item count, mode) and one item above the mode's lower bound (the
 # mark's seq when appended, past every seq when unchanged, else 0), newest first, cut
 # by bytes in SQL as ``read`` is; a null seq when there is none. The lineage is the
-# session's row id, which a BIGSERIAL never gives twice.
+# session's row id, which a BIGSERIAL never gives twice. MATERIALIZED: the mode is
+# worked out once; inlined, its count would be planned at every use, and the plan's
+# cost (over PostgreSQL's jit_above_cost) would have it JIT-compiled on every read.
 _SINCE_SQL = f"""
-WITH m AS (
+WITH m AS MATERIALIZED (
     SELECT s.id, s.revision, s.item_count, CASE
         WHEN (s.id = $3 OR $3 = {ANY_LINEAGE}) AND s.revision = $6 THEN {UNCHANGED}
         WHEN s.id = $3 AND s.item_count - (
