@@ -237,3 +237,45 @@ async def test_an_expired_session_reads_empty_then_new(timed: tuple[HistoryStore
     tail = await read(history, first.mark)
     await agrees_with_a_plain_read(history, tail)
     assert numbers(tail.page.items) == list(range(100, 107))
+
+
+# -- PostgreSQL: the statement stays cheap enough to plan and run as plain SQL ---------
+
+
+async def test_postgres_plans_it_below_the_jit_threshold(
+    history: HistoryStore, database_url: str
+) -> None:
+    """Planned at a cost past jit_above_cost, every execution would be JIT-compiled
+    first (hundreds of milliseconds): with many items stored, it is not."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's planner")
+    import asyncpg
+    from session_memory.storage.postgres import reads
+
+    body = json.dumps({"n": 0})
+    for n in range(20):
+        await history.append(T, f"other-{n}", [body] * 2000)
+    await history.append(T, "s", [body] * 200)
+    mark = (await read(history, None)).mark
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("ANALYZE")
+        threshold = float(await conn.fetchval("SHOW jit_above_cost"))
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        for known in (mark, ReadMark(0, 0, 0, 0)):
+            for limit in (21, 10_001):
+                plan = await conn.fetchval(
+                    "EXPLAIN (FORMAT JSON) " + reads._SINCE_SQL,
+                    T,
+                    "s",
+                    known.lineage,
+                    known.seq,
+                    known.count,
+                    known.revision,
+                    limit,
+                    16 * 2**20,
+                )
+                cost = json.loads(plan)[0]["Plan"]["Total Cost"]
+                assert cost < threshold, (known, limit, cost)
+    finally:
+        await conn.close()
