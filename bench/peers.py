@@ -393,6 +393,32 @@ def turns(
     expected = {sid: workload.prefill + 2 * n for sid, n in per_session.items()}
     if stored != expected:
         raise RuntimeError(f"{name}: stored item counts {stored} != written {expected}")
+    return summary(
+        name,
+        workload,
+        seconds,
+        latencies,
+        sessions=len(per_session),
+        late=max(late for _, _, late, _ in results),
+        client_cpu=sum(cpu for *_, cpu in results),
+        server_cpu=server_spent,
+    )
+
+
+def summary(
+    name: str,
+    workload: Workload,
+    seconds: float,
+    latencies: list[float],
+    *,
+    sessions: int,
+    late: float,
+    client_cpu: float,
+    server_cpu: float | None,
+) -> dict[str, Any]:
+    """A row of the table from every turn's latency (sorted) over ``seconds`` of turns,
+    and the CPU seconds the clients and the server side spent on them. The latencies
+    stay in the row (``latencies``) so that rounds can be merged (``merge``)."""
     count = len(latencies)
     return {
         "system": name,
@@ -401,10 +427,33 @@ def turns(
         "p50_ms": round(statistics.median(latencies) * 1000, 1),
         "p99_ms": round(latencies[min(count - 1, int(count * 0.99))] * 1000, 1),
         "turns": count,
-        "sessions": len(per_session),
-        "late_start_s": round(max(late for _, _, late, _ in results), 2),
-        "client_cpu_us_per_turn": round(sum(cpu for *_, cpu in results) / count * 1e6, 1),
-        "server_cpu_us_per_turn": (
-            None if server_spent is None else round(server_spent / count * 1e6, 1)
-        ),
+        "sessions": sessions,
+        "late_start_s": round(late, 2),
+        "client_cpu_us_per_turn": round(client_cpu / count * 1e6, 1),
+        "server_cpu_us_per_turn": None
+        if server_cpu is None
+        else round(server_cpu / count * 1e6, 1),
+        "seconds": seconds,
+        "latencies": latencies,
     }
+
+
+def merge(rows: list[dict[str, Any]], workload: Workload) -> dict[str, Any]:
+    """The rows of several rounds of one system as one row over all their turns."""
+    if len(rows) == 1:
+        return rows[0]
+    server = [row["server_cpu_us_per_turn"] for row in rows]
+    return summary(
+        rows[0]["system"],
+        workload,
+        sum(row["seconds"] for row in rows),
+        sorted(lat for row in rows for lat in row["latencies"]),
+        sessions=rows[0]["sessions"],
+        late=max(row["late_start_s"] for row in rows),
+        client_cpu=sum(row["client_cpu_us_per_turn"] * row["turns"] for row in rows) / 1e6,
+        server_cpu=(
+            None
+            if None in server
+            else sum(cpu * row["turns"] for cpu, row in zip(server, rows, strict=True)) / 1e6
+        ),
+    )

@@ -171,24 +171,39 @@ def peer_table(
     seconds: float,
     lead: float = 3.0,
     workload: peers.Workload = peers.WORKLOADS["limit20"],
+    rounds: int = 1,
 ) -> dict[str, Any]:
-    """The turn workload on each system in turn; rows plus the ratios the issue asks for."""
+    """The turn workload on each system; rows plus the ratios the issue asks for.
+
+    With several ``rounds`` of ``seconds`` each, the systems take turns, in reverse
+    order every other round (A B C, C B A, ...), so load that drifts during the run
+    (other jobs on the machine) weighs on each alike; a row covers all its rounds.
+    """
+    measured: dict[str, list[dict[str, Any]]] = {name: [] for name in systems}
+    for round_ in range(rounds):
+        names = list(systems) if round_ % 2 == 0 else list(reversed(systems))
+        for name in names:
+            kind, target, *probe = systems[name]
+            row = peers.turns(
+                pool,
+                name,
+                kind,
+                target,
+                procs=procs,
+                tasks=tasks,
+                seconds=seconds,
+                lead=lead,
+                workload=workload,
+                server_cpu=probe[0] if probe else None,
+            )
+            measured[name].append(row)
+            shown = {key: value for key, value in row.items() if key != "latencies"}
+            print(f"  {name:52} {shown}", flush=True)
     rows = []
-    for name, (kind, target, *probe) in systems.items():
-        row = peers.turns(
-            pool,
-            name,
-            kind,
-            target,
-            procs=procs,
-            tasks=tasks,
-            seconds=seconds,
-            lead=lead,
-            workload=workload,
-            server_cpu=probe[0] if probe else None,
-        )
+    for name in systems:
+        row = peers.merge(measured[name], workload)
+        del row["latencies"]
         rows.append(row)
-        print(f"  {name:52} {row}", flush=True)
     by_name = {row["system"]: row for row in rows}
     ratios = {}
     pairs = RATIO_PAIRS + (FULL_HISTORY_PAIRS if workload.limit is None else ())
@@ -615,7 +630,14 @@ def turns_section(
         for key, workload in peers.WORKLOADS.items():
             print(f"  -- {workload.name}", flush=True)
             tables[key] = peer_table(
-                pool, systems, procs=4, tasks=8, seconds=seconds, workload=workload
+                pool,
+                systems,
+                procs=4,
+                tasks=8,
+                seconds=seconds,
+                lead=2.0,
+                workload=workload,
+                rounds=2,
             )
     return tables
 
@@ -649,8 +671,8 @@ def run_sections(args: argparse.Namespace, results: dict[str, Any], started: flo
             }
             results["e2e"] = e2e_table(pool, systems, secs)
         if "turns" in only:
-            section("turns: a read + add_items(2 x 1 KB), 4 processes x 8 tasks", started)
-            results["peers"] = turns_section(pool, sm, pg, args, 2.0 if args.quick else 4.0)
+            section("turns: a read + add_items(2 x 1 KB), 4 processes x 8 tasks, 2 rounds", started)
+            results["peers"] = turns_section(pool, sm, pg, args, 1.0 if args.quick else 3.0)
     if "clients" in only:
         section("client CPU per call, 8 tasks, do-nothing server on the other CPU", started)
         results["client_cost"] = client_cost(1500 if args.quick else 4000, work, args.redis_url)
