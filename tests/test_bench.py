@@ -15,8 +15,11 @@ import pytest
 import redis
 
 from bench import peers
+from bench.cpu import process_tree_cpu, redis_pid
 from bench.run import (
     REDIS,
+    REDIS_FSYNC,
+    REDIS_RAW,
     SM_PG,
     SM_SQLITE,
     SQLALCHEMY,
@@ -28,7 +31,7 @@ from bench.run import (
     wrk,
 )
 from tests.utils.postgres import POSTGRES_URL, require_postgres
-from tests.utils.server import ServerProcess
+from tests.utils.server import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow  # real processes over TCP
 
@@ -123,6 +126,48 @@ def test_the_client_cost_line_measures_ours_and_redis_py(tmp_path: Path) -> None
         assert cost[key]["add_us"] > 0
     assert cost["ours_vs_redis_py_per_call"] > 0
     assert not redis.Redis.from_url(REDIS_TEST_URL).keys("*")  # it cleaned up after itself
+
+
+def test_the_full_history_workload_measures_cpu_and_a_redis_with_fsync(tmp_path: Path) -> None:
+    try:
+        peers.fresh_redis(REDIS_TEST_URL)
+    except SystemExit as exc:
+        pytest.fail(str(exc))
+    workload = peers.Workload("get_items(), 30 items stored", None, 30)
+    machine_redis = redis_pid(REDIS_TEST_URL)
+    with (
+        ServerProcess(f"sqlite:///{tmp_path}/sm.db", log_path=tmp_path / "sm.log") as sm,
+        peers.FsyncRedis(free_port()) as fsync,
+        ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
+    ):
+        assert sm.process is not None
+        assert fsync.process is not None
+        sm_pid, fsync_pid = sm.process.pid, fsync.process.pid
+        config = redis.Redis.from_url(fsync.url).config_get("append*")
+        assert (config["appendonly"], config["appendfsync"]) == ("yes", "always")
+        table = peer_table(
+            pool,
+            {
+                SM_SQLITE: ("remote", sm.base_url, lambda: process_tree_cpu(sm_pid)),
+                REDIS_FSYNC: ("redis", fsync.url, lambda: process_tree_cpu(fsync_pid)),
+                REDIS_RAW: ("redis_raw", REDIS_TEST_URL, lambda: process_tree_cpu(machine_redis)),
+            },
+            procs=1,
+            tasks=2,
+            seconds=0.3,
+            lead=0.5,
+            workload=workload,
+        )
+    assert fsync.process is None  # stopped with the context
+    peers.fresh_redis(REDIS_TEST_URL)
+    for row in table["rows"]:
+        assert row["workload"] == workload.name
+        assert row["turns"] > 0
+        assert row["client_cpu_us_per_turn"] > 0
+        assert row["server_cpu_us_per_turn"] > 0
+    assert set(table["ratios"]) == {f"{SM_SQLITE} / {REDIS_FSYNC}"}
+    assert set(table["client_cpu_ratios"]) == {f"{SM_SQLITE} / {REDIS_RAW}"}
+    assert "server CPU" in peer_markdown(table)
 
 
 def _scalar(url: str, sql: str) -> object:

@@ -29,6 +29,7 @@ import {
   type ReplaceSuffixTransaction,
 } from './history.js';
 import { ETAG, IDEMPOTENCY_KEY, IF_MATCH, ProblemType, sessionPath, validateSessionId } from './protocol.js';
+import { DEFAULT_CACHE_BYTES, ReadCache, readLatest } from './reads.js';
 
 export const DEFAULT_BASE_URL = 'http://127.0.0.1:8000';
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -66,6 +67,13 @@ export type RemoteSessionOptions = {
   maxRetries?: number;
   /** Told when a call's first attempt fails to reach the service and it retries; defaults to `console`. */
   logger?: Logger;
+  /**
+   * The JSON bytes of items `getItems` keeps, so the next read is sent only what
+   * changed (default 8 MiB; 0 turns it off). Ignored when `cache` is given.
+   */
+  cacheBytes?: number;
+  /** A cache to share between sessions (its bound covers them all). */
+  cache?: ReadCache;
 };
 
 /** Per-call options; `signal` aborts this call only. */
@@ -142,6 +150,7 @@ export class RemoteSession implements Session {
   private readonly backoffMs: number;
   private readonly maxRetries: number;
   private readonly logger: Logger;
+  private readonly cache: ReadCache | undefined;
 
   constructor(sessionId: string, options: RemoteSessionOptions = {}) {
     this.sessionId = validateSessionId(sessionId);
@@ -166,11 +175,14 @@ export class RemoteSession implements Session {
     this.backoffMs = options.backoffMs ?? DEFAULT_BACKOFF_MS;
     this.maxRetries = options.maxRetries ?? Number.POSITIVE_INFINITY;
     this.logger = options.logger ?? console;
+    const cacheBytes = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
+    this.cache = options.cache ?? (cacheBytes > 0 ? new ReadCache(cacheBytes) : undefined);
     for (const [name, value] of Object.entries({
       timeoutMs: this.timeoutMs,
       retryBudgetMs: this.retryBudgetMs,
       backoffMs: this.backoffMs,
       maxRetries: this.maxRetries,
+      cacheBytes,
     })) {
       if (!(value >= 0)) throw new RangeError(`${name} must be 0 or more, not ${value}`);
     }
@@ -191,43 +203,22 @@ export class RemoteSession implements Session {
     return fromStoredItems(await this.getStoredItems(limit, options));
   }
 
-  /** The same items in their stored (Responses API) shape, untranslated. */
+  /**
+   * The same items in their stored (Responses API) shape, untranslated. They are kept
+   * (see `cacheBytes`), so the next read is sent only what changed since; the service
+   * checks within the read, so it is never stale, and each call returns new objects.
+   */
   async getStoredItems(limit?: number, options: CallOptions = {}): Promise<StoredItem[]> {
-    const effective = limit ?? this.sessionSettings.limit;
-    let query = '';
-    if (effective !== undefined && effective !== null) {
-      if (!Number.isInteger(effective) || effective < 0) {
-        throw new RangeError(`limit must be an integer, 0 or more, not ${effective}`);
-      }
-      query = `?limit=${effective}`;
+    const effective = limit ?? this.sessionSettings.limit ?? undefined;
+    if (effective !== undefined && (!Number.isInteger(effective) || effective < 0)) {
+      throw new RangeError(`limit must be an integer, 0 or more, not ${effective}`);
     }
-    type Page = { items: StoredItem[]; first_seq: number | null; has_more: boolean };
-    const response = await this.request({
-      method: 'GET',
-      path: '/items',
-      query,
-      signal: options.signal,
-    });
-    let page = parseJson(response.text) as Page;
-    const items = page.items;
-    // A page holds fewer than `limit` items when they pass the server's byte bound
-    // per page (has_more then says so): fetch the older ones it left out.
-    while (
-      effective !== undefined &&
-      effective !== null &&
-      page.has_more &&
-      items.length < effective
-    ) {
-      const more = await this.request({
-        method: 'GET',
-        path: '/items',
-        query: `?limit=${effective - items.length}&before=${page.first_seq}`,
-        signal: options.signal,
-      });
-      page = parseJson(more.text) as Page;
-      items.unshift(...page.items);
-    }
-    return items;
+    // Every read sends a limit (the service's fast path) and pages back while has_more.
+    const get = async (query: string) => {
+      const answer = await this.request({ method: 'GET', path: '/items', query, signal: options.signal });
+      return { etag: answer.headers.get(ETAG), text: answer.text };
+    };
+    return readLatest(get, this.cache, this.url, effective);
   }
 
   /** Append `items` atomically and contiguously; an empty list sends nothing. */

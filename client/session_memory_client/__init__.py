@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import protocol
+from ._cache import DEFAULT_CACHE_BYTES
 from ._client import SessionMemoryClient
 from ._exceptions import (
     ConnectError,
@@ -32,6 +33,7 @@ __all__ = [
     "BASE_URL_ENV",
     "DEFAULT_BACKOFF",
     "DEFAULT_BASE_URL",
+    "DEFAULT_CACHE_BYTES",
     "DEFAULT_MAX_BACKOFF",
     "DEFAULT_RETRIES",
     "DEFAULT_RETRY_FOR",

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ._cache import DEFAULT_CACHE_BYTES, ReadCache
 from ._session import RemoteSession
 from ._transport import (
     DEFAULT_BACKOFF,
@@ -29,7 +30,8 @@ class SessionMemoryClient:
     """One service and one API key: list its sessions, open ``RemoteSession``s on it.
 
     Takes the same connection and retry arguments as ``RemoteSession``; the sessions
-    it opens share its connection pools, and ``close()`` releases them all.
+    it opens share its connection pools, and ``close()`` releases them all. They also
+    share one cache of the items they read, bounded by ``cache_bytes`` (0: off).
     """
 
     def __init__(
@@ -43,7 +45,9 @@ class SessionMemoryClient:
         retry_for: float = DEFAULT_RETRY_FOR,
         backoff: float = DEFAULT_BACKOFF,
         max_backoff: float = DEFAULT_MAX_BACKOFF,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
+        self._cache = ReadCache(cache_bytes) if cache_bytes else None
         self._transport = Transport(
             base_url,
             api_key=api_key,
@@ -72,7 +76,11 @@ class SessionMemoryClient:
         """A ``RemoteSession`` on this service, sharing this client's pools."""
         self._check_open()
         return RemoteSession(
-            session_id, session_settings=session_settings, _transport=self._transport
+            session_id,
+            session_settings=session_settings,
+            cache_bytes=0,
+            _transport=self._transport,
+            _cache=self._cache,
         )
 
     async def list_sessions(

@@ -9,10 +9,12 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._cache import DEFAULT_CACHE_BYTES, ReadCache
 from ._compaction import read_snapshot
 from ._exceptions import ProblemError
 from ._history import HistoryMethods
 from ._lease import LeaseBlock, lease_token
+from ._reads import LatestReads
 from ._transport import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_BACKOFF,
@@ -93,6 +95,13 @@ class RemoteSession(HistoryMethods):
     instead (one loop only; it is yours to close). ``close()`` closes the session at
     once, as SQLiteSession's does (any call after it raises ``RuntimeError``), and
     releases the pools; ``await session.close()`` and ``async with`` wait for that.
+
+    ``get_items`` keeps the items it read (up to ``cache_bytes`` of JSON; 0 turns it
+    off), so the next one is sent only what changed since: nothing, the items
+    appended, or the latest items in full after anything else (a pop, a replace, a
+    clear, an expiry, a write by anyone). The service checks within the read, so a
+    read is never stale, and each call returns new objects: changing them changes
+    nothing kept.
     """
 
     session_id: str
@@ -111,9 +120,13 @@ class RemoteSession(HistoryMethods):
         retry_for: float = DEFAULT_RETRY_FOR,
         backoff: float = DEFAULT_BACKOFF,
         max_backoff: float = DEFAULT_MAX_BACKOFF,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
         _transport: Transport | None = None,
+        _cache: ReadCache | None = None,
     ) -> None:
         self.session_id = validate_session_id(session_id)
+        if cache_bytes < 0:
+            raise ValueError("cache_bytes must be 0 or more")
         self.session_settings = _coerce_settings(session_settings)
         self._owns_transport = _transport is None
         self._transport = _transport or Transport(
@@ -133,6 +146,11 @@ class RemoteSession(HistoryMethods):
         self._items_target = self._transport.target(path + "/items")
         self._last_target = self._transport.target(path + "/items/last")
         self._limit_targets: dict[int, Target] = {}
+        # The client's cache, shared by its sessions; else one of this session's own.
+        cache = _cache
+        if cache is None and cache_bytes:
+            cache = ReadCache(cache_bytes)
+        self._reads = LatestReads(self._transport, path, cache)
         self._closed = False
 
     @property
@@ -163,16 +181,9 @@ class RemoteSession(HistoryMethods):
             limit = self.session_settings.limit
         if limit is not None and limit < 0:
             limit = None
-        # The items alone: no ItemPage to build on the path every turn takes.
-        reply = await self._transport.request("GET", self._page_target(limit, None, None))
-        body = reply.json()
-        items: list[TResponseInputItem] = body["items"]
         # A page holds fewer than `limit` items when they pass the server's byte
-        # bound per page (has_more then says so): fetch the older ones it left out.
-        while limit is not None and body["has_more"] and len(items) < limit:
-            target = self._page_target(limit - len(items), None, body["first_seq"])
-            body = (await self._transport.request("GET", target)).json()
-            items[:0] = body["items"]
+        # bound per page (has_more then says so): the reads fetch the older ones too.
+        items: list[TResponseInputItem] = await self._reads.items(limit)
         return items
 
     async def add_items(

@@ -86,7 +86,8 @@ async def send_reply(send: Send, reply: Reply) -> None:
     """A reply as ASGI messages: one sized body, or a stream of chunks."""
     headers = [(b"content-type", reply.media_type.encode())]
     headers += [(name.lower().encode(), value.encode()) for name, value in reply.headers.items()]
-    if reply.stream is None:
+    # A 304 has no body, and its length would be the 200's (RFC 9110): none is sent.
+    if reply.stream is None and reply.status != 304:
         headers.append((b"content-length", str(len(reply.body)).encode()))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     if reply.stream is None:

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..problems import as_problem, problem_response
 from .deps import services_of
 from .edge import build_request, send_reply
-from .table import ROUTES, Route
+from .table import ROUTES, QueryParam, Route
 
 __all__ = ["FastPath", "parse_query"]
 
@@ -30,28 +30,43 @@ _MAX_DIGITS = 19
 
 
 def parse_query(route: Route, query: bytes) -> dict[str, Any] | None:
-    """The route's integer query parameters, or None to defer ("not sure").
+    """The route's query parameters, or None to defer ("not sure").
 
-    Only plain ASCII digits within the parameter's bounds, each named once, are
-    taken; anything else goes to FastAPI, which refuses it properly.
+    Only plain ASCII digits within an integer parameter's bounds, and strings that
+    match their parameter's pattern as sent (no escapes to decode), each named once,
+    are taken; anything else goes to FastAPI, which refuses it properly.
     """
     params: dict[str, Any] = {}
-    known = {param.field: param for param in route.query}
+    known = _PARAMS[route.operation_id]
     if query:
         for pair in query.split(b"&"):
             name, sep, value = pair.partition(b"=")
             param = known.get(name.decode("latin-1"))
-            if not sep or param is None or param.field in params or param.kind is not int:
+            if not sep or param is None or param.field in params:
                 return None
-            if not value.isdigit() or len(value) > _MAX_DIGITS:
+            parsed = _value(route, param, value)
+            if parsed is None:
                 return None
-            number = int(value)
-            if not param.ge <= number <= param.le:
-                return None
-            params[param.field] = number
+            params[param.field] = parsed
     if route.hot is None or not route.hot <= params.keys():
         return None
     return params
+
+
+def _value(route: Route, param: QueryParam, value: bytes) -> int | str | None:
+    if param.kind is int:
+        if not value.isdigit() or len(value) > _MAX_DIGITS:
+            return None
+        number = int(value)
+        return number if param.ge <= number <= param.le else None
+    pattern = _PATTERNS.get((route.operation_id, param.field))
+    text = value.decode("latin-1")
+    # The pattern is checked on the text as sent: one that needs decoding defers.
+    if pattern is None or pattern.fullmatch(text) is None or b"%" in value or b"+" in value:
+        return None
+    if param.max_length is not None and len(text) > param.max_length:
+        return None
+    return text
 
 
 def _compile(route: Route) -> re.Pattern[str]:
@@ -60,6 +75,15 @@ def _compile(route: Route) -> re.Pattern[str]:
 
 
 _HOT = [(_compile(route), route) for route in ROUTES if route.hot is not None]
+_PARAMS = {route.operation_id: {param.field: param for param in route.query} for route in ROUTES}
+# The string parameters of the hot routes, each with a pattern (one without is deferred).
+_PATTERNS = {
+    (route.operation_id, param.field): re.compile(param.pattern)
+    for route in ROUTES
+    if route.hot is not None
+    for param in route.query
+    if param.kind is str and param.pattern is not None
+}
 
 
 def _match(scope: Scope) -> tuple[Route, dict[str, Any]] | None:

@@ -116,7 +116,7 @@ def _openapi_extra(route: Route) -> dict[str, Any] | None:
 
 def _response_class(route: Route) -> type[Response]:
     # For the document only: the endpoint returns its response ready made.
-    if route.responses:
+    if route.responses and 200 in route.responses:
         return StreamingResponse
     return Response if route.status == 204 else JSONResponse
 

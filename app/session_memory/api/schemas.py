@@ -107,6 +107,19 @@ class ItemPageResponse(BaseModel):
             "`after` read (continue with after=last_seq)."
         )
     )
+    since: int | None = Field(
+        default=None,
+        description="With `known` only: the seq after which these items follow what the "
+        "token's read saw (only items were added since); null for a full page.",
+    )
+    unchanged: bool | None = Field(
+        default=None,
+        description="With `known` only: nothing changed since the token's read; no items.",
+    )
+    read_token: str | None = Field(
+        default=None,
+        description="With `known` only: send it as `known` on the next read (opaque).",
+    )
 
 
 class PopResponse(BaseModel):

@@ -42,6 +42,12 @@ from ..wire.headers import (
     session_ttl,
 )
 from ..wire.history import parse_metadata
+from ..wire.incremental import (
+    IF_NONE_MATCH,
+    IF_NONE_MATCH_PATTERN,
+    READ_TOKEN_PATTERN,
+    if_none_match,
+)
 from . import schemas
 
 __all__ = ["ROUTES", "Body", "HeaderParam", "QueryParam", "Route"]
@@ -229,6 +235,27 @@ LIMIT = QueryParam(
     "then says there is more; its first item comes whatever its size). "
     "Omit for all items (the response then streams).",
 )
+KNOWN = QueryParam(
+    "known",
+    str,
+    "A `read_token` from an earlier read of the latest items (empty: nothing known "
+    "yet). The answer says what changed since that read, from one snapshot: "
+    '`"unchanged": true` with no items; `"since": S` with only the items added after '
+    "seq S (the latest `limit` of them; `has_more` when some were left out); or, after "
+    "anything else (a pop, a replace, a clear, an expiry), the page a read without it "
+    'gives, with `"since": null`. Each answer carries the next `read_token`. Not with '
+    "`after` or `before`.",
+    pattern=READ_TOKEN_PATTERN,
+    max_length=128,
+)
+IF_NONE_MATCH_HEADER = HeaderParam(
+    "if_none_match",
+    IF_NONE_MATCH,
+    lambda value, _: if_none_match(value),
+    "The ETag of an earlier read: 304 Not Modified, with no body, while the session "
+    "is still at it.",
+    IF_NONE_MATCH_PATTERN,
+)
 AFTER = QueryParam("after", int, "Only items with a sequence number above this.")
 BEFORE = QueryParam("before", int, "Only items with a sequence number below this.")
 
@@ -323,14 +350,24 @@ ROUTES: tuple[Route, ...] = (
         doc="Read a session's items, oldest first; the latest `limit` or a keyset page.\n\n"
         "Without cursors: the latest `limit` items. `after=S`: the first `limit` items\n"
         "above S. `before=S`: the latest `limit` items below S. Both: the first `limit`\n"
-        "items strictly between them.",
+        "items strictly between them.\n\n"
+        "Incremental reads: send `known` (empty at first, then the last answer's\n"
+        "`read_token`) to be sent only what changed since; send `If-None-Match` with\n"
+        "an ETag to be answered 304 while the session is unchanged.",
         request=rq.ReadItems,
         call=lambda s, r: s.items.read(r),
         problems=(401, 422, 503),
         response_model=schemas.ItemPageResponse,
         etag=True,
-        query=(LIMIT, AFTER, BEFORE),
+        query=(LIMIT, AFTER, BEFORE, KNOWN),
+        headers=(IF_NONE_MATCH_HEADER,),
         hot=frozenset({"limit"}),
+        responses={
+            304: {
+                "description": "Not Modified: the session is at the ETag If-None-Match "
+                "named (sent again in ETag); no body."
+            }
+        },
     ),
     Route(
         name="add_items",

@@ -12,12 +12,15 @@ from collections.abc import AsyncIterator
 
 from ..config import Settings
 from ..observability import Metrics
+from ..problems import InvalidInput
 from ..replies import Reply
 from ..storage import ItemPage
 from ..storage.contract import HistoryStore
+from ..storage.tails import ReadMark
 from ..wire.headers import idempotency_for
+from ..wire.incremental import parse_read_token, read_token
 from ..wire.items import BatchLimits, parse_item_batch_async, run_off_loop
-from ..wire.render import append_body, page_body, page_tail, pop_body
+from ..wire.render import append_body, page_body, page_tail, pop_body, tail_body
 from .conditions import required_revision
 from .hub import Hub
 from .requests import AppendItems, ClearSession, PopItem, ReadItems
@@ -57,7 +60,13 @@ class ItemsService:
         Every store read is bounded by ``max_read_page_bytes`` as well as by count: a
         page with a limit then holds fewer items and says ``has_more`` (its first
         item is returned whatever its size), and a stream holds one such page at a time.
+        A read with ``known`` or If-None-Match goes to ``_read_since``.
         """
+        if request.known is not None or request.if_none_match is not None:
+            return await self._read_since(request)
+        return await self._read(request)
+
+    async def _read(self, request: ReadItems) -> Reply:
         if request.limit is not None:
             page = await self._page(request, request.limit, request.after)
             return Reply(200, page_body(page), page.revision)
@@ -67,6 +76,47 @@ class ItemsService:
         if not page.has_more:
             return Reply(200, page_body(page), page.revision)
         return Reply(200, revision=page.revision, stream=self._stream(request, page))
+
+    async def _read_since(self, request: ReadItems) -> Reply:
+        """The latest items as what changed since a read token's read, and If-None-Match.
+
+        Both are answered from one store read (``read_since``) when the read is of the
+        latest items; If-None-Match on another read compares the plain read's ETag.
+        """
+        latest = request.after is None and request.before is None
+        none_match = request.if_none_match
+        known: ReadMark | None = None
+        if request.known is not None:
+            if not latest:
+                raise InvalidInput(
+                    "known asks what changed among the latest items: send it with limit "
+                    "alone, not with after or before",
+                    extra={"errors": [{"loc": ["query", "known"], "msg": "not with a cursor"}]},
+                )
+            known = parse_read_token(request.known)
+        elif none_match is None or none_match.single is None or not latest or not request.limit:
+            reply = await self._read(request)
+            if none_match is not None and none_match.matches(reply.revision or 0):
+                return Reply(304, revision=reply.revision)
+            return reply
+        else:
+            # Its one ETag is a mark that can only come out unchanged (no items read) or
+            # full: the same page as a plain read.
+            known = ReadMark.revision_only(none_match.single)
+        tail = await self.store.read_since(
+            request.tenant,
+            request.session_id,
+            limit=request.limit,
+            known=known,
+            max_bytes=self.settings.max_read_page_bytes,
+        )
+        self.metrics.items_read.inc(len(tail.page.items))
+        revision = tail.page.revision
+        if none_match is not None and none_match.matches(revision):
+            return Reply(304, revision=revision)
+        if request.known is None:
+            return Reply(200, page_body(tail.page), revision)
+        return Reply(200, tail_body(tail, read_token(tail.mark)), revision)
 
     async def _page(self, request: ReadItems, limit: int, after: int | None) -> ItemPage:
         page = await self.store.read(

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..wire.headers import Expected
+from ..wire.incremental import NoneMatch
 
 __all__ = [
     "AcquireLease",
@@ -31,13 +32,19 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ReadItems:
-    """The latest ``limit`` items, or a keyset page between ``after`` and ``before``."""
+    """The latest ``limit`` items, or a keyset page between ``after`` and ``before``.
+
+    ``known`` (a read token; empty: nothing known yet) asks for the latest items as
+    what changed since that read; ``if_none_match`` for 304 when the ETag is named.
+    """
 
     tenant: str
     session_id: str
     limit: int | None = None
     after: int | None = None
     before: int | None = None
+    known: str | None = None
+    if_none_match: NoneMatch | None = None
 
 
 @dataclass(frozen=True, slots=True)

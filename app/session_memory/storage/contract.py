@@ -23,6 +23,7 @@ from .records import (
     SessionPage,
     Swept,
 )
+from .tails import ReadMark, TailPage
 
 __all__ = ["ChangeFeed", "ChangeSink", "HistoryStore", "RunLeases", "SessionStore"]
 
@@ -316,6 +317,27 @@ class HistoryStore(SessionStore, Protocol):
         more follow: at most ``limit`` of them and, past ``max_bytes`` of bodies, fewer
         (the first comes whatever its size), as ``SessionStore.read`` bounds a page;
         with the session's lineage from the same snapshot."""
+        ...
+
+    async def read_since(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        limit: int | None = None,
+        known: ReadMark | None = None,
+        max_bytes: int | None = None,
+    ) -> TailPage:
+        """The latest items, as ``read`` with no cursor gives them, or only what changed
+        since a reader's last such read (``known``), all from one snapshot.
+
+        The answer (see ``tails``) is unchanged (no items: the session is at the
+        mark's revision), appended (the latest ``limit`` of the items above the mark's
+        seq, when nothing but appends happened since) or a full page (anything else,
+        or no ``known``). ``limit`` None reads every item, still bounded by
+        ``max_bytes`` as ``read`` bounds a page. The result carries the mark of this
+        read for the next one.
+        """
         ...
 
     async def last_seq(self, tenant: str, session_id: str) -> int:

@@ -9,6 +9,7 @@ import json
 from datetime import UTC, datetime
 
 from ..storage import AppendResult, ItemPage, SessionInfo, SessionPage
+from ..storage.tails import UNCHANGED, TailPage
 
 __all__ = [
     "append_body",
@@ -18,6 +19,7 @@ __all__ = [
     "pop_body",
     "session_body",
     "session_list_body",
+    "tail_body",
 ]
 
 
@@ -38,6 +40,22 @@ def page_body(page: ItemPage) -> bytes:
     return b'{"items":[%b%b' % (
         ",".join(page.items).encode(),
         page_tail(page.first_seq, page.last_seq, page.has_more),
+    )
+
+
+def tail_body(tail: TailPage, token: str) -> bytes:
+    """A page as ``page_body`` writes it, with what an incremental read adds: ``since``
+    (the seq its items follow; null for a full page), ``unchanged`` and ``read_token``."""
+    page = tail.page
+    return b'{"items":[%b],"first_seq":%b,"last_seq":%b,"has_more":%b,' % (
+        ",".join(page.items).encode(),
+        _int(page.first_seq),
+        _int(page.last_seq),
+        b"true" if page.has_more else b"false",
+    ) + b'"since":%b,"unchanged":%b,"read_token":"%b"}' % (
+        _int(tail.since),
+        b"true" if tail.mode == UNCHANGED else b"false",
+        token.encode(),
     )
 
 

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..paging import page_from_rows, parse_session_cursor, read_shape, seq_page, session_cursor
-from ..records import ItemPage, SeqPage, SessionBackup, SessionInfo, SessionPage
+from ..records import MAX_SEQ, ItemPage, SeqPage, SessionBackup, SessionInfo, SessionPage
+from ..tails import ANY_LINEAGE, APPENDED, FULL, UNCHANGED, ReadMark, TailPage, tail_page
 from .driver import Connection
 from .sql import SESSION_COLUMNS, live
 
@@ -28,6 +29,7 @@ __all__ = [
     "ping",
     "read",
     "read_seqs",
+    "read_since",
 ]
 
 
@@ -89,6 +91,72 @@ async def read(
     sql = _read_sql(*shape) if max_bytes is None else _bounded_read_sql(*shape)
     rows = await conn.fetch(sql, tenant, session_id, *params)
     return page_from_rows(list(rows), limit, forward, max_bytes)
+
+
+# ``HistoryStore.read_since`` in one statement (one snapshot). Parameters: $1 tenant,
+# $2 session id, the mark's $3 lineage, $4 seq, $5 count and $6 revision, $7 the rows
+# to fetch (NULL: all), $8 the byte bound (NULL: none). Each row carries the session's
+# (revision, lineage, item count, mode) and one item above the mode's lower bound (the
+# mark's seq when appended, past every seq when unchanged, else 0), newest first, cut
+# by bytes in SQL as ``read`` is; a null seq when there is none. The lineage is the
+# session's row id, which a BIGSERIAL never gives twice. MATERIALIZED: the mode is
+# worked out once; inlined, its count would be planned at every use, and the plan's
+# cost (over PostgreSQL's jit_above_cost) would have it JIT-compiled on every read.
+_SINCE_SQL = f"""
+WITH m AS MATERIALIZED (
+    SELECT s.id, s.revision, s.item_count, CASE
+        WHEN (s.id = $3 OR $3 = {ANY_LINEAGE}) AND s.revision = $6 THEN {UNCHANGED}
+        WHEN s.id = $3 AND s.item_count - (
+            SELECT count(*) FROM items c WHERE c.session = s.id AND c.seq > $4) = $5
+            THEN {APPENDED}
+        ELSE {FULL} END AS mode
+    FROM sessions s WHERE s.tenant = $1 AND s.session_id = $2 AND {live("s")}
+)
+SELECT m.revision, p.seq, p.body, m.id, m.item_count, m.mode FROM m
+LEFT JOIN LATERAL (
+    SELECT seq, body FROM (
+        SELECT i.seq, i.body, row_number() OVER w AS n,
+            coalesce(sum(octet_length(i.body)) OVER w, 0) - octet_length(i.body) AS before
+        FROM items i WHERE i.session = m.id AND i.seq > CASE m.mode
+            WHEN {APPENDED} THEN $4 WHEN {UNCHANGED} THEN {MAX_SEQ} ELSE 0 END
+        WINDOW w AS (ORDER BY i.seq DESC ROWS UNBOUNDED PRECEDING)
+        ORDER BY i.seq DESC LIMIT $7
+    ) page WHERE $8::bigint IS NULL OR before <= $8 OR n <= 2
+) p ON true
+ORDER BY p.seq DESC
+"""
+
+_NOTHING_KNOWN = ReadMark(0, 0, 0, 0)
+
+
+async def read_since(
+    conn: Connection,
+    tenant: str,
+    session_id: str,
+    *,
+    limit: int | None,
+    known: ReadMark | None,
+    max_bytes: int | None,
+) -> TailPage:
+    """``HistoryStore.read_since``."""
+    mark = known or _NOTHING_KNOWN
+    fetch = None if limit is None else min(limit, MAX_SEQ - 1) + 1
+    rows = await conn.fetch(
+        _SINCE_SQL,
+        tenant,
+        session_id,
+        mark.lineage,
+        mark.seq,
+        mark.count,
+        mark.revision,
+        fetch,
+        max_bytes,
+    )
+    if not rows:
+        return tail_page(None, [], limit, known, max_bytes)
+    revision, _, _, lineage, count, mode = rows[0]
+    items = [(row[1], row[2]) for row in rows if row[1] is not None]
+    return tail_page((lineage, revision, count, mode), items, limit, known, max_bytes)
 
 
 async def read_seqs(

@@ -29,6 +29,7 @@ from ..records import (
     SessionPage,
     Swept,
 )
+from ..tails import ReadMark, TailPage
 from . import reads, restore, writes
 from .driver import UNAVAILABLE, Connection, Pool, PostgresError, create_pool
 from .leases import PostgresLeases
@@ -324,6 +325,21 @@ class PostgresStore:
                 after=after,
                 before=before,
                 max_bytes=max_bytes,
+            )
+        )
+
+    async def read_since(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        limit: int | None = None,
+        known: ReadMark | None = None,
+        max_bytes: int | None = None,
+    ) -> TailPage:
+        return await self._run(
+            lambda conn: reads.read_since(
+                conn, tenant, session_id, limit=limit, known=known, max_bytes=max_bytes
             )
         )
 

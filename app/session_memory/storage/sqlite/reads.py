@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..paging import item_bytes, seq_page, session_cursor
-from ..records import SeqPage, SessionBackup, SessionInfo, SessionPage
+from ..records import MAX_SEQ, SeqPage, SessionBackup, SessionInfo, SessionPage
+from ..tails import ANY_LINEAGE, APPENDED, FULL, UNCHANGED, ReadMark, TailPage, tail_page
 from .schema import LIVE, SESSION_COLUMNS
 
 __all__ = [
+    "SINCE_SQL",
     "all_sessions",
     "backup",
     "bounded_rows",
@@ -27,7 +29,9 @@ __all__ = [
     "last_seq",
     "ping",
     "read_seqs",
+    "read_since",
     "session_page",
+    "since_params",
 ]
 
 
@@ -46,15 +50,107 @@ def items_sql(after: bool, before: bool, forward: bool, limited: bool) -> str:
     )
 
 
+# ``HistoryStore.read_since`` in one statement, so the check and the items come from
+# one snapshot. The session's row comes first: (revision, NULL, NULL, lineage, item
+# count, mode), mode as in ``tails``; then the items above the mode's lower bound
+# (the mark's seq when appended, past every seq when unchanged, else 0), newest first,
+# as (NULL, seq, body). The CTE is computed once (MATERIALIZED); its values reach the
+# items' search as scalar subqueries, so the search is an index range walked
+# backwards, stopped by the LIMIT (-1: none).
+#
+# The lineage is the session's row id, which SQLite gives again to a session made
+# after the highest one was deleted. So "appended" also asks that no session of the
+# tenant was deleted at or after the mark's revision (the tenant's revision floor,
+# which every delete raises to the deleted session's revision, is below it): a
+# session deleted and made again since the read fails that, and reads in full.
+SINCE_SQL = f"""
+WITH m AS MATERIALIZED (
+    SELECT s.id, s.revision, s.item_count, CASE
+        WHEN (s.id = :lineage OR :lineage = {ANY_LINEAGE}) AND s.revision = :revision
+            THEN {UNCHANGED}
+        WHEN s.id = :lineage AND coalesce(
+            (SELECT revision FROM revision_floors WHERE tenant = :tenant), 0) < :revision
+            AND s.item_count - (
+                SELECT count(*) FROM items c WHERE c.session = s.id AND c.seq > :seq) = :count
+            THEN {APPENDED}
+        ELSE {FULL} END AS mode
+    FROM sessions s
+    WHERE s.tenant = :tenant AND s.session_id = :session_id AND {LIVE.replace("?", ":now")}
+)
+SELECT revision, NULL, NULL, id, item_count, mode FROM m
+UNION ALL
+SELECT * FROM (
+    SELECT NULL, i.seq, i.body, NULL, NULL, NULL FROM items i
+    WHERE i.session = (SELECT id FROM m) AND i.seq > (
+        SELECT CASE mode WHEN {APPENDED} THEN :seq WHEN {UNCHANGED} THEN {MAX_SEQ} ELSE 0 END
+        FROM m)
+    ORDER BY i.seq DESC LIMIT :fetch
+)
+"""
+
+# A mark that matches no session (a reader that knows nothing yet).
+_NOTHING_KNOWN = ReadMark(0, 0, 0, 0)
+
+
+def since_params(
+    tenant: str, session_id: str, *, limit: int | None, known: ReadMark | None, now: float
+) -> dict[str, Any]:
+    """``SINCE_SQL``'s parameters: one row more than ``limit`` tells ``has_more``."""
+    mark = known or _NOTHING_KNOWN
+    return {
+        "tenant": tenant,
+        "session_id": session_id,
+        "now": now,
+        "lineage": mark.lineage,
+        "seq": mark.seq,
+        "count": mark.count,
+        "revision": mark.revision,
+        "fetch": -1 if limit is None else min(limit, MAX_SEQ - 1) + 1,
+    }
+
+
+def read_since(
+    conn: sqlite3.Connection,
+    params: dict[str, Any],
+    *,
+    limit: int | None,
+    known: ReadMark | None,
+    max_bytes: int | None,
+    give_up: int | None = None,
+    give_up_rows: int | None = None,
+) -> TailPage | None:
+    """``HistoryStore.read_since`` with ``since_params``: the session's row, then its
+    items fetched as ``bounded_rows`` does (None: given up, past ``give_up`` bytes or
+    ``give_up_rows`` rows)."""
+    cursor = conn.execute(SINCE_SQL, params)
+    try:
+        header = cursor.fetchone()
+        if header is None:
+            return tail_page(None, [], limit, known, max_bytes)
+        rows = bounded_rows(cursor, max_bytes, give_up=give_up, give_up_rows=give_up_rows)
+    finally:
+        cursor.close()
+    if rows is None:
+        return None
+    revision, _, _, lineage, count, mode = header
+    items = [(row[1], row[2]) for row in rows]
+    return tail_page((lineage, revision, count, mode), items, limit, known, max_bytes)
+
+
 def bounded_rows(
-    cursor: sqlite3.Cursor, max_bytes: int | None, *, give_up: int | None = None
+    cursor: sqlite3.Cursor,
+    max_bytes: int | None,
+    *,
+    give_up: int | None = None,
+    give_up_rows: int | None = None,
 ) -> list[Any] | None:
     """Fetch (revision, seq, body) rows until their bodies pass ``max_bytes``.
 
     The row that passes it is kept (``page_from_rows`` cuts before it and says
     there is more; when the first row alone passes it, the second is kept), so at
     most ``max_bytes`` (or the first item) plus one item is held. Past
-    ``give_up`` bytes (before the page is full) it stops and returns None.
+    ``give_up`` bytes or ``give_up_rows`` rows (before the page is full) it stops
+    and returns None.
     """
     rows: list[Any] = []
     total = 0
@@ -67,6 +163,8 @@ def bounded_rows(
         if max_bytes is not None and total > max_bytes and len(rows) > 1:
             break
         if give_up is not None and total > give_up:
+            return None
+        if give_up_rows is not None and len(rows) > give_up_rows:
             return None
     return rows
 

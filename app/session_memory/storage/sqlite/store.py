@@ -42,6 +42,7 @@ from ..records import (
     encode_append,
     encode_pop,
 )
+from ..tails import ReadMark, TailPage
 from . import forks, reads, restore, writes
 from .connection import ReaderPool, connect
 from .leases import Fence, SQLiteLeases, fenced
@@ -468,6 +469,37 @@ class SQLiteStore:
             )
         except sqlite3.OperationalError:
             return None  # busy (a checkpoint or recovery): the threaded path waits
+
+    async def read_since(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        limit: int | None = None,
+        known: ReadMark | None = None,
+        max_bytes: int | None = None,
+    ) -> TailPage:
+        params = reads.since_params(tenant, session_id, limit=limit, known=known, now=self._clock())
+        run = functools.partial(
+            reads.read_since, params=params, limit=limit, known=known, max_bytes=max_bytes
+        )
+        small = limit is not None and limit <= self._inline_read_limit
+        if self._inline is not None and (known is not None or small):
+            # On the loop, as a small read is: what changed since a read is mostly a few
+            # items. Past the small read's bounds (a full page), a threaded reader runs it.
+            try:
+                tail = run(
+                    self._inline,
+                    give_up=self._inline_read_bytes,
+                    give_up_rows=self._inline_read_limit,
+                )
+            except sqlite3.OperationalError:
+                tail = None  # busy (a checkpoint or recovery): the threaded path waits
+            if tail is not None:
+                return tail
+        tail = await self._readers.run(run)
+        assert tail is not None  # nothing to give up without a budget
+        return tail
 
     async def read_seqs(
         self,
