@@ -242,13 +242,12 @@ async def test_an_expired_session_reads_empty_then_new(timed: tuple[HistoryStore
 # -- PostgreSQL: the statement stays cheap enough to plan and run as plain SQL ---------
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_postgres_plans_it_below_the_jit_threshold(
     history: HistoryStore, database_url: str
 ) -> None:
     """Planned at a cost past jit_above_cost, every execution would be JIT-compiled
     first (hundreds of milliseconds): with many items stored, it is not."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL's planner")
     import asyncpg
     from session_memory.storage.postgres import reads
 
