@@ -34,7 +34,7 @@ test-js: setup
 
 ## test-fast: the in-process unit and contract tests (no processes, browser or load): under a minute
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n 4 -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check $(SOURCES) tests
