@@ -293,14 +293,14 @@ def test_entries_share_their_lists_without_seeing_each_others_items() -> None:
         return CacheEntry(token, [_item(n) for n in numbers], [10] * len(numbers), False)
 
     base = entry("t0", [1, 2])
-    first = base.then(entry("t1", [3]))  # extends base's lists in place
-    second = base.then(entry("t2", [4, 5]))  # base no longer ends them: a copy
+    first = base.followed_by(entry("t1", [3]))  # extends base's lists in place
+    second = base.followed_by(entry("t2", [4, 5]))  # base no longer ends them: a copy
     assert [item["n"] for item in base.latest(None)] == [1, 2]
     assert [item["n"] for item in first.latest(None)] == [1, 2, 3]
     assert [item["n"] for item in second.latest(None)] == [1, 2, 4, 5]
-    assert [item["n"] for item in first.then(entry("t3", [6])).latest(2)] == [3, 6]
+    assert [item["n"] for item in first.followed_by(entry("t3", [6])).latest(2)] == [3, 6]
     assert (second.count, second.nbytes, second.token) == (4, 40, "t2")
-    nested = CacheEntry("t", [keep({"a": [1]})], [5], True).then(
+    nested = CacheEntry("t", [keep({"a": [1]})], [5], True).followed_by(
         CacheEntry("u", [keep({"b": 1})], [5], True)
     )
     assert (nested.flat, nested.latest(None)) == (False, [{"a": [1]}, {"b": 1}])

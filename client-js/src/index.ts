@@ -30,7 +30,7 @@ export {
   type HistoryTransactionArgs,
 } from './history.js';
 export { canonicalItems, fromStoredItems, toStoredItems, type StoredItem } from './items.js';
-export { DEFAULT_CACHE_BYTES, PAGE_ITEMS, ReadCache } from './reads.js';
+export { CacheEntry, DEFAULT_CACHE_BYTES, PAGE_ITEMS, ReadCache } from './reads.js';
 export {
   IDEMPOTENCY_KEY,
   MAX_SESSION_ID_LENGTH,

@@ -77,7 +77,7 @@ class CacheEntry:
         # Every item is kept as a dict: they are handed out in one C loop.
         self.flat = all(type(item) is dict for item in items) if flat is None else flat
 
-    def then(self, added: CacheEntry) -> CacheEntry:
+    def followed_by(self, added: CacheEntry) -> CacheEntry:
         """This entry with ``added`` (what was appended since) after it, at its token."""
         count = self.count
         with _GROWING:

@@ -107,7 +107,7 @@ class LatestReads:
             if body.get("since") is not None:
                 items = body["items"]
                 if not body.get("has_more"):
-                    return base.then(_entry(token, items, len(reply.content), False))
+                    return base.followed_by(_entry(token, items, len(reply.content), False))
                 if limit is not None and len(items) >= limit:
                     return _entry(token, items, len(reply.content), False)
                 # More was appended than one page holds, and all of it is needed.
