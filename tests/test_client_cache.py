@@ -284,3 +284,30 @@ def test_one_cache_serves_the_sessions_of_a_client() -> None:
     assert client._cache is not None
     assert client._cache.max_bytes == 1234
     assert json.dumps(DEFAULT_CACHE_BYTES)
+
+
+def test_entries_share_their_lists_without_seeing_each_others_items() -> None:
+    from session_memory_client._cache import CacheEntry, keep
+
+    def entry(token: str, numbers: list[int]) -> CacheEntry:
+        return CacheEntry(token, [_item(n) for n in numbers], [10] * len(numbers), False)
+
+    base = entry("t0", [1, 2])
+    first = base.followed_by(entry("t1", [3]))  # extends base's lists in place
+    second = base.followed_by(entry("t2", [4, 5]))  # base no longer ends them: a copy
+    assert [item["n"] for item in base.latest(None)] == [1, 2]
+    assert [item["n"] for item in first.latest(None)] == [1, 2, 3]
+    assert [item["n"] for item in second.latest(None)] == [1, 2, 4, 5]
+    assert [item["n"] for item in first.followed_by(entry("t3", [6])).latest(2)] == [3, 6]
+    assert (second.count, second.nbytes, second.token) == (4, 40, "t2")
+    nested = CacheEntry("t", [keep({"a": [1]})], [5], True).followed_by(
+        CacheEntry("u", [keep({"b": 1})], [5], True)
+    )
+    assert (nested.flat, nested.latest(None)) == (False, [{"a": [1]}, {"b": 1}])
+    # Past its bound an entry drops its oldest items to three quarters of it.
+    big = entry("t", list(range(100)))
+    kept = big.trimmed(500)
+    assert kept is not None
+    assert (kept.count, kept.nbytes, kept.complete) == (37, 370, False)
+    assert kept.trimmed(500) is kept
+    assert big.trimmed(5) is None

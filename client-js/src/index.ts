@@ -44,7 +44,7 @@ export {
   type HistoryTransactionArgs,
 } from './history.js';
 export { canonicalItems, fromStoredItems, toStoredItems, type StoredItem } from './items.js';
-export { DEFAULT_CACHE_BYTES, PAGE_ITEMS, ReadCache } from './reads.js';
+export { CacheEntry, DEFAULT_CACHE_BYTES, PAGE_ITEMS, ReadCache } from './reads.js';
 export {
   API_PREFIX,
   ETAG,

@@ -38,18 +38,28 @@ function fresh(kept: Kept): StoredItem {
   return typeof kept === 'string' ? (parseJson(kept) as StoredItem) : { ...kept };
 }
 
-/** One session's latest items as last read; never changed once made. */
+/**
+ * One session's latest items as last read: the first `count` of two arrays. An entry
+ * never changes once made; what was appended since extends the arrays in place when
+ * this entry ends where they do (each read's entry follows the last), so a newer
+ * entry costs what was added, not the history; an older one still sees its own
+ * `count`. Otherwise the new entry copies.
+ */
 export class CacheEntry {
+  readonly count: number;
   readonly nbytes: number;
 
   constructor(
     readonly token: string,
-    readonly items: readonly Kept[],
-    readonly sizes: readonly number[],
+    private readonly items: Kept[],
+    private readonly sizes: number[],
     /** The items start at the session's first item. */
     readonly complete: boolean,
+    count?: number,
+    nbytes?: number,
   ) {
-    this.nbytes = sizes.reduce((sum, size) => sum + size, 0);
+    this.count = count ?? items.length;
+    this.nbytes = nbytes ?? sizes.slice(0, this.count).reduce((sum, size) => sum + size, 0);
   }
 
   static read(token: string, items: StoredItem[], bytes: number, complete: boolean): CacheEntry {
@@ -58,25 +68,53 @@ export class CacheEntry {
     return new CacheEntry(token, items.map(keep), items.map(() => share), complete);
   }
 
+  /** This entry with `added` (what was appended since) after it, at its token. */
+  followedBy(added: CacheEntry): CacheEntry {
+    const newItems = added.items.slice(0, added.count);
+    const newSizes = added.sizes.slice(0, added.count);
+    let items = this.items;
+    let sizes = this.sizes;
+    if (items.length === this.count) {
+      for (const item of newItems) items.push(item);
+      for (const size of newSizes) sizes.push(size);
+    } else {
+      items = [...items.slice(0, this.count), ...newItems];
+      sizes = [...sizes.slice(0, this.count), ...newSizes];
+    }
+    return new CacheEntry(added.token, items, sizes, this.complete, this.count + added.count, this.nbytes + added.nbytes);
+  }
+
   /** Whether the latest `limit` items (all: undefined) can come from this entry plus what was appended. */
   covers(limit: number | undefined): boolean {
-    return this.complete || (limit !== undefined && this.items.length >= limit);
+    return this.complete || (limit !== undefined && this.count >= limit);
   }
 
   /** New copies of the latest `limit` items (all: undefined). */
   latest(limit: number | undefined): StoredItem[] {
-    const items = limit === undefined || limit >= this.items.length ? this.items : this.items.slice(-limit);
-    return items.map(fresh);
+    const start = limit === undefined || limit >= this.count ? 0 : this.count - limit;
+    return this.items.slice(start, this.count).map(fresh);
   }
 
-  /** This entry within `maxBytes`: its oldest items dropped, or undefined when not even the newest fits. */
+  /**
+   * This entry within `maxBytes`: when over it, its oldest items dropped down to three
+   * quarters of it (so a long history is not trimmed again on every read); undefined
+   * when not even the newest item fits.
+   */
   trimmed(maxBytes: number): CacheEntry | undefined {
+    if (this.nbytes <= maxBytes) return this;
+    const target = Math.floor((maxBytes * 3) / 4);
     let total = this.nbytes;
     let start = 0;
-    while (total > maxBytes && start < this.items.length) total -= this.sizes[start++]!;
-    if (start === 0) return this;
-    if (start === this.items.length) return undefined;
-    return new CacheEntry(this.token, this.items.slice(start), this.sizes.slice(start), false);
+    while (total > target && start < this.count) total -= this.sizes[start++]!;
+    if (start === this.count) return undefined;
+    return new CacheEntry(
+      this.token,
+      this.items.slice(start, this.count),
+      this.sizes.slice(start, this.count),
+      false,
+      undefined,
+      total,
+    );
   }
 }
 
@@ -188,10 +226,7 @@ async function since(
   if (base !== undefined && token) {
     if (page.unchanged) return base;
     if (page.since !== undefined && page.since !== null) {
-      if (!page.has_more) {
-        const added = CacheEntry.read(token, page.items, answer.text.length, false);
-        return new CacheEntry(token, [...base.items, ...added.items], [...base.sizes, ...added.sizes], base.complete);
-      }
+      if (!page.has_more) return base.followedBy(CacheEntry.read(token, page.items, answer.text.length, false));
       if (limit !== undefined && page.items.length >= limit) {
         return CacheEntry.read(token, page.items, answer.text.length, false);
       }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 
-import { ReadCache, RemoteSession, sessionPath, type RemoteSessionOptions, type StoredItem } from '../src/index.js';
+import { CacheEntry, ReadCache, RemoteSession, sessionPath, type RemoteSessionOptions, type StoredItem } from '../src/index.js';
 import { API_KEY, CLIENT_ROOT, postgresUnavailable, ServerProcess, type Backend } from './server.js';
 
 const run = promisify(execFile);
@@ -196,4 +196,23 @@ describe('what the client sends', () => {
     );
     assert.throws(() => new RemoteSession('s', { cacheBytes: -1 }), RangeError);
   });
+});
+
+test("entries share their arrays without seeing each other's items", () => {
+  const entry = (token: string, ns: number[]) =>
+    CacheEntry.read(token, ns.map((n) => item(n)), 10 * ns.length, false);
+  const base = entry('t0', [1, 2]);
+  const first = base.followedBy(entry('t1', [3]));
+  const second = base.followedBy(entry('t2', [4, 5]));
+  const ns = (e: CacheEntry, limit?: number) => e.latest(limit).map((i) => i.n);
+  assert.deepEqual(ns(base), [1, 2]);
+  assert.deepEqual(ns(first), [1, 2, 3]);
+  assert.deepEqual(ns(second), [1, 2, 4, 5]);
+  assert.deepEqual(ns(first.followedBy(entry('t3', [6])), 2), [3, 6]);
+  assert.deepEqual([second.count, second.nbytes, second.token], [4, 40, 't2']);
+  const big = entry('t', Array.from({ length: 100 }, (_, k) => k));
+  const kept = big.trimmed(500)!;
+  assert.deepEqual([kept.count, kept.nbytes, kept.complete], [37, 370, false]);
+  assert.equal(kept.trimmed(500), kept);
+  assert.equal(big.trimmed(5), undefined);
 });

@@ -18,7 +18,6 @@ from __future__ import annotations
 import marshal
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["DEFAULT_CACHE_BYTES", "CacheEntry", "ReadCache", "fresh", "keep"]
@@ -41,61 +40,97 @@ def fresh(kept: Any) -> Any:
     return kept.copy() if type(kept) is dict else marshal.loads(kept)
 
 
-@dataclass(frozen=True, slots=True)
+# Guards the one step that changes a shared buffer: appending to its end.
+_GROWING = threading.Lock()
+
+
 class CacheEntry:
-    """One session's latest items as last read: never changed once made, so a read in
-    progress keeps a consistent view while another read replaces the entry."""
+    """One session's latest items as last read; its items and their sizes are the first
+    ``count`` of two lists.
 
-    token: str  # the service's read token for this state
-    items: tuple[Any, ...]  # kept items (``keep``), oldest first
-    sizes: tuple[int, ...]  # each item's share of the JSON bytes read
-    complete: bool  # the items start at the session's first item
-    nbytes: int = -1  # the sum of ``sizes`` (worked out when not given)
-    flat: bool | None = None  # every item is kept as a dict (worked out when not given)
+    An entry never changes once made, so a read in progress keeps a consistent view
+    while another read replaces it. What was appended since extends the lists in
+    place when this entry ends where they do (the usual case: each read's entry
+    follows the last), so the newer entry costs what was added, not the history; an
+    older entry still sees only its own ``count``. Otherwise the new entry copies.
+    """
 
-    def __post_init__(self) -> None:
-        if self.nbytes < 0:
-            object.__setattr__(self, "nbytes", sum(self.sizes))
-        if self.flat is None:
-            object.__setattr__(self, "flat", all(type(item) is dict for item in self.items))
+    __slots__ = ("_items", "_sizes", "complete", "count", "flat", "nbytes", "token")
 
-    def then(self, added: CacheEntry) -> CacheEntry:
+    def __init__(
+        self,
+        token: str,
+        items: list[Any],
+        sizes: list[int],
+        complete: bool,
+        *,
+        count: int | None = None,
+        nbytes: int | None = None,
+        flat: bool | None = None,
+    ) -> None:
+        self.token = token  # the service's read token for this state
+        self._items = items  # kept items (``keep``), oldest first
+        self._sizes = sizes  # each item's share of the JSON bytes read
+        self.complete = complete  # the items start at the session's first item
+        self.count = len(items) if count is None else count
+        self.nbytes = sum(sizes[: self.count]) if nbytes is None else nbytes
+        # Every item is kept as a dict: they are handed out in one C loop.
+        self.flat = all(type(item) is dict for item in items) if flat is None else flat
+
+    def followed_by(self, added: CacheEntry) -> CacheEntry:
         """This entry with ``added`` (what was appended since) after it, at its token."""
+        count = self.count
+        with _GROWING:
+            if len(self._items) == count:
+                items, sizes = self._items, self._sizes
+                items += added._items[: added.count]
+                sizes += added._sizes[: added.count]
+            else:
+                items = self._items[:count] + added._items[: added.count]
+                sizes = self._sizes[:count] + added._sizes[: added.count]
         return CacheEntry(
             added.token,
-            self.items + added.items,
-            self.sizes + added.sizes,
+            items,
+            sizes,
             self.complete,
-            self.nbytes + added.nbytes,
-            self.flat and added.flat,
+            count=count + added.count,
+            nbytes=self.nbytes + added.nbytes,
+            flat=self.flat and added.flat,
         )
 
     def covers(self, limit: int | None) -> bool:
         """Whether the latest ``limit`` items (all: None) can be served from this entry
         plus whatever was appended since."""
-        return self.complete or (limit is not None and len(self.items) >= limit)
+        return self.complete or (limit is not None and self.count >= limit)
 
     def latest(self, limit: int | None) -> list[Any]:
         """Fresh copies of the latest ``limit`` items (all: None)."""
-        items = self.items if limit is None or limit >= len(self.items) else self.items[-limit:]
+        count = self.count
+        start = 0 if limit is None or limit >= count else count - limit
+        items = self._items[start:count]
         if self.flat:
             return list(map(dict.copy, items))  # the common case, in one C loop
         return [fresh(item) for item in items]
 
     def trimmed(self, max_bytes: int) -> CacheEntry | None:
-        """This entry within ``max_bytes``: its oldest items dropped, or None when not
-        even the newest fits."""
-        total = self.nbytes
-        start = 0
-        while total > max_bytes and start < len(self.items):
-            total -= self.sizes[start]
-            start += 1
-        if start == 0:
+        """This entry within ``max_bytes``: when over it, its oldest items dropped down
+        to three quarters of it (so a long history is not trimmed again on every read);
+        None when not even the newest item fits."""
+        if self.nbytes <= max_bytes:
             return self
-        if start == len(self.items):
+        total, start, target = self.nbytes, 0, max_bytes * 3 // 4
+        while total > target and start < self.count:
+            total -= self._sizes[start]
+            start += 1
+        if start == self.count:
             return None
         return CacheEntry(
-            self.token, self.items[start:], self.sizes[start:], False, total, self.flat
+            self.token,
+            self._items[start : self.count],
+            self._sizes[start : self.count],
+            False,
+            nbytes=total,
+            flat=self.flat,
         )
 
 

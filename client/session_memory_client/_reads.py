@@ -11,7 +11,9 @@ service's, within the read.
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 from ._cache import CacheEntry, ReadCache, keep
 from ._transport import Reply, Transport
@@ -23,6 +25,7 @@ __all__ = ["PAGE_ITEMS", "LatestReads"]
 PAGE_ITEMS = 10_000
 # A read stitched from several pages starts over when a write lands between them.
 _ATTEMPTS = 3
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class _Moved(Exception):
@@ -39,7 +42,7 @@ class _Pages(NamedTuple):
 def _entry(token: str, items: list[Any], nbytes: int, complete: bool) -> CacheEntry:
     # Each item's share of the bytes read; a page's envelope is small beside its items.
     share = max(1, nbytes // max(1, len(items)))
-    return CacheEntry(token, tuple(keep(item) for item in items), (share,) * len(items), complete)
+    return CacheEntry(token, [keep(item) for item in items], [share] * len(items), complete)
 
 
 class LatestReads:
@@ -78,12 +81,14 @@ class LatestReads:
     async def _get(
         self, limit: int, *, known: str | None = None, before: int | None = None
     ) -> Reply:
-        query: dict[str, str | int] = {"limit": limit}
+        # Built by hand (urlencode costs more than the rest of a cached read); a read
+        # token is URL-safe base64, quoted all the same should a service send another.
+        query = f"?limit={limit}"
         if before is not None:
-            query["before"] = before
+            query += f"&before={before}"
         if known is not None:
-            query["known"] = known
-        return await self._transport.request("GET", self._transport.target(self._path, query))
+            query += "&known=" + (known if _URL_SAFE.fullmatch(known) else quote(known, safe=""))
+        return await self._transport.request("GET", self._transport.target(self._path + query))
 
     async def _since(
         self, limit: int | None, base: CacheEntry | None, anyway: bool
@@ -102,7 +107,7 @@ class LatestReads:
             if body.get("since") is not None:
                 items = body["items"]
                 if not body.get("has_more"):
-                    return base.then(_entry(token, items, len(reply.content), False))
+                    return base.followed_by(_entry(token, items, len(reply.content), False))
                 if limit is not None and len(items) >= limit:
                     return _entry(token, items, len(reply.content), False)
                 # More was appended than one page holds, and all of it is needed.
