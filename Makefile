@@ -26,7 +26,7 @@ run: $(VENV)/.served
 
 ## test: lint, type-check, the TypeScript client's tests, then the whole test suite
 test: lint test-js
-	$(BIN)/python -m pytest -n 4
+	$(BIN)/python -m pytest -n 4 --dist loadgroup
 
 ## test-js: the TypeScript client (client-js/): npm ci from its lock file, tsc, node --test
 test-js: setup
@@ -34,7 +34,7 @@ test-js: setup
 
 ## test-fast: the in-process unit and contract tests (no processes, browser or load): under a minute
 test-fast: setup
-	$(BIN)/python -m pytest -n 4 -m "not slow"
+	$(BIN)/python -m pytest -n 4 --dist loadgroup -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check $(SOURCES) tests

@@ -33,7 +33,9 @@ from bench.run import (
 from tests.utils.postgres import POSTGRES_URL, require_postgres
 from tests.utils.server import ServerProcess, free_port
 
-pytestmark = pytest.mark.slow  # real processes over TCP
+# Real processes over TCP; and one worker for all of them, since each empties the same
+# Redis database (xdist's loadgroup keeps a group on one worker).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("redis")]
 
 
 def test_databases_built_for_the_scaling_series_are_served(tmp_path: Path) -> None:
