@@ -19,17 +19,19 @@ server side (``bench.cpu``).
 
 This module also owns the bench's infrastructure on the machine's services: its
 own Redis database number (flushed), a Redis of its own with ``appendfsync always``
-(``FsyncRedis``), and its own PostgreSQL databases (created fresh, dropped after).
+(``OwnRedis``), and its own PostgreSQL databases (created fresh, dropped after).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -130,40 +132,51 @@ def drop_database(server_url: str, name: str) -> None:
     asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
-class FsyncRedis:
-    """A Redis of the bench's own, started on a free port with the append-only file on
-    and ``appendfsync always`` (each write fsynced before it is answered), stopped after."""
+class OwnRedis:
+    """A Redis of the caller's own, started on a free port and stopped after.
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    With ``fsync`` (the bench's "Redis with appendfsync always" peer) the append-only
+    file is on and each write is fsynced before it is answered; without it, nothing is
+    kept on disk, like the machine's Redis. The tests use one so that nothing else on
+    the machine (another test run, a ``make bench``) can empty their keys mid-test.
+    """
+
+    def __init__(self, port: int, *, fsync: bool = True) -> None:
+        self.port, self.fsync = port, fsync
         self.url = f"redis://127.0.0.1:{port}/0"
         self.process: subprocess.Popen[bytes] | None = None
         self._dir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
 
-    def __enter__(self) -> FsyncRedis:
+    def __enter__(self) -> OwnRedis:
         import redis
 
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.fsync else []
         self.process = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self._dir)],
+             "--dir", str(self._dir), *persistence],
             stdout=subprocess.DEVNULL,
+            start_new_session=True,
         )  # fmt: skip
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
         try:
             for _ in range(100):
+                if self.process.poll() is not None:
+                    break  # the port was taken after all: never talk to another's Redis
                 try:
-                    client.ping()
-                    return self
+                    if int(client.info("server")["process_id"]) == self.process.pid:
+                        return self
                 except redis.ConnectionError:
-                    time.sleep(0.05)
+                    pass
+                time.sleep(0.05)
         finally:
             client.close()
         self.__exit__()
-        raise SystemExit(f"redis-server with appendfsync always did not start on {self.port}")
+        raise SystemExit(f"redis-server did not start on {self.port}")
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
-            self.process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(10)
             self.process = None
         shutil.rmtree(self._dir, ignore_errors=True)

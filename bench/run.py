@@ -542,7 +542,7 @@ def _short(system: str) -> str:
 
 
 def turn_systems(
-    sm: ServerProcess, pg: ServerProcess, fsync: peers.FsyncRedis, args: argparse.Namespace
+    sm: ServerProcess, pg: ServerProcess, fsync: peers.OwnRedis, args: argparse.Namespace
 ) -> dict[str, System]:
     """Every backend of the turn workload, each with a probe of its server side's CPU."""
     assert sm.process is not None
@@ -625,7 +625,7 @@ def turns_section(
 ) -> dict[str, Any]:
     """Every workload of the turn table, on every backend (a Redis with fsync started for it)."""
     tables = {}
-    with peers.FsyncRedis(free_port()) as fsync:
+    with peers.OwnRedis(free_port()) as fsync:
         systems = turn_systems(sm, pg, fsync, args)
         for key, workload in peers.WORKLOADS.items():
             print(f"  -- {workload.name}", flush=True)

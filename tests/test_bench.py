@@ -6,6 +6,7 @@ import asyncio
 import multiprocessing
 import shutil
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -33,9 +34,8 @@ from bench.run import (
 from tests.utils.postgres import POSTGRES_URL, require_postgres
 from tests.utils.server import ServerProcess, free_port
 
-# Real processes over TCP; and one worker for all of them, since each empties the same
-# Redis database (xdist's loadgroup keeps a group on one worker).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("redis")]
+# Real processes over TCP; each test has a Redis server of its own (own_redis).
+pytestmark = pytest.mark.slow
 
 
 def test_databases_built_for_the_scaling_series_are_served(tmp_path: Path) -> None:
@@ -53,16 +53,21 @@ def test_databases_built_for_the_scaling_series_are_served(tmp_path: Path) -> No
 
 # -- the peers: a short run of the turn workload and of the client-cost line -----------
 
-# Not the bench's own database 13: a test run may overlap a `make bench`.
-REDIS_TEST_URL = "redis://127.0.0.1:6379/12"
+
+@pytest.fixture
+def own_redis() -> Iterator[peers.OwnRedis]:
+    """A Redis server of the test's own (nothing on disk, like the machine's): no other
+    test run or `make bench` on this machine can empty its keys mid-test."""
+    if shutil.which("redis-server") is None:  # CI installs it; missing, it is a failure
+        pytest.fail("redis-server is not installed (apt-get install redis-server)")
+    with peers.OwnRedis(free_port(), fsync=False) as server:
+        yield server
 
 
-def test_the_turn_workload_runs_against_us_and_every_peer(tmp_path: Path) -> None:
+def test_the_turn_workload_runs_against_us_and_every_peer(
+    tmp_path: Path, own_redis: peers.OwnRedis
+) -> None:
     require_postgres()
-    try:
-        peers.fresh_redis(REDIS_TEST_URL)
-    except SystemExit as exc:  # CI starts Redis; missing, it is a failure, not a skip
-        pytest.fail(str(exc))
     suffix = uuid.uuid4().hex[:12]
     pg_db, sa_db = f"sm_bench_test_{suffix}", f"sm_bench_test_sa_{suffix}"
     pg_url = peers.fresh_database(POSTGRES_URL, pg_db)
@@ -78,7 +83,7 @@ def test_the_turn_workload_runs_against_us_and_every_peer(tmp_path: Path) -> Non
                 {
                     SM_SQLITE: ("remote", sm.base_url),
                     SM_PG: ("remote", pg.base_url),
-                    REDIS: ("redis", REDIS_TEST_URL),
+                    REDIS: ("redis", own_redis.url),
                     SQLALCHEMY: (
                         "sqlalchemy",
                         peers.asyncpg_url(sa_url),
@@ -93,13 +98,12 @@ def test_the_turn_workload_runs_against_us_and_every_peer(tmp_path: Path) -> Non
             # Independently of the bench's own read-back: the turns really reached each store.
             listed = httpx2.get(f"{pg.base_url}/v1/sessions", params={"limit": 100}).json()
             assert len([s for s in listed["sessions"] if s["item_count"] > 20]) == 4
-        redis_keys = redis.Redis.from_url(REDIS_TEST_URL).keys("agents:session:*:messages")
+        redis_keys = redis.Redis.from_url(own_redis.url).keys("agents:session:*:messages")
         assert len(redis_keys) == 2 * 2  # 2 processes x 2 tasks (the setup session stays empty)
         assert _scalar(sa_url, "SELECT count(DISTINCT session_id) FROM agent_messages") == 4
     finally:
         peers.drop_database(POSTGRES_URL, pg_db)
         peers.drop_database(POSTGRES_URL, sa_db)
-        peers.fresh_redis(REDIS_TEST_URL)
 
     rows = {row["system"]: row for row in table["rows"]}
     assert list(rows) == [SM_SQLITE, SM_PG, REDIS, SQLALCHEMY, SQLITE_SESSION]
@@ -117,29 +121,27 @@ def test_the_turn_workload_runs_against_us_and_every_peer(tmp_path: Path) -> Non
     assert peer_markdown(table).count("\n") == 1 + len(rows)
 
 
-def test_the_client_cost_line_measures_ours_and_redis_py(tmp_path: Path) -> None:
-    try:
-        peers.fresh_redis(REDIS_TEST_URL)
-    except SystemExit as exc:
-        pytest.fail(str(exc))
-    cost = client_cost(200, tmp_path, REDIS_TEST_URL)
+def test_the_client_cost_line_measures_ours_and_redis_py(
+    tmp_path: Path, own_redis: peers.OwnRedis
+) -> None:
+    cost = client_cost(200, tmp_path, own_redis.url)
     for key in ("ours", "redis-py", "RedisSession"):
         assert cost[key]["get_us"] > 0
         assert cost[key]["add_us"] > 0
     assert cost["ours_vs_redis_py_per_call"] > 0
-    assert not redis.Redis.from_url(REDIS_TEST_URL).keys("*")  # it cleaned up after itself
+    assert not redis.Redis.from_url(own_redis.url).keys("*")  # it cleaned up after itself
 
 
-def test_the_full_history_workload_measures_cpu_and_a_redis_with_fsync(tmp_path: Path) -> None:
-    try:
-        peers.fresh_redis(REDIS_TEST_URL)
-    except SystemExit as exc:
-        pytest.fail(str(exc))
+def test_the_full_history_workload_measures_cpu_and_a_redis_with_fsync(
+    tmp_path: Path, own_redis: peers.OwnRedis
+) -> None:
     workload = peers.Workload("get_items(), 30 items stored", None, 30)
-    machine_redis = redis_pid(REDIS_TEST_URL)
+    assert own_redis.process is not None
+    plain_redis = redis_pid(own_redis.url)
+    assert plain_redis == own_redis.process.pid
     with (
         ServerProcess(f"sqlite:///{tmp_path}/sm.db", log_path=tmp_path / "sm.log") as sm,
-        peers.FsyncRedis(free_port()) as fsync,
+        peers.OwnRedis(free_port()) as fsync,
         ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
     ):
         assert sm.process is not None
@@ -152,7 +154,7 @@ def test_the_full_history_workload_measures_cpu_and_a_redis_with_fsync(tmp_path:
             {
                 SM_SQLITE: ("remote", sm.base_url, lambda: process_tree_cpu(sm_pid)),
                 REDIS_FSYNC: ("redis", fsync.url, lambda: process_tree_cpu(fsync_pid)),
-                REDIS_RAW: ("redis_raw", REDIS_TEST_URL, lambda: process_tree_cpu(machine_redis)),
+                REDIS_RAW: ("redis_raw", own_redis.url, lambda: process_tree_cpu(plain_redis)),
             },
             procs=1,
             tasks=2,
@@ -161,7 +163,6 @@ def test_the_full_history_workload_measures_cpu_and_a_redis_with_fsync(tmp_path:
             workload=workload,
         )
     assert fsync.process is None  # stopped with the context
-    peers.fresh_redis(REDIS_TEST_URL)
     for row in table["rows"]:
         assert row["workload"] == workload.name
         assert row["turns"] > 0
