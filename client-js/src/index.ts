@@ -16,6 +16,7 @@ export {
   type SessionSettings,
 } from './session.js';
 export { WriteAbortedError } from './aborts.js';
+export { DEFAULT_LEASE_TTL_MS, type RunLease, type RunLeaseOptions, type UnleasedWrites } from './lease.js';
 export {
   SessionMemoryClient,
   type ClientOptions,

@@ -28,7 +28,16 @@ import {
   type HistoryTransactionArgs,
   type ReplaceSuffixTransaction,
 } from './history.js';
-import { ETAG, IDEMPOTENCY_KEY, IF_MATCH, ProblemType, sessionPath, validateSessionId } from './protocol.js';
+import { leaseToken, withRunLease, type LeaseRequest, type RunLease, type RunLeaseOptions } from './lease.js';
+import {
+  ETAG,
+  IDEMPOTENCY_KEY,
+  IF_MATCH,
+  ProblemType,
+  RUN_LEASE,
+  sessionPath,
+  validateSessionId,
+} from './protocol.js';
 import { DEFAULT_CACHE_BYTES, ReadCache, readLatest } from './reads.js';
 
 export const DEFAULT_BASE_URL = 'http://127.0.0.1:8000';
@@ -91,6 +100,8 @@ export type RequestSpec = {
   /** More headers, e.g. If-Match for a compare-and-swap write. */
   headers?: Record<string, string>;
   signal?: AbortSignal | undefined;
+  /** A write that an abort may cut short, as a read: its caller settles it (a lease's acquisition). */
+  abortable?: boolean;
 };
 
 /** A page of a read: `first_seq` is the seq of `items[0]`. */
@@ -478,6 +489,39 @@ export class RemoteSession implements Session {
     return canonicalItems(items);
   }
 
+  // -- run leases ---------------------------------------------------------------------
+
+  /**
+   * Hold this session's run lease while `fn` runs, so two runs never interleave:
+   * `await session.runLease({ waitMs: 10_000 }, () => run(agent, input, { session }))`.
+   *
+   * Acquires the lease (waiting up to `waitMs` for a run that holds it to end, else
+   * `ProblemError` 409 `session-leased`), renews it every third of `ttlMs`, sends its
+   * token with every write through this session inside `fn` (its async context), and
+   * releases it when `fn` settles. While it is held, other writes are refused (409):
+   * with another token or none, unless `unleasedWrites: 'allow'`. A write after the
+   * lease was lost (`lease.lost`) is refused with 409 `lease-lost` and changes nothing.
+   */
+  runLease<T>(fn: (lease: RunLease) => Promise<T> | T): Promise<T>;
+  runLease<T>(options: RunLeaseOptions, fn: (lease: RunLease) => Promise<T> | T): Promise<T>;
+  runLease<T>(
+    first: RunLeaseOptions | ((lease: RunLease) => Promise<T> | T),
+    second?: (lease: RunLease) => Promise<T> | T,
+  ): Promise<T> {
+    const [options, fn] = typeof first === 'function' ? [{}, first] : [first, second];
+    if (typeof fn !== 'function') throw new TypeError('runLease needs a function to run while the lease is held');
+    return withRunLease(this, this.leaseTransport(), options, fn);
+  }
+
+  private leaseTransport() {
+    return {
+      sessionId: this.sessionId,
+      timeoutMs: this.timeoutMs,
+      logger: this.logger,
+      send: (spec: LeaseRequest) => this.request({ ...spec, path: '/lease' }),
+    };
+  }
+
   toString(): string {
     return `RemoteSession(${JSON.stringify(this.sessionId)}, baseUrl=${JSON.stringify(this.baseUrl)})`;
   }
@@ -496,13 +540,16 @@ export class RemoteSession implements Session {
     let signal = combine(this.signal, spec.signal);
     const headers: Record<string, string> = { ...this.headers, ...spec.headers };
     if (spec.body !== undefined) headers['Content-Type'] = 'application/json';
+    // A write inside a runLease callback carries its token (the lease's own requests set theirs).
+    const token = spec.method === 'GET' || RUN_LEASE in headers ? undefined : leaseToken(this);
+    if (token !== undefined) headers[RUN_LEASE] = String(token);
     if (spec.idempotentWrite) {
       headers[IDEMPOTENCY_KEY] =
         typeof spec.idempotentWrite === 'string' ? spec.idempotentWrite : crypto.randomUUID();
     }
     const url = (spec.root ? this.baseUrl : this.url) + spec.path + (spec.query ?? '');
     // A write's attempt is never cut short by an abort: its answer says whether it landed.
-    const write = spec.method !== 'GET';
+    const write = spec.method !== 'GET' && !spec.abortable;
     let reached = false;
     const started = Date.now();
     for (let attempt = 0; ; attempt++) {

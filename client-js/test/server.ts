@@ -102,6 +102,13 @@ export class ServerProcess {
     return server.start();
   }
 
+  /** Another server on this one's database (a replica behind a load balancer); its close leaves the database. */
+  async replica(): Promise<ServerProcess> {
+    const server = new ServerProcess(await freePort(), this.databaseUrl, () => {});
+    server.env = this.env;
+    return server.start();
+  }
+
   /** Start (or restart) the process; resolves once /readyz answers 200. */
   async start(timeoutMs = 30_000): Promise<this> {
     const child = spawn(
