@@ -10,17 +10,8 @@ import type { StoredItem } from './items.js';
 import { parseJson, stringifyJson } from './json.js';
 import { followEvents, type FollowEvent } from './follow.js';
 import { API_PREFIX, ETAG, IF_MATCH, sessionPath, validateSessionId } from './protocol.js';
-import {
-  API_KEY_ENV,
-  DEFAULT_BACKOFF_MS,
-  readEnv,
-  RemoteSession,
-  type Answer,
-  type CallOptions,
-  type RemoteSessionOptions,
-  type RequestSpec,
-  type SessionSettings,
-} from './session.js';
+import { RemoteSession, type CallOptions, type RemoteSessionOptions, type SessionSettings } from './session.js';
+import { API_KEY_ENV, DEFAULT_BACKOFF_MS, readEnv, type Answer, type RequestSpec } from './transport.js';
 
 /** A session's record, as `GET /v1/sessions/{id}` returns it (timestamps in ISO 8601). */
 export type SessionRecord = {

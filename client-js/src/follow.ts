@@ -11,7 +11,7 @@ import { TransportError } from './errors.js';
 import { fromStoredItems, type StoredItem } from './items.js';
 import { parseJson } from './json.js';
 import { LAST_EVENT_ID } from './protocol.js';
-import { MAX_BACKOFF_MS, problemError, type Logger } from './session.js';
+import { MAX_BACKOFF_MS, problemError, type Logger } from './transport.js';
 
 /**
  * One change. `append`: a new item, its `seq`, as the SDK reads it (`item`) and as
