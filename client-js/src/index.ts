@@ -1,6 +1,13 @@
 /** session-memory-client: a shared, server-kept history for the OpenAI Agents SDK (JavaScript). */
 
 export {
+  MAX_SUFFIX_ATTEMPTS,
+  RemoteSession,
+  type CallOptions,
+  type RemoteSessionOptions,
+  type SessionSettings,
+} from './session.js';
+export {
   API_KEY_ENV,
   BASE_URL_ENV,
   DEFAULT_BACKOFF_MS,
@@ -8,13 +15,8 @@ export {
   DEFAULT_RETRY_BUDGET_MS,
   DEFAULT_TIMEOUT_MS,
   MAX_BACKOFF_MS,
-  MAX_SUFFIX_ATTEMPTS,
-  RemoteSession,
-  type CallOptions,
   type Logger,
-  type RemoteSessionOptions,
-  type SessionSettings,
-} from './session.js';
+} from './transport.js';
 export { WriteAbortedError } from './aborts.js';
 export { DEFAULT_LEASE_TTL_MS, type RunLease, type RunLeaseOptions, type UnleasedWrites } from './lease.js';
 export {
