@@ -199,10 +199,23 @@ class RunLeases(Protocol):
     """
 
     async def acquire(
-        self, tenant: str, session_id: str, *, ttl: float, refuse_unleased: bool
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        ttl: float,
+        refuse_unleased: bool,
+        key: str | None = None,
     ) -> Lease:
         """A new lease, held for ``ttl`` seconds; ``SessionLeasedError`` (with the
-        seconds until it expires) while another is held. Never waits."""
+        seconds until it expires) while another is held. Never waits.
+
+        ``key`` (an Idempotency-Key; None: none) is kept with the lease it grants. An
+        acquisition with the key of the lease held (the same tenant and session) is a
+        retry of the one that got it: it gets that lease back, same token, renewed
+        for its own TTL from now (as a renewal without a TTL), whatever its ``ttl``
+        and ``refuse_unleased`` say. Once that lease ended (released or expired), the
+        key is nobody's: an acquisition with it gets a new lease, as one without."""
         ...
 
     async def renew(
