@@ -245,3 +245,26 @@ async def test_an_expired_lease_s_key_acquires_anew(history: HistoryStore) -> No
     with pytest.raises(SessionLeasedError):
         await history.leases.acquire(T, S, ttl=30, refuse_unleased=True, key="k-1")
     assert third.token > second.token
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_replica_not_yet_upgraded_grants_without_a_key(
+    history: HistoryStore, database_url: str
+) -> None:
+    import asyncpg
+
+    first = await history.leases.acquire(T, S, ttl=30, refuse_unleased=True, key="k-1")
+    await history.leases.release(T, S, first.token)
+    # A replica of the previous release acquires through the function it knows.
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT * FROM session_memory_lease_acquire($1, $2, $3, $4)", T, S, 30.0, True
+        )
+    finally:
+        await conn.close()
+    assert row["r_status"] == "ok"
+    assert row["r_token"] > first.token
+    # That lease is not the earlier key's: a late retry of the first acquisition waits.
+    with pytest.raises(SessionLeasedError):
+        await history.leases.acquire(T, S, ttl=30, refuse_unleased=True, key="k-1")
