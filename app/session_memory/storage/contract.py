@@ -380,8 +380,15 @@ class HistoryStore(SessionStore, Protocol):
         session_id: str,
         items: Sequence[tuple[int, str]],
         backup: SessionBackup,
+        *,
+        honour_lease: bool = True,
     ) -> int:
         """Put a backed-up session back: ``items`` are (seq, JSON text), seqs rising.
+
+        A restore is a write without a run lease token: while a lease that refuses
+        those is held, it raises ``SessionLeasedError`` having changed nothing (a run
+        is writing the history). ``honour_lease=False`` skips that check (an
+        operator's restore while no server runs, past leases left held).
 
         A missing session is made as ``backup`` describes it: its times, its own
         time-to-live, its expiry and metadata exactly, numbered on from
