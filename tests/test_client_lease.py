@@ -4,11 +4,16 @@ send the token with the block's writes, release at the end whatever happens."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import httpx2
 import pytest
 from session_memory_client import ProblemError, RemoteSession, RunLease
-from session_memory_client.protocol import RUN_LEASE, ProblemType, session_path
+from session_memory_client.protocol import IDEMPOTENCY_KEY, RUN_LEASE, ProblemType, session_path
+
+from tests.utils.scripted import Answer, Seen, in_turn, scripted_server
+from tests.utils.server import ServerProcess
+from tests.utils.tcpproxy import TCPProxy
 
 
 def _lease_url(base_url: str, session_id: str) -> str:
@@ -153,3 +158,57 @@ async def test_bad_arguments_raise_before_any_request(base_url: str, session_id:
             with pytest.raises(RuntimeError, match="already holds"):
                 async with run.run_lease():
                     pass
+
+
+@pytest.fixture
+def proxy(server: ServerProcess) -> Iterator[TCPProxy]:
+    forwarder = TCPProxy("127.0.0.1", server.port).start()
+    yield forwarder
+    forwarder.close()
+
+
+async def test_an_acquisition_whose_answer_was_lost_gets_its_lease(
+    proxy: TCPProxy, base_url: str, session_id: str
+) -> None:
+    via = f"http://127.0.0.1:{proxy.port}"
+    async with RemoteSession(session_id, base_url=via, backoff=0.01) as run:
+        # The server grants the lease; its answer never reaches the client, whose
+        # retry of the acquisition then meets the lease held.
+        proxy.lose_answers(1)
+        async with run.run_lease(ttl=30, wait=0) as lease:
+            assert proxy.answers_lost == 1
+            assert not await _free(base_url, session_id)
+            await run.add_items([{"n": 1}])  # the token is the lease's
+        assert await _free(base_url, session_id)  # and the block released it
+        assert await run.get_items() == [{"n": 1}]
+        assert lease.token > 0
+
+
+async def test_one_key_for_every_request_of_an_acquisition() -> None:
+    leased = Answer(
+        409,
+        {"type": ProblemType.SESSION_LEASED, "title": "x", "status": 409, "detail": "x"},
+    )
+    granted = Answer(200, {"token": 7, "expires_at": "2030-01-01T00:00:00Z", "ttl": 30})
+    released = Answer(204, None)
+    seen: list[Seen] = []
+    script = [Answer.problem(503), leased, leased, granted, released]
+    script += [Answer.problem(502), granted, released]
+    async with (
+        scripted_server(in_turn(script), seen) as url,
+        RemoteSession("s", base_url=url, backoff=0.001, timeout=0.5) as run,
+    ):
+        # A wait longer than one request may ask: several requests, one acquisition.
+        async with run.run_lease(ttl=30, wait=60):
+            pass
+        async with run.run_lease(ttl=30, wait=0):
+            pass
+    posts = [request.headers.get(IDEMPOTENCY_KEY.lower()) for request in seen]
+    assert [request.method for request in seen] == ["POST"] * 4 + ["DELETE"] + ["POST"] * 2 + [
+        "DELETE"
+    ]
+    first, second = posts[:4], posts[5:7]
+    assert None not in first + second
+    assert len(set(first)) == 1
+    assert len(set(second)) == 1
+    assert first[0] != second[0]

@@ -15,7 +15,7 @@ from session_memory import Settings, create_app
 from session_memory.services.events import SharedReads, event_stream
 from session_memory.services.hub import Hub
 from session_memory.storage import store_from_url
-from session_memory_client.protocol import RUN_LEASE, ProblemType, session_path
+from session_memory_client.protocol import IDEMPOTENCY_KEY, RUN_LEASE, ProblemType, session_path
 
 S = "a-run"
 LEASE = session_path(S) + "/lease"
@@ -157,6 +157,9 @@ async def test_a_waiting_acquisition_gets_the_lease_when_it_expires(
         ({"unleased_writes": "maybe"}, {}),
         ({"other": 1}, {}),
         ([], {}),
+        ({}, {IDEMPOTENCY_KEY: "two words"}),
+        ({}, {IDEMPOTENCY_KEY: "k" * 256}),
+        ({}, {IDEMPOTENCY_KEY: ""}),
     ],
 )
 async def test_a_bad_acquisition_is_a_422(
@@ -164,6 +167,25 @@ async def test_a_bad_acquisition_is_a_422(
 ) -> None:
     problem(await api.post(LEASE, json=body, headers=headers), 422, ProblemType.INVALID_INPUT)
     assert (await api.post(LEASE, json={})).status_code == 200
+
+
+async def test_a_retried_acquisition_gets_its_lease_back(api: httpx2.AsyncClient) -> None:
+    key = {IDEMPOTENCY_KEY: "acquisition-1"}
+    first = await api.post(LEASE, json={"ttl": 30, "wait": 3}, headers=key)
+    lease = token_of(first)
+    # The same acquisition again (its answer lost): the lease held, at once, not a
+    # wait ending in a 409.
+    again = await api.post(LEASE, json={"ttl": 30, "wait": 3}, headers=key)
+    assert token_of(again) == lease
+    assert again.json()["ttl"] == 30
+    assert again.json()["expires_at"] >= first.json()["expires_at"]
+    other = await api.post(LEASE, json={}, headers={IDEMPOTENCY_KEY: "acquisition-2"})
+    problem(other, 409, ProblemType.SESSION_LEASED)
+    assert (await api.post(ITEMS, json={"items": [{"n": 1}]}, headers=lease)).status_code == 201
+    assert (await api.delete(LEASE, headers=lease)).status_code == 204
+    # Released, the key acquires a new lease.
+    anew = token_of(await api.post(LEASE, json={}, headers=key))
+    assert int(anew[RUN_LEASE]) > int(lease[RUN_LEASE])
 
 
 async def test_a_ttl_or_wait_past_the_server_s_bound_is_cut_to_it(

@@ -205,3 +205,66 @@ async def test_the_sweep_keeps_recent_leases(history: HistoryStore) -> None:
     # Ended but recent: its token is still the floor of the next.
     again = await history.leases.acquire(T, S, ttl=30, refuse_unleased=True)
     assert again.token > lease.token
+
+
+async def test_an_acquisition_s_key_gets_its_lease_back(history: HistoryStore) -> None:
+    first = await history.leases.acquire(T, S, ttl=30, refuse_unleased=True, key="k-1")
+    # A retry of it (its answer lost): the same lease, renewed; its terms are the
+    # lease's own, whatever the retry asks.
+    again = await history.leases.acquire(T, S, ttl=5, refuse_unleased=False, key="k-1")
+    assert again.token == first.token
+    assert (again.ttl, again.refuse_unleased) == (30, True)
+    assert again.expires_at > first.expires_at
+    assert await history.leases.current(T, S) == again
+    # Anyone else, with another key or none, is refused as before.
+    for key in ("k-2", None):
+        with pytest.raises(SessionLeasedError):
+            await history.leases.acquire(T, S, ttl=30, refuse_unleased=True, key=key)
+    # A key is the tenant's and the session's: elsewhere it names nothing held.
+    elsewhere = await history.leases.acquire(T, "other", ttl=30, refuse_unleased=True, key="k-1")
+    tenant_b = await history.leases.acquire("tenant-b", S, ttl=30, refuse_unleased=True, key="k-1")
+    assert first.token not in (elsewhere.token, tenant_b.token)
+    await history.append(T, S, [item(1)], run_lease=first.token)
+    # Ended, the key is nobody's: it acquires anew.
+    await history.leases.release(T, S, first.token)
+    renewed = await history.leases.acquire(T, S, ttl=30, refuse_unleased=True, key="k-1")
+    assert renewed.token > first.token
+    with pytest.raises(LeaseLostError):
+        await history.append(T, S, [item(2)], run_lease=first.token)
+    assert await numbers(history) == [1]
+
+
+async def test_an_expired_lease_s_key_acquires_anew(history: HistoryStore) -> None:
+    first = await history.leases.acquire(T, S, ttl=0.2, refuse_unleased=True, key="k-1")
+    await asyncio.sleep(0.3)
+    second = await history.leases.acquire(T, S, ttl=30, refuse_unleased=True, key="k-1")
+    assert second.token > first.token
+    # A lease granted without a key is not the earlier key's.
+    await history.leases.release(T, S, second.token)
+    third = await history.leases.acquire(T, S, ttl=30, refuse_unleased=True)
+    with pytest.raises(SessionLeasedError):
+        await history.leases.acquire(T, S, ttl=30, refuse_unleased=True, key="k-1")
+    assert third.token > second.token
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_replica_not_yet_upgraded_grants_without_a_key(
+    history: HistoryStore, database_url: str
+) -> None:
+    import asyncpg
+
+    first = await history.leases.acquire(T, S, ttl=30, refuse_unleased=True, key="k-1")
+    await history.leases.release(T, S, first.token)
+    # A replica of the previous release acquires through the function it knows.
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT * FROM session_memory_lease_acquire($1, $2, $3, $4)", T, S, 30.0, True
+        )
+    finally:
+        await conn.close()
+    assert row["r_status"] == "ok"
+    assert row["r_token"] > first.token
+    # That lease is not the earlier key's: a late retry of the first acquisition waits.
+    with pytest.raises(SessionLeasedError):
+        await history.leases.acquire(T, S, ttl=30, refuse_unleased=True, key="k-1")

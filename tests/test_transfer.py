@@ -7,10 +7,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import httpx2
 import pytest
 from session_memory.storage import SessionStore, store_from_url
+from session_memory.storage.contract import HistoryStore
 from session_memory.transfer import export_lines, import_lines
 
 from tests.utils.server import ServerProcess
@@ -123,6 +125,74 @@ async def test_a_bad_line_loses_nothing_silently(store: SessionStore) -> None:
 
 
 @pytest.mark.slow
+async def test_import_leaves_a_leased_session_alone(store: SessionStore, tmp_path: Path) -> None:
+    source = store_from_url(f"sqlite:///{tmp_path}/source.db")
+    await source.open()
+    try:
+        for session_id in ("before", "held", "after"):
+            await source.append("t", session_id, RAW)
+        backup = await export_bytes(source)
+    finally:
+        await source.close()
+    history = cast(HistoryStore, store)
+    lease = await history.leases.acquire("t", "held", ttl=60, refuse_unleased=True)
+    await history.append("t", "held", ['{"run":1}'], run_lease=lease.token)
+
+    report = await import_lines(store, backup.splitlines())
+    # The run's history is left as the run wrote it; the other sessions are imported.
+    assert report.added == 6
+    assert len(report.errors) == 1
+    assert "'held'" in report.errors[0]
+    assert "lease" in report.errors[0]
+    assert (await store.read("t", "held")).items == ['{"run":1}']
+    assert (await store.read("t", "after")).items == RAW
+    # Lines of the first format honour it too, reported rather than raised.
+    old = [b'{"tenant":"t","session_id":"held","item":{"n":%d}}' % n for n in (1, 2)]
+    report = await import_lines(store, old)
+    assert (report.added, report.skipped, len(report.errors)) == (0, 1, 1)
+    # A lease that lets writes without its token through lets the import through too.
+    await history.leases.release("t", "held", lease.token)
+    allowing = await history.leases.acquire("t", "held", ttl=60, refuse_unleased=False)
+    report = await import_lines(store, backup.splitlines())
+    # (Its first item's seq is the run's item's: taken as there already.)
+    assert (report.added, report.errors) == (2, [])
+    await history.leases.release("t", "held", allowing.token)
+
+
+async def test_an_operator_import_may_ignore_leases(store: SessionStore, tmp_path: Path) -> None:
+    source = store_from_url(f"sqlite:///{tmp_path}/source.db")
+    await source.open()
+    try:
+        await source.append("t", "held", RAW)
+        backup = await export_bytes(source)
+    finally:
+        await source.close()
+    await cast(HistoryStore, store).leases.acquire("t", "held", ttl=60, refuse_unleased=True)
+    report = await import_lines(store, backup.splitlines(), honour_leases=False)
+    assert (report.added, report.errors) == (3, [])
+    assert (await store.read("t", "held")).items == RAW
+
+
+async def test_cli_import_reports_a_leased_session(tmp_path: Path) -> None:
+    target = f"sqlite:///{tmp_path}/target.db"
+    store = store_from_url(target)
+    await store.open()
+    try:
+        await store.leases.acquire("t", "held", ttl=600, refuse_unleased=True)
+    finally:
+        await store.close()
+    source = b'{"tenant":"t","session_id":"held","session":{"created_at":1.0,"updated_at":2.0,'
+    source += b'"last_seq":1,"ttl":null,"expires_at":null,"metadata":null}}\n'
+    source += b'{"tenant":"t","session_id":"held","seq":1,"item":{"n":1}}\n'
+    refused = run("import", "--database-url", target, stdin=source)
+    assert refused.returncode == 1
+    assert b"a run holds its lease" in refused.stderr
+    assert b"imported 0 items" in refused.stderr
+    forced = run("import", "--database-url", target, "--ignore-run-leases", stdin=source)
+    assert forced.returncode == 0, forced.stderr
+    assert b"imported 1 items" in forced.stderr
+
+
 def test_cli_import_names_a_bad_line_and_fails(tmp_path: Path) -> None:
     target = f"sqlite:///{tmp_path}/target.db"
     source = (

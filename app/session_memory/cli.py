@@ -274,7 +274,13 @@ def _import(args: argparse.Namespace) -> int:
 
     def run(source: BinaryIO) -> ImportReport:
         return _with_store(
-            settings, lambda store: import_lines(store, source, default_tenant=args.tenant)
+            settings,
+            lambda store: import_lines(
+                store,
+                source,
+                default_tenant=args.tenant,
+                honour_leases=not args.ignore_run_leases,
+            ),
         )
 
     if args.input:
@@ -377,6 +383,12 @@ def _add_data_commands(commands: Commands) -> None:
     load.add_argument("--input", "-i", help="file to read (default: standard input)")
     load.add_argument(
         "--tenant", default="", help="tenant for lines without one (exported from a server)"
+    )
+    load.add_argument(
+        "--ignore-run-leases",
+        action="store_true",
+        help="restore sessions even while a run's lease on them is held (only with no "
+        "server running: a run's lease left from before a stop)",
     )
     load.set_defaults(handler=_import)
 

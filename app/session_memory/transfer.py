@@ -30,6 +30,11 @@ Import skips nothing silently: a bad line is reported by number, and the later l
 of its session are not imported (an item missing from the middle would shift every
 later one) and reported too; every other session is imported, and the report says
 what was left out.
+
+Import honours run leases as any write without a token does: a session a run holds
+(its lease refusing unleased writes) is not written under it. Its items from the
+refused batch on are left out and reported; the other sessions are imported. The
+import can be run again once the run ended and adds only what is missing.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from typing import Any
 
 from session_memory_client import RemoteSession, SessionMemoryClient
 
-from .storage import HistoryStore, SessionBackup
+from .storage import HistoryStore, SessionBackup, SessionLeasedError
 from .wire.items import parse_item_batch, split_items
 
 __all__ = [
@@ -327,9 +332,12 @@ class _Session:
 class _Importer:
     """Reads an export line by line, writing each session's items a batch at a time."""
 
-    def __init__(self, store: HistoryStore, default_tenant: str) -> None:
+    def __init__(self, store: HistoryStore, default_tenant: str, *, honour_leases: bool) -> None:
         self.store = store
         self.default_tenant = default_tenant
+        self.honour_leases = honour_leases
+        # A session a run holds the lease of: how many of its item lines were left out.
+        self.leased: dict[tuple[str, str], int] = {}
         self.report = ImportReport()
         self.current: _Session | None = None
         self.batch: list[tuple[int, str]] = []
@@ -350,6 +358,9 @@ class _Importer:
         key = (tenant, parsed.session_id)
         if key in self.broken:
             self.broken[key][1] += 1
+            return
+        if key in self.leased:
+            self.leased[key] += parsed.backup is None
             return
         if parsed.backup is not None:
             await self._begin(_Session(key, parsed.backup))
@@ -403,18 +414,25 @@ class _Importer:
 
     async def flush(self) -> None:
         session, batch = self.current, self.batch
-        if session is None or session.expired:
+        if session is None or session.expired or session.key in self.leased:
             return
         tenant, session_id = session.key
-        if session.backup is None:
-            if batch:
-                await self.store.append(tenant, session_id, [item for _, item in batch])
-                self.report.added += len(batch)
-        elif batch or not session.written:
-            added = await self.store.restore(tenant, session_id, batch, session.backup)
-            session.written = True
-            self.report.added += added
-            self.report.skipped += len(batch) - added
+        try:
+            if session.backup is None:
+                if batch:
+                    await self.store.append(tenant, session_id, [item for _, item in batch])
+                    self.report.added += len(batch)
+            elif batch or not session.written:
+                added = await self.store.restore(
+                    tenant, session_id, batch, session.backup, honour_lease=self.honour_leases
+                )
+                session.written = True
+                self.report.added += added
+                self.report.skipped += len(batch) - added
+        except SessionLeasedError:
+            # A run holds the session: its history is being written, and an import
+            # would slip items in under it. Left for later; the rest goes on.
+            self.leased[session.key] = len(batch)
         self.batch, self.batch_bytes = [], 0
 
     def finish(self) -> ImportReport:
@@ -424,17 +442,30 @@ class _Importer:
                     f"session {session_id!r} of tenant {tenant!r}: {left} lines after line "
                     f"{number} not imported (fix that line and import again)"
                 )
+        for (tenant, session_id), left in self.leased.items():
+            self.report.errors.append(
+                f"session {session_id!r} of tenant {tenant!r}: a run holds its lease, so "
+                f"{left} of its items were not imported (import again once the run ended; "
+                "what is there already is not added twice)"
+            )
         return self.report
 
 
 async def import_lines(
-    store: HistoryStore, lines: Iterable[bytes], *, default_tenant: str = ""
+    store: HistoryStore,
+    lines: Iterable[bytes],
+    *,
+    default_tenant: str = "",
+    honour_leases: bool = True,
 ) -> ImportReport:
     """Load an export and report what was added, skipped and left out.
 
-    Lines without a tenant (exported from a server) go to ``default_tenant``.
+    Lines without a tenant (exported from a server) go to ``default_tenant``. A
+    session whose run lease is held (refusing writes without its token) is left out
+    from there on and reported; ``honour_leases=False`` restores backed-up sessions
+    whatever their lease (lines of the first format always honour it).
     """
-    importer = _Importer(store, default_tenant)
+    importer = _Importer(store, default_tenant, honour_leases=honour_leases)
     for number, raw in enumerate(lines, start=1):
         await importer.line(raw, number)
     await importer.flush()

@@ -1,7 +1,8 @@
 """Run leases in the client: ``RemoteSession.run_lease``, a session held by one run.
 
 ``async with session.run_lease(ttl=30, wait=10) as lease:`` acquires the session's
-run lease (waiting up to ``wait`` seconds for a run that holds it to end), renews it
+run lease (waiting up to ``wait`` seconds for a run that holds it to end; retried as
+a write is, with one Idempotency-Key, so a lost answer costs no TTL), renews it
 in the background every ``ttl / 3`` seconds, sends its token (``Run-Lease``) with
 every write made through that ``RemoteSession`` inside the block, and releases it at
 the end, also when the block raises or is cancelled.
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import TracebackType
@@ -112,13 +114,21 @@ class LeaseBlock:
 
     async def _acquire(self) -> RunLease:
         """The lease; ``ProblemError`` (409 session-leased) when another run still holds
-        it after ``wait`` seconds."""
+        it after ``wait`` seconds.
+
+        One Idempotency-Key for the whole acquisition, on every request of it (the
+        transport's retries, and each request of a long wait): when an answer granting
+        the lease is lost, the next request gets that lease back instead of finding it
+        held by nobody the client knows of, for its whole TTL."""
+        key = str(uuid.uuid4())
         deadline = time.monotonic() + self._wait
         while True:
             wait = max(0.0, min(deadline - time.monotonic(), _WAIT_SHARE * self._transport.timeout))
             body = {"ttl": self._ttl, "wait": wait, "unleased_writes": self._unleased}
             try:
-                reply = await self._transport.request("POST", self._target, content=_encode(body))
+                reply = await self._transport.request(
+                    "POST", self._target, content=_encode(body), idempotency_key=key
+                )
             except ProblemError as exc:
                 left = deadline - time.monotonic()
                 if exc.type != ProblemType.SESSION_LEASED or left <= 0:

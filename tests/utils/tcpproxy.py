@@ -16,6 +16,8 @@ class TCPProxy:
 
     ``hold()`` keeps what clients send from reaching the target (a slow network, a
     request in flight) until ``release()``; ``request_held`` is set once bytes are held.
+    ``lose_answers(n)``: the next ``n`` answers the target sends are thrown away and
+    their connections dropped (the request was delivered, its answer lost).
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -29,6 +31,8 @@ class TCPProxy:
         self._held: list[tuple[asyncio.StreamWriter, bytes]] = []
         self._close_on_release: list[asyncio.StreamWriter] = []
         self.request_held = threading.Event()
+        self._answers_to_lose = 0
+        self.answers_lost = 0
         self._thread.start()
 
     def _call(self, coro: object) -> None:
@@ -44,6 +48,11 @@ class TCPProxy:
                     self._held.append((writer, data))
                     self.request_held.set()
                     continue
+                if not upstream and self._answers_to_lose > 0:
+                    self._answers_to_lose -= 1
+                    self.answers_lost += 1
+                    writer.transport.abort()
+                    return
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -93,6 +102,12 @@ class TCPProxy:
             for writer in closing:
                 writer.close()
             self.request_held.clear()
+
+    async def _lose_answers(self, count: int) -> None:
+        self._answers_to_lose = count
+
+    def lose_answers(self, count: int) -> None:
+        self._call(self._lose_answers(count))
 
     def hold(self) -> None:
         self._call(self._hold(True))

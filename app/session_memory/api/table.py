@@ -202,6 +202,18 @@ RUN_LEASE_HEADER = HeaderParam(
 )
 
 
+ACQUIRE_KEY_HEADER = HeaderParam(
+    "idempotency_key",
+    IDEMPOTENCY_KEY,
+    lambda value, _: idempotency_key(value),
+    "A unique key (a UUID) for this acquisition, the same on each of its attempts. "
+    "One with the key of the lease held gets that lease back (same token, held for "
+    "its own ttl from now) instead of waiting or a 409; once that lease ended, the "
+    "key acquires anew. Scoped to the session.",
+    IDEMPOTENCY_KEY_PATTERN,
+)
+
+
 def _lease_token(value: str | None, _: Settings) -> int:
     token = run_lease(value)
     if token is None:
@@ -497,11 +509,15 @@ ROUTES: tuple[Route, ...] = (
         doc="Acquire the session's run lease, waiting up to `wait` seconds for one held.\n\n"
         "The answer's token is above every token the session's leases had; send it as\n"
         "Run-Lease with each write of the run. 409 session-leased (with Retry-After) when\n"
-        "another run holds the lease at the end of the wait. The session need not exist.",
+        "another run holds the lease at the end of the wait. The session need not exist.\n\n"
+        "With an Idempotency-Key, a retry of the acquisition that got the lease held (its\n"
+        "answer lost) gets that lease back at once: the same token, held for its own\n"
+        "`ttl` from now. Once that lease ended, the key acquires anew.",
         request=rq.AcquireLease,
         call=lambda s, r: s.leases.acquire(r),
         problems=(401, 400, 409, 413, 415, 422, 503),
         response_model=schemas.LeaseResponse,
+        headers=(ACQUIRE_KEY_HEADER,),
         body=Body(_schema(schemas.LeaseRequest), _max_lease),
     ),
     Route(

@@ -72,25 +72,34 @@ class LeaseService:
         self._releases = _Releases()
 
     async def acquire(self, request: AcquireLease) -> Reply:
-        """A new lease; 409 ``session-leased`` when another's is still held at the
-        end of the wait."""
+        """A new lease (or, for the Idempotency-Key of the lease held, that lease
+        renewed); 409 ``session-leased`` when another's is still held at the end of
+        the wait."""
         terms = parse_acquire(
             request.body,
             max_ttl=self.settings.max_lease_ttl_seconds,
             max_wait=self.settings.max_lease_wait_seconds,
         )
-        lease = await self._acquire(request.tenant, request.session_id, terms)
+        lease = await self._acquire(
+            request.tenant, request.session_id, terms, request.idempotency_key
+        )
         self.hub.publish("lease", request.tenant, request.session_id, lease.token)
         return Reply(200, lease_body(lease))
 
-    async def _acquire(self, tenant: str, session_id: str, terms: AcquireTerms) -> Lease:
+    async def _acquire(
+        self, tenant: str, session_id: str, terms: AcquireTerms, key: str | None
+    ) -> Lease:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + terms.wait
         pause = _FIRST_PAUSE
         while True:
             try:
                 return await self.store.leases.acquire(
-                    tenant, session_id, ttl=terms.ttl, refuse_unleased=terms.refuse_unleased
+                    tenant,
+                    session_id,
+                    ttl=terms.ttl,
+                    refuse_unleased=terms.refuse_unleased,
+                    key=key,
                 )
             except SessionLeasedError as exc:
                 left = deadline - loop.time()

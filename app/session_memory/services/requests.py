@@ -141,11 +141,13 @@ class FollowSession:
 
 @dataclass(frozen=True, slots=True)
 class AcquireLease:
-    """Acquire the session's run lease: the body's ``ttl``, ``wait``, ``unleased_writes``."""
+    """Acquire the session's run lease: the body's ``ttl``, ``wait``, ``unleased_writes``;
+    ``idempotency_key`` names the acquisition, so a retry gets the lease it granted."""
 
     tenant: str
     session_id: str
     body: bytes
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,10 +199,23 @@ class RunLeases(Protocol):
     """
 
     async def acquire(
-        self, tenant: str, session_id: str, *, ttl: float, refuse_unleased: bool
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        ttl: float,
+        refuse_unleased: bool,
+        key: str | None = None,
     ) -> Lease:
         """A new lease, held for ``ttl`` seconds; ``SessionLeasedError`` (with the
-        seconds until it expires) while another is held. Never waits."""
+        seconds until it expires) while another is held. Never waits.
+
+        ``key`` (an Idempotency-Key; None: none) is kept with the lease it grants. An
+        acquisition with the key of the lease held (the same tenant and session) is a
+        retry of the one that got it: it gets that lease back, same token, renewed
+        for its own TTL from now (as a renewal without a TTL), whatever its ``ttl``
+        and ``refuse_unleased`` say. Once that lease ended (released or expired), the
+        key is nobody's: an acquisition with it gets a new lease, as one without."""
         ...
 
     async def renew(
@@ -367,8 +380,15 @@ class HistoryStore(SessionStore, Protocol):
         session_id: str,
         items: Sequence[tuple[int, str]],
         backup: SessionBackup,
+        *,
+        honour_lease: bool = True,
     ) -> int:
         """Put a backed-up session back: ``items`` are (seq, JSON text), seqs rising.
+
+        A restore is a write without a run lease token: while a lease that refuses
+        those is held, it raises ``SessionLeasedError`` having changed nothing (a run
+        is writing the history). ``honour_lease=False`` skips that check (an
+        operator's restore while no server runs, past leases left held).
 
         A missing session is made as ``backup`` describes it: its times, its own
         time-to-live, its expiry and metadata exactly, numbered on from

@@ -1,4 +1,4 @@
-"""PostgreSQL's run leases: each operation one call of its function (migration 12).
+"""PostgreSQL's run leases: each operation one call of its function (migrations 12, 13).
 
 The functions take the session's lease lock exclusive, so an acquisition, renewal or
 release waits for the writes under way to the session (which take it shared), and
@@ -46,18 +46,25 @@ class PostgresLeases:
         return row
 
     async def acquire(
-        self, tenant: str, session_id: str, *, ttl: float, refuse_unleased: bool
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        ttl: float,
+        refuse_unleased: bool,
+        key: str | None = None,
     ) -> Lease:
         row = await self._row(
-            "SELECT * FROM session_memory_lease_acquire($1, $2, $3, $4)",
+            "SELECT * FROM session_memory_lease_acquire($1, $2, $3, $4, $5)",
             tenant,
             session_id,
             ttl,
             refuse_unleased,
+            key,
         )
         if row["r_status"] == "leased":
             raise SessionLeasedError(retry_after=row["r_wait"])
-        return Lease(row["r_token"], row["r_expires"], ttl, refuse_unleased)
+        return Lease(row["r_token"], row["r_expires"], row["r_ttl"], row["r_refuse"])
 
     async def renew(
         self, tenant: str, session_id: str, token: int, *, ttl: float | None = None

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ..errors import TooManySessionsError
 from ..records import SessionBackup, revision_at
 from .driver import Connection, Record
-from .writes import Rules, store_labels
+from .writes import Rules, lease_refused, store_labels
 
 __all__ = ["restore"]
 
@@ -61,9 +61,19 @@ async def restore(
     session_id: str,
     items: Sequence[tuple[int, str]],
     backup: SessionBackup,
+    *,
+    honour_lease: bool = True,
 ) -> int:
     """``HistoryStore.restore``, in one transaction."""
     async with conn.transaction():
+        if honour_lease:
+            # First, as a write's check: it holds the session's lease lock shared to
+            # the commit, so no acquisition slips in between.
+            lease_refused(
+                await conn.fetchval(
+                    "SELECT session_memory_lease_check($1, $2, NULL)", tenant, session_id
+                )
+            )
         await conn.execute(
             "SELECT session_memory_purge($1, $2, $3)", tenant, session_id, rules.batch_rows
         )

@@ -276,9 +276,13 @@ class PostgresStore:
         session_id: str,
         items: Sequence[tuple[int, str]],
         backup: SessionBackup,
+        *,
+        honour_lease: bool = True,
     ) -> int:
         return await self._run(
-            lambda conn: restore.restore(conn, self._rules, tenant, session_id, items, backup)
+            lambda conn: restore.restore(
+                conn, self._rules, tenant, session_id, items, backup, honour_lease=honour_lease
+            )
         )
 
     async def patch_metadata(

@@ -6,7 +6,9 @@ overlap: ``fenced`` puts the lease check inside the write's own savepoint, and w
 it read still holds when the write commits. ``current`` alone is a read.
 
 A lease's row outlives its end (its token is the floor of the next); the sweep
-deletes rows ended more than ``LEASE_KEEP_SECONDS`` ago.
+deletes rows ended more than ``LEASE_KEEP_SECONDS`` ago. The row keeps the
+Idempotency-Key of the acquisition that granted the lease (``acquire_key``), so a
+retry of that acquisition gets the same lease back while it is held.
 """
 
 from __future__ import annotations
@@ -90,20 +92,33 @@ def acquire(
     *,
     ttl: float,
     refuse_unleased: bool,
+    key: str | None = None,
 ) -> Lease:
     """``RunLeases.acquire``."""
     now = clock()
-    last = _row(conn, tenant, session_id)
-    if last is not None and last.expires_at > now:
-        raise SessionLeasedError(retry_after=last.expires_at - now)
-    token = next_token(None if last is None else last.token, now)
+    row = conn.execute(
+        "SELECT token, expires_at, ttl, refuse_unleased, acquire_key FROM session_leases "
+        "WHERE tenant = ? AND session_id = ?",
+        (tenant, session_id),
+    ).fetchone()
+    if row is not None and row[1] > now:
+        if key is None or row[4] != key:
+            raise SessionLeasedError(retry_after=row[1] - now)
+        # A retry of the acquisition that got it: the same lease, renewed.
+        conn.execute(
+            "UPDATE session_leases SET expires_at = ? WHERE tenant = ? AND session_id = ?",
+            (now + row[2], tenant, session_id),
+        )
+        return Lease(row[0], now + row[2], row[2], bool(row[3]))
+    token = next_token(None if row is None else row[0], now)
     lease = Lease(token, now + ttl, ttl, refuse_unleased)
     conn.execute(
         "INSERT INTO session_leases (tenant, session_id, token, expires_at, ttl, "
-        "refuse_unleased) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, session_id) DO UPDATE "
-        "SET token = excluded.token, expires_at = excluded.expires_at, ttl = excluded.ttl, "
-        "refuse_unleased = excluded.refuse_unleased",
-        (tenant, session_id, lease.token, lease.expires_at, ttl, int(refuse_unleased)),
+        "refuse_unleased, acquire_key) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (tenant, session_id) DO UPDATE SET token = excluded.token, "
+        "expires_at = excluded.expires_at, ttl = excluded.ttl, "
+        "refuse_unleased = excluded.refuse_unleased, acquire_key = excluded.acquire_key",
+        (tenant, session_id, lease.token, lease.expires_at, ttl, int(refuse_unleased), key),
     )
     return lease
 
@@ -176,7 +191,13 @@ class SQLiteLeases:
         self._clock = clock
 
     async def acquire(
-        self, tenant: str, session_id: str, *, ttl: float, refuse_unleased: bool
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        ttl: float,
+        refuse_unleased: bool,
+        key: str | None = None,
     ) -> Lease:
         run = functools.partial(
             acquire,
@@ -185,6 +206,7 @@ class SQLiteLeases:
             session_id=session_id,
             ttl=ttl,
             refuse_unleased=refuse_unleased,
+            key=key,
         )
         lease: Lease = await self._submit(run)
         return lease

@@ -128,6 +128,12 @@ CREATE TABLE session_leases (
 CREATE INDEX session_leases_by_expiry ON session_leases (expires_at);
 """
 
+# The Idempotency-Key of the acquisition that granted a session's lease (NULL: none):
+# a retry of that acquisition gets the lease back while it is held (``leases``).
+_LEASE_KEYS_MIGRATION = """
+ALTER TABLE session_leases ADD COLUMN acquire_key TEXT;
+"""
+
 # Ordered, append-only: a released migration is never edited, a new one is added.
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -216,6 +222,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     (8, _FORK_COPIES_MIGRATION),
     # Run leases.
     (9, _LEASES_MIGRATION),
+    # Idempotent lease acquisitions.
+    (10, _LEASE_KEYS_MIGRATION),
 ]
 
 

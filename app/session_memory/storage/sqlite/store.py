@@ -387,6 +387,8 @@ class SQLiteStore:
         session_id: str,
         items: Sequence[tuple[int, str]],
         backup: SessionBackup,
+        *,
+        honour_lease: bool = True,
     ) -> int:
         return await self._submit(
             functools.partial(
@@ -396,7 +398,10 @@ class SQLiteStore:
                 session_id=session_id,
                 items=items,
                 backup=backup,
-            )
+            ),
+            tenant=tenant,
+            session_id=session_id,
+            fence=Fence(None, self._clock) if honour_lease else None,
         )
 
     async def patch_metadata(

@@ -14,6 +14,7 @@ from .v09_history_functions import HISTORY_FUNCTIONS
 from .v10_shared_blocks import SHARED_BLOCKS
 from .v11_bounded_fork import BOUNDED_FORK
 from .v12_run_leases import RUN_LEASES
+from .v13_lease_keys import LEASE_KEYS
 
 __all__ = ["MIGRATIONS", "migrate"]
 
@@ -109,6 +110,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     (11, BOUNDED_FORK),
     # Run leases, and the write functions fenced by them.
     (12, RUN_LEASES),
+    # Idempotent lease acquisitions.
+    (13, LEASE_KEYS),
 ]
 
 # Any two-int key will do; it only has to be the same in every replica.
