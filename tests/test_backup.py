@@ -166,6 +166,23 @@ async def test_seqs_out_of_order_are_a_bad_line(target: HistoryStore) -> None:
     assert rows == [(2, '{"n":2}')]
 
 
+async def test_a_ttl_no_record_can_show_is_a_bad_line(target: HistoryStore) -> None:
+    # json.loads reads NaN and Infinity; a TTL is what a Session-TTL header can set.
+    ttls = [b"NaN", b"Infinity", b"-1", b"1e12", b"1" + b"0" * 400]
+    lines = [
+        b'{"tenant":"t","session_id":"s%d","session":{"created_at":1.0,"updated_at":2.0,'
+        b'"last_seq":0,"ttl":%b}}' % (n, ttl)
+        for n, ttl in enumerate(ttls)
+    ]
+    report = await import_lines(target, lines)
+    assert report.added == 0
+    assert [error.split(":")[0] for error in report.errors] == [
+        f"line {n}" for n in range(1, len(ttls) + 1)
+    ]
+    assert all("'ttl'" in error for error in report.errors)
+    assert await target.all_sessions() == []
+
+
 async def test_a_restore_keeps_the_record_of_a_session_already_there(
     target: HistoryStore,
 ) -> None:
@@ -254,15 +271,16 @@ def test_export_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_backup_through_a_server_keeps_seqs_metadata_and_expiry(tmp_path: Path) -> None:
+def test_a_backup_through_a_server_restores_every_record_exactly(
+    database_url: str, target_url: str, tmp_path: Path
+) -> None:
+    """Exported over HTTP, imported, and served again: every session's record reads back
+    as it was, its own TTL and numbering included, and the listing keeps its order."""
     key = "backup-key-0123456789"
     auth = {"Authorization": f"Bearer {key}"}
+    env = {"SESSION_MEMORY_API_KEYS": f"blue:{key}"}
     with (
-        ServerProcess(
-            f"sqlite:///{tmp_path}/live.db",
-            log_path=tmp_path / "log",
-            env={"SESSION_MEMORY_API_KEYS": f"blue:{key}"},
-        ) as server,
+        ServerProcess(database_url, log_path=tmp_path / "log", env=env) as server,
         httpx2.Client(base_url=server.base_url, headers=auth) as http,
     ):
         url = "/v1/sessions/s/items"
@@ -270,7 +288,12 @@ def test_a_backup_through_a_server_keeps_seqs_metadata_and_expiry(tmp_path: Path
         http.post(url, json={"items": [{"n": n} for n in range(1, 6)]}, headers=headers)
         http.put(url, json={"from_seq": 3, "items": [{"n": 6}]})  # seqs 1, 2 and 6
         http.post(url, content=b'{"items":[{"b":1,  "a":1.50}]}', headers=JSON)  # 7
-        record = http.get("/v1/sessions/s").json()
+        http.post(url, json={"items": [{"n": 8}]})
+        http.delete(url + "/last")  # seq 8 popped: the session has given 8, holds up to 7
+        http.post("/v1/sessions/plain/items", json={"items": [{"n": 1}]})  # the default TTL
+        never = {"Session-TTL": "0"}
+        http.post("/v1/sessions/never/items", json={"items": [{"n": 1}]}, headers=never)
+        listed = http.get("/v1/sessions").json()["sessions"]
         done = subprocess.run(
             [sys.executable, "-m", "session_memory", "export", "--base-url", server.base_url],
             capture_output=True,
@@ -278,36 +301,40 @@ def test_a_backup_through_a_server_keeps_seqs_metadata_and_expiry(tmp_path: Path
             timeout=60,
         )
     assert done.returncode == 0, done.stderr
-    target = f"sqlite:///{tmp_path}/copy.db"
+    record = {shown["id"]: shown for shown in listed}["s"]
+    assert (record["ttl"], record["last_seq"], record["item_count"]) == (3600, 8, 4)
     restored = subprocess.run(
-        [sys.executable, "-m", "session_memory", "import", "--database-url", target],
+        [sys.executable, "-m", "session_memory", "import", "--tenant", "blue"],
         input=done.stdout,
         capture_output=True,
+        env={**os.environ, "SESSION_MEMORY_DATABASE_URL": target_url},
         timeout=60,
     )
     assert restored.returncode == 0, restored.stderr
 
     async def check() -> None:
-        store = cast(HistoryStore, store_from_url(target))
+        store = cast(HistoryStore, store_from_url(target_url))
         await store.open()
         try:
-            rows = (await store.read_seqs("", "s", after=0, limit=10)).rows
+            rows = (await store.read_seqs("blue", "s", after=0, limit=10)).rows
             assert [seq for seq, _ in rows] == [1, 2, 6, 7]
             assert rows[-1][1] == '{"b":1,  "a":1.50}'
-            backup = await store.backup("", "s")
+            backup = await store.backup("blue", "s")
             assert backup is not None
-            assert backup.metadata == '{"user":"ada"}'
-            assert backup.last_seq == 7
-            found = await store.find_sessions("", limit=5, metadata={"user": "ada"})
-            assert len(found.sessions) == 1
-            info = found.sessions[0]
-            assert _iso(info.expires_at) == record["expires_at"]
-            assert _iso(info.created_at) == record["created_at"]
-            assert _iso(info.updated_at) == record["updated_at"]
+            assert (backup.metadata, backup.last_seq, backup.ttl) == ('{"user":"ada"}', 8, 3600)
+            found = await store.find_sessions("blue", limit=5, metadata={"user": "ada"})
+            assert [info.session_id for info in found.sessions] == ["s"]
         finally:
             await store.close()
 
     asyncio.run(check())
+    with (
+        ServerProcess(target_url, log_path=tmp_path / "copy-log", env=env) as copy,
+        httpx2.Client(base_url=copy.base_url, headers=auth) as http,
+    ):
+        assert http.get("/v1/sessions").json()["sessions"] == listed
+        # Numbering goes on from the popped item, as it would have on the source.
+        assert http.post(url, json={"items": [{"n": 9}]}).json()["first_seq"] == 9
 
 
 JSON = {"content-type": "application/json"}

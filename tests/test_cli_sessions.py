@@ -31,22 +31,27 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def five(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server whose one key sees five sessions, s0 to s4, each with metadata."""
+    """A server whose one key sees five sessions, s0 to s4, each with metadata and one
+    item; s2 has a TTL of its own and had a second item, popped."""
     folder = tmp_path_factory.mktemp("cli-sessions")
     with ServerProcess(
         f"sqlite:///{folder}/s.db",
         log_path=folder / "log",
         env={"SESSION_MEMORY_API_KEYS": f"ops:{KEY}"},
     ) as server:
+        auth = {"Authorization": f"Bearer {KEY}"}
         for n in range(5):
+            items = [{"n": n}, {"n": "popped"}] if n == 2 else [{"n": n}]
             httpx2.post(
                 f"{server.base_url}/v1/sessions/s{n}/items",
-                json={"items": [{"n": n}]},
+                json={"items": items},
                 headers={
-                    "Authorization": f"Bearer {KEY}",
+                    **auth,
                     "Session-Metadata": json.dumps({"topic": f"t{n}"}),
+                    **({"Session-TTL": "3600"} if n == 2 else {}),
                 },
             ).raise_for_status()
+        httpx2.delete(f"{server.base_url}/v1/sessions/s2/items/last", headers=auth)
         yield server.base_url
 
 
@@ -94,6 +99,17 @@ def test_show_prints_metadata(five: str) -> None:
     assert lines[-1] == '   1  {"n": 3}'
     shown = json.loads(run("show", "s3", "--base-url", five, "--api-key", KEY, "--json").stdout)
     assert shown["metadata"] == {"topic": "t3"}
+
+
+def test_show_prints_the_ttl_and_the_last_seq(five: str) -> None:
+    own = run("show", "s2", "--base-url", five, "--api-key", KEY).stdout.splitlines()
+    assert [line for line in own if line.startswith(("ttl:", "last seq:"))] == [
+        "ttl:      3600 s",
+        "last seq: 2",
+    ]
+    default = run("show", "s3", "--base-url", five, "--api-key", KEY).stdout.splitlines()
+    assert "ttl:      the server's default" in default
+    assert "last seq: 1" in default
 
 
 def test_fork_and_follow_take_the_flags_after_the_action(five: str) -> None:

@@ -163,6 +163,38 @@ async def test_metadata_header_patch_and_filters(http: httpx2.AsyncClient) -> No
     assert bad_header.status_code == 422
 
 
+async def test_the_record_shows_its_own_ttl_and_the_highest_seq_it_gave(
+    http: httpx2.AsyncClient, session_id: str
+) -> None:
+    await append(http, session_id, 1, 2, 3, **{"Session-TTL": "3600"})
+    await http.delete(items_url(session_id) + "/last")  # seq 3 is not given again
+    record = (await http.get(session_path(session_id))).json()
+    assert (record["item_count"], record["ttl"], record["last_seq"]) == (2, 3600, 3)
+    assert list(record)[-2:] == ["ttl", "last_seq"]  # after the members it always had
+    replaced = await http.put(items_url(session_id), json={"from_seq": 2, "items": [{"n": 4}]})
+    assert replaced.json()["last_seq"] == 4
+    await append(http, session_id, 5)  # seq 5, without Session-TTL: the TTL is kept
+    await http.delete(items_url(session_id) + "/last")
+    await http.delete(items_url(session_id) + "/last")  # seq 1 is left, the newest
+    listed = (await http.get("/v1/sessions", params={"prefix": session_id})).json()
+    patched = (await http.patch(session_path(session_id), json={"metadata": {"k": 1}})).json()
+    for shown in (listed["sessions"][0], patched):
+        assert (shown["item_count"], shown["ttl"], shown["last_seq"]) == (1, 3600, 5)
+    # Read-only, like the rest of the record but its metadata.
+    for body in ({"ttl": 5}, {"last_seq": 1}, {"ttl": None, "metadata": {"k": 2}}):
+        refused = await http.patch(session_path(session_id), json=body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert "is read-only" in refused.json()["detail"]
+    assert (await http.get(session_path(session_id))).json() == patched
+
+    await append(http, session_id + "-default", 1)
+    default = (await http.get(session_path(session_id + "-default"))).json()
+    assert (default["ttl"], default["last_seq"], default["expires_at"]) == (None, 1, None)
+    await append(http, session_id + "-never", 1, **{"Session-TTL": "0"})
+    never = (await http.get(session_path(session_id + "-never"))).json()
+    assert (never["ttl"], never["expires_at"]) == (0, None)
+
+
 async def events(response: httpx2.Response) -> AsyncIterator[dict[str, str]]:
     """Server-sent events as dicts of their fields; comments come as {"comment": ...}."""
     event: dict[str, str] = {}

@@ -183,6 +183,29 @@ async def test_fork_with_stale_revision_and_idempotent_retry(history: HistorySto
     assert await history.fork(T, "a", "b", idempotency=key) == made
 
 
+async def test_the_record_carries_its_own_ttl_and_the_highest_seq_given(
+    history: HistoryStore,
+) -> None:
+    await history.append(T, "s", [item(1), item(2), item(3)], ttl=3600)
+    await history.pop(T, "s")
+    await history.append(T, "s", [item(4)])  # no TTL given: its own is kept
+    await history.pop(T, "s")
+    await history.append(T, "plain", [item(1)])
+    await history.fork(T, "s", "copy")  # the source's TTL, numbered from 1
+    got = await history.get_session(T, "s")
+    patched = await history.patch_metadata(T, "s", '{"k":1}', max_bytes=1024)
+    listed = {info.session_id: info for info in (await history.find_sessions(T, limit=10)).sessions}
+    for info in (got, patched, listed["s"]):
+        assert info is not None
+        assert (info.item_count, info.ttl, info.last_seq) == (2, 3600, 4)
+    assert (listed["plain"].ttl, listed["plain"].last_seq) == (None, 1)
+    assert (listed["copy"].ttl, listed["copy"].last_seq) == (3600, 2)
+    # The same two numbers a database backup keeps.
+    backup = await history.backup(T, "s")
+    assert backup is not None
+    assert (backup.ttl, backup.last_seq) == (3600, 4)
+
+
 async def test_metadata_set_at_creation_patched_and_filtered(history: HistoryStore) -> None:
     await history.append(T, "one", [item(1)], metadata='{"user_id":"u42","tier":3}')
     await history.append(T, "one", [item(2)], metadata='{"user_id":"other"}')

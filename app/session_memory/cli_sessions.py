@@ -194,12 +194,23 @@ def _record_text(record: dict[str, Any]) -> str:
         f"created:  {_when(record['created_at'])}",
         f"updated:  {_when(record['updated_at'])}",
         f"expires:  {_when(record['expires_at']) if record['expires_at'] else 'never'}",
-        # One line of JSON: what a program put there, shown exactly, never wrapped.
-        f"metadata: {json.dumps(record.get('metadata', {}), ensure_ascii=False)}",
     ]
+    if "ttl" in record:  # an older server's record has neither
+        lines.append(f"ttl:      {_ttl(record['ttl'])}")
+    if "last_seq" in record:
+        lines.append(f"last seq: {record['last_seq']}")
+    # One line of JSON: what a program put there, shown exactly, never wrapped.
+    lines.append(f"metadata: {json.dumps(record.get('metadata', {}), ensure_ascii=False)}")
     for n, item in enumerate(record.get("items", []), start=1):
         lines.append(f"{n:>4}  {json.dumps(item, ensure_ascii=False)}")
     return "\n".join(lines) + "\n"
+
+
+def _ttl(seconds: float | None) -> str:
+    if seconds is None:
+        return "the server's default"
+    shown = f"{seconds:g}" if seconds != int(seconds) else str(int(seconds))
+    return f"{shown} s" + (" (never expires)" if seconds == 0 else "")
 
 
 def _when(timestamp: str) -> str:

@@ -40,6 +40,7 @@ import can be run again once the run ended and adds only what is missing.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from typing import Any
 from session_memory_client import RemoteSession, SessionMemoryClient
 
 from .storage import HistoryStore, SessionBackup, SessionLeasedError
+from .wire.headers import MAX_SESSION_TTL
 from .wire.items import parse_item_batch, split_items
 
 __all__ = [
@@ -243,8 +245,11 @@ def _parse_session(line: bytes, number: int) -> _Line:
 
     def number_in(name: str, *, nullable: bool = False) -> Any:
         value = record.get(name) if isinstance(record, dict) else None
-        if (value is None and nullable) or (
-            isinstance(value, (int, float)) and not isinstance(value, bool)
+        # Finite only: json.loads reads NaN and Infinity, which no record can show.
+        if (
+            (value is None and nullable)
+            or (isinstance(value, int) and not isinstance(value, bool))
+            or (isinstance(value, float) and math.isfinite(value))
         ):
             return value
         raise ValueError(f"line {number}: the session's {name!r} must be a number")
@@ -252,6 +257,11 @@ def _parse_session(line: bytes, number: int) -> _Line:
     metadata = record.get("metadata") if isinstance(record, dict) else None
     if metadata is not None and not isinstance(metadata, dict):
         raise ValueError(f"line {number}: the session's metadata must be an object or null")
+    ttl = number_in("ttl", nullable=True)
+    if ttl is not None and not 0 <= ttl <= MAX_SESSION_TTL:  # as a Session-TTL header sets it
+        raise ValueError(
+            f"line {number}: the session's 'ttl' must be 0 to {MAX_SESSION_TTL} seconds"
+        )
     last_seq = number_in("last_seq")
     if not isinstance(last_seq, int) or last_seq < 0:
         raise ValueError(f"line {number}: the session's 'last_seq' must be a seq")
@@ -259,7 +269,7 @@ def _parse_session(line: bytes, number: int) -> _Line:
         created_at=float(number_in("created_at")),
         updated_at=float(number_in("updated_at")),
         last_seq=last_seq,
-        ttl=number_in("ttl", nullable=True),
+        ttl=ttl,
         expires_at=number_in("expires_at", nullable=True),
         # Stored as the service writes metadata: compact, as the text it is.
         metadata=None

@@ -23,6 +23,16 @@ export type SessionRecord = {
   expires_at: string | null;
   /** What the session carries besides its items (`{}` when none). */
   metadata: Record<string, unknown>;
+  /**
+   * Its own time-to-live in seconds, set by a write's `Session-TTL` header (0: it
+   * never expires); null: it has none, and the service's default applies.
+   */
+  ttl: number | null;
+  /**
+   * The highest seq it has ever given (0: none); above its newest item's after a pop
+   * or a replace, since seqs are never reused.
+   */
+  last_seq: number;
 };
 
 /** One page of sessions, most recently updated first. */

@@ -21,6 +21,12 @@ class SessionRecord(TypedDict):
     expires_at: str | None
     metadata: dict[str, Any]
     """What the session carries besides its items (a JSON object; ``{}`` when none)."""
+    ttl: float | None
+    """Its own time-to-live in seconds, set by a write's ``Session-TTL`` header (0: it never
+    expires); None: it has none, and the service's default applies."""
+    last_seq: int
+    """The highest seq it has ever given (0: none); above its newest item's after a pop
+    or a replace, since seqs are never reused."""
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,14 @@ class SessionRecord(BaseModel):
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="The session's metadata object ({} when none)."
     )
+    ttl: float | None = Field(
+        description="The session's own time-to-live in seconds, set by a write's Session-TTL "
+        "header (0: it never expires); null: it has none, and the server's default applies."
+    )
+    last_seq: int = Field(
+        description="The highest seq the session has ever given (0: none); above its newest "
+        "item's after a pop or a replace, since seqs are never reused."
+    )
 
 
 class SessionListResponse(BaseModel):

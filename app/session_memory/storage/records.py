@@ -117,7 +117,13 @@ EMPTY_PAGE = ItemPage(items=[], first_seq=None, last_seq=None, has_more=False)
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
-    """One session's record. Times are seconds since the Unix epoch."""
+    """One session's record. Times are seconds since the Unix epoch.
+
+    ``ttl`` and ``last_seq`` mean what they mean in ``SessionBackup``: the session's
+    own time-to-live (None: it has none, the store's default applies; 0: it never
+    expires) and the highest sequence number it has given (0: none), so a backup
+    read through the API restores as exactly as one read from the database.
+    """
 
     session_id: str
     item_count: int
@@ -126,6 +132,8 @@ class SessionInfo:
     revision: int
     expires_at: float | None = None
     metadata: str | None = None  # a JSON object's text, None when it has none
+    ttl: float | None = None
+    last_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

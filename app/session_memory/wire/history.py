@@ -120,7 +120,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # What ``{"metadata": null}`` asks: the session's metadata removed, whatever it holds.
 CLEAR_METADATA = "null"
 # The members of a session's record; only ``metadata`` can be written.
-_READ_ONLY = frozenset({"id", "item_count", "created_at", "updated_at", "expires_at"})
+_READ_ONLY = frozenset(
+    {"id", "item_count", "created_at", "updated_at", "expires_at", "ttl", "last_seq"}
+)
 
 
 def parse_session_patch(body: bytes, max_bytes: int) -> str | None:
@@ -139,6 +141,8 @@ def parse_session_patch(body: bytes, max_bytes: int) -> str | None:
         if name == "metadata":
             continue
         what = "is read-only" if name in _READ_ONLY else "is not a member of a session"
+        if name == "ttl":  # the one read-only member a caller sets, elsewhere
+            what += " (a write's Session-TTL header sets it)"
         raise _invalid(f"{name!r} {what}; only 'metadata' can be patched", "body", name)
     if "metadata" not in document:
         return None

@@ -87,10 +87,17 @@ def _time(seconds: float | None) -> bytes:
     )
 
 
+def _seconds(value: float | None) -> bytes:
+    # repr: the shortest text that reads back as the same float, as json.dumps writes it.
+    return b"null" if value is None else repr(float(value)).encode()
+
+
 def session_body(info: SessionInfo) -> bytes:
-    """A session's record; its metadata is stored as compact JSON text, sent as it is."""
+    """A session's record; its metadata is stored as compact JSON text, sent as it is.
+    ``ttl`` and ``last_seq`` come last, after the members the record has always had."""
     return (
-        b'{"id":%b,"item_count":%d,"created_at":%b,"updated_at":%b,"expires_at":%b,"metadata":%b}'
+        b'{"id":%b,"item_count":%d,"created_at":%b,"updated_at":%b,"expires_at":%b,"metadata":%b,'
+        b'"ttl":%b,"last_seq":%d}'
         % (
             _text(info.session_id),
             info.item_count,
@@ -98,6 +105,8 @@ def session_body(info: SessionInfo) -> bytes:
             _time(info.updated_at),
             _time(info.expires_at),
             (info.metadata or "{}").encode(),
+            _seconds(info.ttl),
+            info.last_seq,
         )
     )
 

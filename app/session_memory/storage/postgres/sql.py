@@ -8,7 +8,7 @@ __all__ = ["SESSION_COLUMNS", "live"]
 SESSION_COLUMNS = (
     "session_id, item_count, extract(epoch FROM created_at)::float8, "
     "extract(epoch FROM updated_at)::float8, revision, extract(epoch FROM expires_at)::float8, "
-    "metadata"
+    "metadata, ttl_seconds, last_seq"
 )
 
 

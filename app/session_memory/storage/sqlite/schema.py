@@ -27,7 +27,10 @@ __all__ = [
 # -- statement fragments -------------------------------------------------------------
 
 # A session's record, in ``SessionInfo``'s order.
-SESSION_COLUMNS = "session_id, item_count, created_at, updated_at, revision, expires_at, metadata"
+SESSION_COLUMNS = (
+    "session_id, item_count, created_at, updated_at, revision, expires_at, metadata, "
+    "ttl_seconds, last_seq"
+)
 
 # A live session (its table named ``s``): not expired at the parameter (now).
 LIVE = "(s.expires_at IS NULL OR s.expires_at > ?)"
