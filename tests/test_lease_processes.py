@@ -9,6 +9,7 @@ import itertools
 import json
 import multiprocessing
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -157,3 +158,35 @@ async def test_followers_on_any_replica_see_runs(servers: list[str]) -> None:
         assert released.status_code == 204
         event = await next_event(stream)
         assert (event["event"], json.loads(event["data"])) == ("lease-end", {"token": token})
+
+
+def test_an_acquisition_whose_caller_left_while_waiting_is_never_granted(
+    servers: list[str],
+) -> None:
+    """A waiting acquisition stops when its client closes the connection: were it
+    granted later, nobody could use or release that lease until its TTL ends."""
+    session_id = "left-waiting"
+    lease_path = session_path(session_id) + "/lease"
+    held = httpx2.post(servers[0] + lease_path, json={"ttl": 60}, timeout=30)
+    assert held.status_code == 200, held.text
+    host, port = servers[-1].removeprefix("http://").split(":")
+    body = json.dumps({"ttl": 60, "wait": 20}).encode()
+    head = (
+        f"POST {lease_path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as waiter:
+        waiter.sendall(head + body)
+        # It is waiting (nothing answered yet) when it leaves.
+        waiter.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            waiter.recv(1)
+    release = httpx2.delete(
+        servers[0] + lease_path, headers={RUN_LEASE: str(held.json()["token"])}, timeout=30
+    )
+    assert release.status_code == 204, release.text
+    # The lease is free: the waiter that left took nothing (it would have, a moment
+    # after the release, had it kept waiting).
+    time.sleep(0.6)
+    free = httpx2.post(servers[0] + lease_path, json={"ttl": 5}, timeout=30)
+    assert free.status_code == 200, free.text

@@ -14,8 +14,9 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
+from ..peer import caller_gone
 from ..problems import PayloadTooLarge, UnsupportedMediaType
 from ..replies import Reply
 from ..services import Services
@@ -67,6 +68,7 @@ async def build_request(
     header: Callable[[str], str | None],
     headers: Headers,
     receive: Receive,
+    scope: Scope,
 ) -> Any:
     """The route's typed request: path and query values as given (already checked),
     headers parsed by the table's parsers, then the body read within its bound.
@@ -79,6 +81,8 @@ async def build_request(
         values[param.field] = param.parse(header(param.name), settings)
     if route.body is not None:
         values["body"] = await read_json_body(headers, receive, route.body.max_bytes(settings))
+    if route.watches_caller:
+        values["caller_gone"] = caller_gone(scope, receive)
     return route.request(**values)
 
 

@@ -25,6 +25,7 @@ from ..problems import (
     as_problem,
     problem_response,
 )
+from ..services.leases import CallerGone
 from ..storage import StoreError
 from .schemas import Problem
 
@@ -106,6 +107,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     app.add_exception_handler(ClientDisconnect, on_disconnect)
+    app.add_exception_handler(CallerGone, on_disconnect)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     # Registered one by one: the handler for Exception itself also re-raises (for the

@@ -135,5 +135,5 @@ class FastPath:
         tenant = services.api_keys.tenant_for(headers.get("authorization"))
         scope["state"]["tenant"] = tenant
         values["tenant"] = tenant
-        typed = await build_request(route, services, values, headers.get, headers, receive)
+        typed = await build_request(route, services, values, headers.get, headers, receive, scope)
         await send_reply(send, await route.call(services, typed))

@@ -89,7 +89,13 @@ def _endpoint(route: Route) -> Callable[..., Awaitable[Response]]:
                 if name.startswith(_METADATA_PREFIX)
             }
         typed = await build_request(
-            route, services, scope_values, request.headers.get, request.headers, request.receive
+            route,
+            services,
+            scope_values,
+            request.headers.get,
+            request.headers,
+            request.receive,
+            request.scope,
         )
         return reply_response(await route.call(services, typed))
 

@@ -112,6 +112,9 @@ class Route:
     filters: bool = False
     # Served by the fast path when the query holds every one of these.
     hot: frozenset[str] | None = None
+    # The request gets ``caller_gone``, which returns once the client has left (for a
+    # call that may wait long).
+    watches_caller: bool = False
     responses: dict[int | str, dict[str, Any]] | None = None
 
     @property
@@ -515,6 +518,7 @@ ROUTES: tuple[Route, ...] = (
         "`ttl` from now. Once that lease ended, the key acquires anew.",
         request=rq.AcquireLease,
         call=lambda s, r: s.leases.acquire(r),
+        watches_caller=True,
         problems=(401, 400, 409, 413, 415, 422, 503),
         response_model=schemas.LeaseResponse,
         headers=(ACQUIRE_KEY_HEADER,),

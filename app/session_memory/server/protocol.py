@@ -41,6 +41,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from ..draining import Draining
+from ..peer import PEER_CLOSED
 from ..problems import (
     HeadersTooLarge,
     MalformedRequest,
@@ -174,6 +175,9 @@ class EdgeProtocol(HttpToolsProtocol):
         # being answered is a health probe.
         self._trusted = False
         self._probe = False
+        # Set when the client ends its stream or disconnects; in each request's scope.
+        self._peer_closed = asyncio.Event()
+        self._extensions = {PEER_CLOSED: self._peer_closed}
         # The client half-closed: no more input; close after the last answer.
         self._eof = False
         # While closing: input is dropped until the connection is gone.
@@ -236,6 +240,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         self._running = cycle
+        cycle.scope["extensions"] = self._extensions
         # See cycle.OneWriteCycle; the task has not run yet.
         cycle.__class__ = OneWriteCycle
         cycle.outlet = self
@@ -243,6 +248,7 @@ class EdgeProtocol(HttpToolsProtocol):
         super()._start_asgi_task(cycle, app)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._peer_closed.set()
         self._cancel_closer()
         self._cancel_head_timer()
         self._cancel_body_timer()
@@ -347,6 +353,7 @@ class EdgeProtocol(HttpToolsProtocol):
         A request cut off by the half-close can never be answered: the running one
         ends as a disconnect (the connection closes now), a queued one is dropped.
         """
+        self._peer_closed.set()
         if self._discarding or self.transport.is_closing():
             return None
         self._eof = True

@@ -12,7 +12,6 @@ after the lease ends gets it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from ..config import Settings
 from ..replies import Reply
@@ -22,7 +21,7 @@ from ..wire.leases import AcquireTerms, lease_body, parse_acquire, parse_renew
 from .hub import Hub
 from .requests import AcquireLease, ReleaseLease, RenewLease
 
-__all__ = ["LeaseService"]
+__all__ = ["CallerGone", "LeaseService"]
 
 # A waiting acquisition's pauses between tries (seconds): the first, doubling up to the
 # last, and never past the expiry of the lease held.
@@ -32,20 +31,26 @@ _LONGEST_PAUSE = 0.25
 _Key = tuple[str, str]
 
 
+class CallerGone(Exception):
+    """The caller of a waiting acquisition closed its connection: nothing was granted."""
+
+
 class _Releases:
     """Wakes this process's waiting acquisitions of a session when it releases its lease."""
 
     def __init__(self) -> None:
         self._events: dict[_Key, tuple[asyncio.Event, int]] = {}
 
-    async def wait(self, key: _Key, seconds: float) -> None:
-        """Until the session's lease is released here, or ``seconds`` pass."""
+    async def wait(self, key: _Key, seconds: float, gone: asyncio.Future[None] | None) -> None:
+        """Until the session's lease is released here, ``seconds`` pass, or ``gone`` is done."""
         event, waiting = self._events.get(key, (asyncio.Event(), 0))
         self._events[key] = (event, waiting + 1)
+        released = asyncio.ensure_future(event.wait())
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), seconds)
+            waits = (released, gone) if gone is not None else (released,)
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            released.cancel()
             current = self._events.get(key)
             if current is not None and current[0] is event:
                 if current[1] <= 1:
@@ -80,14 +85,25 @@ class LeaseService:
             max_ttl=self.settings.max_lease_ttl_seconds,
             max_wait=self.settings.max_lease_wait_seconds,
         )
-        lease = await self._acquire(
-            request.tenant, request.session_id, terms, request.idempotency_key
-        )
+        # Watched only while the acquisition waits, never while the store grants it.
+        gone = asyncio.ensure_future(request.caller_gone()) if request.caller_gone else None
+        try:
+            lease = await self._acquire(
+                request.tenant, request.session_id, terms, request.idempotency_key, gone
+            )
+        finally:
+            if gone is not None:
+                gone.cancel()
         self.hub.publish("lease", request.tenant, request.session_id, lease.token)
         return Reply(200, lease_body(lease))
 
     async def _acquire(
-        self, tenant: str, session_id: str, terms: AcquireTerms, key: str | None
+        self,
+        tenant: str,
+        session_id: str,
+        terms: AcquireTerms,
+        key: str | None,
+        gone: asyncio.Future[None] | None,
     ) -> Lease:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + terms.wait
@@ -106,7 +122,9 @@ class LeaseService:
                 if left <= 0:
                     raise
                 expires = exc.retry_after if exc.retry_after is not None else pause
-                await self._releases.wait((tenant, session_id), min(left, pause, expires))
+                await self._releases.wait((tenant, session_id), min(left, pause, expires), gone)
+                if gone is not None and gone.done():
+                    raise CallerGone() from None
                 pause = min(2 * pause, _LONGEST_PAUSE)
 
     async def renew(self, request: RenewLease) -> Reply:

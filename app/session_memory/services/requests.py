@@ -7,7 +7,7 @@ body, already parsed and bounded; the services never see HTTP. Every write carri
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..wire.headers import Expected
@@ -148,6 +148,9 @@ class AcquireLease:
     session_id: str
     body: bytes
     idempotency_key: str | None = None
+    # Returns once the caller has closed its connection: a waiting acquisition stops
+    # then, so no lease is granted to a caller that can no longer be told its token.
+    caller_gone: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
