@@ -212,3 +212,53 @@ async def test_one_key_for_every_request_of_an_acquisition() -> None:
     assert len(set(first)) == 1
     assert len(set(second)) == 1
     assert first[0] != second[0]
+
+
+async def test_an_acquisition_cancelled_while_waiting_leaves_nothing_held(
+    base_url: str, session_id: str
+) -> None:
+    """Cancelled mid-wait: the service stops waiting for it, and whatever the request
+    was given is released; the session is free as soon as its holder releases it."""
+    async with httpx2.AsyncClient() as http:
+        held = await http.post(_lease_url(base_url, session_id), json={"ttl": 60})
+        assert held.status_code == 200, held.text
+        async with RemoteSession(session_id, base_url=base_url) as run:
+            entered = asyncio.Event()
+
+            async def second_run() -> None:
+                async with run.run_lease(ttl=60, wait=20):
+                    entered.set()
+
+            waiting = asyncio.ensure_future(second_run())
+            await asyncio.sleep(0.5)  # its acquisition is waiting on the service
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert not entered.is_set()
+        token = {RUN_LEASE: str(held.json()["token"])}
+        assert (await http.delete(_lease_url(base_url, session_id), headers=token)).is_success
+    await asyncio.sleep(0.6)  # past the service's longest pause between tries
+    assert await _free(base_url, session_id)
+
+
+async def test_an_acquisition_cancelled_after_it_was_granted_releases_the_lease(
+    proxy: TCPProxy, base_url: str, session_id: str
+) -> None:
+    """The service granted the lease, but the answer is stuck on the way when the
+    caller is cancelled: the client asks again under the same key and releases it."""
+    via = f"http://127.0.0.1:{proxy.port}"
+    async with RemoteSession(session_id, base_url=via) as run:
+        proxy.lose_answers(1, stall=True)
+
+        async def acquire() -> None:
+            async with run.run_lease(ttl=60, wait=0):
+                pass
+
+        task = asyncio.ensure_future(acquire())
+        while proxy.answers_lost == 0:  # noqa: ASYNC110 (a count kept on another thread)
+            await asyncio.sleep(0.01)
+        assert not await _free(base_url, session_id)  # granted; the client does not know
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await _free(base_url, session_id)

@@ -135,10 +135,28 @@ class LeaseBlock:
                     raise
                 await asyncio.sleep(min(_LEAST_PAUSE, left))
                 continue
+            except asyncio.CancelledError:
+                # The request may have been granted before it was cut short (the
+                # service stops a wait whose caller left, not a grant made already).
+                await _settle(self._give_back(key))
+                raise
             answer = reply.json()
             return RunLease(
                 self._session.session_id, answer["token"], answer["expires_at"], answer["ttl"]
             )
+
+    async def _give_back(self, key: str) -> None:
+        """Ask once more under the acquisition's key, with no wait, and release what
+        that gives (the lease granted to the cut-short request, or a new one), so a
+        cancelled acquisition leaves nothing held."""
+        body = {"ttl": self._ttl, "wait": 0, "unleased_writes": self._unleased}
+        try:
+            reply = await self._transport.request(
+                "POST", self._target, content=_encode(body), idempotency_key=key
+            )
+            await self._release(RunLease(self._session.session_id, reply.json()["token"], "", 0))
+        except SessionMemoryError:
+            pass  # refused (another run holds it) or unreachable: nothing of ours is held
 
     async def _renew(self, lease: RunLease) -> None:
         """Every third of the TTL, hold the lease for another TTL, until it is lost."""

@@ -17,7 +17,9 @@ class TCPProxy:
     ``hold()`` keeps what clients send from reaching the target (a slow network, a
     request in flight) until ``release()``; ``request_held`` is set once bytes are held.
     ``lose_answers(n)``: the next ``n`` answers the target sends are thrown away and
-    their connections dropped (the request was delivered, its answer lost).
+    their connections dropped (the request was delivered, its answer lost);
+    ``lose_answers(n, stall=True)``: thrown away with the connection left open (the
+    client waits on, as for a network that stalled after delivering the request).
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -32,6 +34,7 @@ class TCPProxy:
         self._close_on_release: list[asyncio.StreamWriter] = []
         self.request_held = threading.Event()
         self._answers_to_lose = 0
+        self._stall = False
         self.answers_lost = 0
         self._thread.start()
 
@@ -51,6 +54,9 @@ class TCPProxy:
                 if not upstream and self._answers_to_lose > 0:
                     self._answers_to_lose -= 1
                     self.answers_lost += 1
+                    if self._stall:
+                        await reader.read()  # the rest of it goes the same way
+                        continue
                     writer.transport.abort()
                     return
                 writer.write(data)
@@ -103,11 +109,11 @@ class TCPProxy:
                 writer.close()
             self.request_held.clear()
 
-    async def _lose_answers(self, count: int) -> None:
-        self._answers_to_lose = count
+    async def _lose_answers(self, count: int, stall: bool) -> None:
+        self._answers_to_lose, self._stall = count, stall
 
-    def lose_answers(self, count: int) -> None:
-        self._call(self._lose_answers(count))
+    def lose_answers(self, count: int, *, stall: bool = False) -> None:
+        self._call(self._lose_answers(count, stall))
 
     def hold(self) -> None:
         self._call(self._hold(True))
