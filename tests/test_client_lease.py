@@ -262,3 +262,23 @@ async def test_an_acquisition_cancelled_after_it_was_granted_releases_the_lease(
         with pytest.raises(asyncio.CancelledError):
             await task
     assert await _free(base_url, session_id)
+
+
+async def test_follow_tells_of_the_run_holding_the_session(base_url: str, session_id: str) -> None:
+    async with (
+        RemoteSession(session_id, base_url=base_url) as run,
+        RemoteSession(session_id, base_url=base_url) as watcher,
+    ):
+        events = watcher.follow(after=0)
+        try:
+            async with run.run_lease(ttl=30) as lease:
+                held = await asyncio.wait_for(anext(events), 10)
+                assert (held.kind, held.token, held.ttl) == ("lease", lease.token, 30)
+                assert held.expires_at is not None
+                await run.add_items([{"n": 1}])
+                appended = await asyncio.wait_for(anext(events), 10)
+                assert (appended.kind, appended.item) == ("append", {"n": 1})
+            ended = await asyncio.wait_for(anext(events), 10)
+            assert (ended.kind, ended.token, ended.expires_at) == ("lease-end", lease.token, None)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]

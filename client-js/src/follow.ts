@@ -19,11 +19,15 @@ import { MAX_BACKOFF_MS, problemError, type Logger } from './transport.js';
  * holds now (`revision` is its ETag's number). `clear` also says the session ended
  * (cleared, expired): the appends after it are a new history, numbered from 1.
  * `resync`: changes came faster than this follower read them and some notices were
- * dropped; re-read the session.
+ * dropped; re-read the session. `lease`: a run holds the session's lease (at the
+ * stream's start, and at each acquisition and renewal), until `expiresAt` (ISO 8601)
+ * unless renewed; `lease-end`: it was released or expired.
  */
 export type FollowEvent =
   | { kind: 'append'; seq: number; item: AgentInputItem; stored: StoredItem }
-  | { kind: 'pop' | 'replace' | 'clear' | 'resync'; revision: number | null };
+  | { kind: 'pop' | 'replace' | 'clear' | 'resync'; revision: number | null }
+  | { kind: 'lease'; token: number; expiresAt: string; ttlMs: number }
+  | { kind: 'lease-end'; token: number };
 
 export type FollowTarget = {
   /** The session's events URL. */
@@ -110,6 +114,11 @@ function decode(fields: Record<string, string>): FollowEvent {
     const stored = data as StoredItem;
     return { kind, seq: Number(fields.id), item: fromStoredItems([stored])[0]!, stored };
   }
+  if (kind === 'lease') {
+    const lease = data as { token: number; expires_at: string; ttl: number };
+    return { kind, token: lease.token, expiresAt: lease.expires_at, ttlMs: lease.ttl * 1000 };
+  }
+  if (kind === 'lease-end') return { kind, token: (data as { token: number }).token };
   const revision = (data as { revision?: number } | null)?.revision;
   return { kind: kind as 'pop', revision: revision ?? null };
 }

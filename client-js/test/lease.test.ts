@@ -14,7 +14,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 
 import { Agent, Runner, setTracingDisabled, type AgentInputItem } from '@openai/agents-core';
 
-import { ProblemError, ProblemType, RemoteSession, type RunLease } from '../src/index.js';
+import { ProblemError, ProblemType, RemoteSession, SessionMemoryClient, type RunLease } from '../src/index.js';
 import { assistantMessage, ScriptedModel } from './fixtures/scriptedModel.js';
 import { API_KEY, backends, CLIENT_ROOT, ServerProcess } from './server.js';
 
@@ -216,7 +216,31 @@ for (const backend of backends()) {
       assert.deepEqual(history, [`${first} 1`, `${first} 2`, `${second} 1`, `${second} 2`]);
     });
 
-    test('a holder paused past its TTL while another run took the lease has its late writes refused', async () => {
+    test('a follower is told of the run holding the session, and of its end', async () => {
+      const id = fresh();
+      const aborter = new AbortController();
+      const client = new SessionMemoryClient({ baseUrl: server.baseUrl, apiKey: API_KEY, logger: quiet });
+      const events = client.follow(id, { after: 0, signal: aborter.signal });
+      try {
+        const session = open(id, true);
+        const token = await session.runLease({ ttlMs: 30_000 }, async (lease) => {
+          const held = (await events.next()).value;
+          assert.deepEqual(held && { ...held, expiresAt: typeof (held as { expiresAt?: unknown }).expiresAt }, {
+            kind: 'lease',
+            token: lease.token,
+            expiresAt: 'string',
+            ttlMs: 30_000,
+          });
+          return lease.token;
+        });
+        assert.deepEqual((await events.next()).value, { kind: 'lease-end', token });
+      } finally {
+        aborter.abort();
+        await events.return(undefined);
+      }
+    });
+
+        test('a holder paused past its TTL while another run took the lease has its late writes refused', async () => {
       const id = fresh();
       const holder = spawn(process.execPath, [HOLDER, server.baseUrl, id, '1000', API_KEY], {
         detached: true, // its own process group, ended whole below

@@ -57,12 +57,18 @@ class FollowEvent:
     (``revision``: re-read the session to see what it holds now). ``clear`` also says
     the session ended (cleared, expired): the appends after it are a new history,
     numbered from 1. ``resync``: changes came faster than this follower read them and
-    some notices were dropped; re-read the session."""
+    some notices were dropped; re-read the session. ``lease``: a run holds the
+    session's lease (at the stream's start, and at each acquisition and renewal);
+    ``lease-end``: it was released or expired; both carry ``token``, and ``lease``
+    also ``expires_at`` (ISO 8601) and ``ttl`` (seconds)."""
 
     kind: str
     seq: int | None = None
     item: Any = None
     revision: int | None = None
+    token: int | None = None
+    expires_at: str | None = None
+    ttl: float | None = None
 
 
 def _revision(reply: Reply) -> int:
@@ -187,6 +193,14 @@ class HistoryMethods:
                     if kind == "append":
                         cursor = seq
                         yield FollowEvent(kind, seq=seq, item=json.loads(data))
+                    elif kind in ("lease", "lease-end"):
+                        lease = json.loads(data)
+                        yield FollowEvent(
+                            kind,
+                            token=lease["token"],
+                            expires_at=lease.get("expires_at"),
+                            ttl=lease.get("ttl"),
+                        )
                     else:
                         if kind == "clear":
                             cursor = 0  # a resumed stream starts the new history at 1
