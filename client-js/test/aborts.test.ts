@@ -68,7 +68,8 @@ describe('aborted writes', () => {
   test('a write that landed but whose answer was lost: WriteAbortedError, landed, with the outcome', async () => {
     const { session, plain, signal } = scripted(async (real, url, init, controller) => {
       await (await real(url, init)).text();
-      setTimeout(() => controller.abort(new Error('caller gave up')), 20);
+      // Fires before the retry's wait ends (a timer made earlier, of no longer a delay).
+      setTimeout(() => controller.abort(new Error('caller gave up')), 0);
       throw reset();
     });
     const error = await session.addItems([user('a'), user('b')], { signal }).then(
@@ -100,7 +101,8 @@ describe('aborted writes', () => {
   test('a pop that landed: the outcome holds the item it removed', async () => {
     const { session, plain, signal } = scripted(async (real, url, init, controller) => {
       await (await real(url, init)).text();
-      setTimeout(() => controller.abort(new Error('stop')), 20);
+      // Fires before the retry's wait ends (a timer made earlier, of no longer a delay).
+      setTimeout(() => controller.abort(new Error('stop')), 0);
       throw reset();
     });
     await plain.addItems([user('a'), user('b')]);
@@ -114,7 +116,8 @@ describe('aborted writes', () => {
   test('a history transaction aborted after it landed says so, and its repeat is a no-op', async () => {
     const { session, plain, signal } = scripted(async (real, url, init, controller) => {
       await (await real(url, init)).text();
-      setTimeout(() => controller.abort(new Error('stop')), 20);
+      // Fires before the retry's wait ends (a timer made earlier, of no longer a delay).
+      setTimeout(() => controller.abort(new Error('stop')), 0);
       throw reset();
     });
     const args = { operationId: 'op', transaction: { type: 'append_items' as const, items: [user('t')] } };
