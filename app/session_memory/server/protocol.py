@@ -194,6 +194,8 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Every request's cycle writes through this one writer (see cycle._Guarded).
+        self._writer = guarded(transport, self)
         # uvicorn arms its keep-alive timer only after a response; a connection
         # that never sends a byte would otherwise be held forever.
         self.timeout_keep_alive_task = self.loop.call_later(
@@ -237,9 +239,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         self._running = cycle
         # See cycle.OneWriteCycle; the task has not run yet.
-        cycle.__class__ = OneWriteCycle
-        cycle.outlet = self
-        cycle.transport = guarded(self.transport, self)
+        OneWriteCycle.adopt(cycle, self, self._writer)
         super()._start_asgi_task(cycle, app)
 
     def connection_lost(self, exc: Exception | None) -> None:
