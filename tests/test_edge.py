@@ -145,6 +145,26 @@ def test_idle_connections_are_closed_after_the_idle_timeout(tmp_path: Path) -> N
                 sock.close()
 
 
+def test_a_connection_is_closed_once_idle_for_the_timeout_after_its_answers(
+    tmp_path: Path,
+) -> None:
+    # The idle clock restarts with each answer: requests a fraction of the timeout
+    # apart keep the connection past several timeouts; once they stop, it is closed.
+    with _server(tmp_path, idle_timeout_seconds="1") as server, _connect(server) as sock:
+        request = b"GET /healthz HTTP/1.1\r\n" + HOST + b"\r\n"
+        for _ in range(12):
+            sock.sendall(request)
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+                chunk = sock.recv(65536)
+                assert chunk, "the server closed a connection that was not idle"
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 ")
+            time.sleep(0.25)
+        # Blocks until the server closes the socket (or 20 s pass).
+        assert sock.recv(1) == b""
+
+
 def test_slowloris_headers_are_dropped(tmp_path: Path) -> None:
     with _server(tmp_path, header_timeout_seconds="1", idle_timeout_seconds="60") as server:
         with _connect(server) as sock:

@@ -96,75 +96,53 @@ class Outlet(Protocol):
 
 
 class _Guarded:
-    """The transport as a cycle sees it: a close goes through the connection."""
+    """The transport as a connection's cycles see it: made once per connection.
 
-    __slots__ = ("_close", "is_closing", "transport", "write")
+    A close goes through the connection (``Outlet.close_after_answer``). While
+    ``hold`` is set, what is written (a response head) is kept, and goes out with
+    the next write (its body) in one piece; ``flush`` writes it alone when no body
+    follows (a HEAD request's). Holding here, in the one writer a connection keeps,
+    rather than in stand-ins swapped in around each message, costs the hot path no
+    allocation per response.
+    """
+
+    __slots__ = ("_close", "_write", "head", "hold", "is_closing", "transport")
 
     def __init__(self, transport: asyncio.Transport, outlet: Outlet) -> None:
         self.transport = transport
         self._close = outlet.close_after_answer
-        # Bound once: the hot path's writes skip the attribute look-up below.
-        self.write = transport.write
+        # Bound once: the hot path's writes skip the attribute look-ups.
+        self._write = transport.write
         self.is_closing = transport.is_closing
+        self.head = b""
+        self.hold = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self.hold:
+            self.head += data
+            return
+        if self.head:
+            data = self.head + data
+            self.head = b""
+        self._write(data)
+
+    def flush(self) -> None:
+        """Write a held head alone (nothing followed it), unless the connection is closing."""
+        if self.head and not self.is_closing():
+            self._write(self.head)
+        self.head = b""
 
     def close(self) -> None:
+        self.flush()
         self._close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)
 
 
-def guarded(transport: asyncio.Transport, outlet: Outlet) -> asyncio.Transport:
-    """``transport`` as a cycle of ``outlet``'s should write to it."""
-    return _Guarded(transport, outlet)  # type: ignore[return-value]
-
-
-class _HeldHead:
-    """Stands in for the transport while uvicorn writes a response head: keeps its bytes."""
-
-    __slots__ = ("head", "transport")
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        self.head = b""
-
-    def write(self, data: bytes) -> None:
-        self.head += data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
-
-
-class _HeadFirst:
-    """Stands in for the transport while uvicorn sends the message after a held head.
-
-    Its first write carries the head too; a close, or the end of the send with
-    nothing written (a HEAD request's body), writes the head alone first.
-    """
-
-    __slots__ = ("head", "transport")
-
-    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
-        self.transport = transport
-        self.head = head
-
-    def write(self, data: bytes | memoryview) -> None:
-        if self.head:
-            data = self.head + data
-            self.head = b""
-        self.transport.write(data)
-
-    def flush(self) -> None:
-        if self.head and not self.transport.is_closing():
-            self.transport.write(self.head)
-        self.head = b""
-
-    def close(self) -> None:
-        self.flush()
-        self.transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
+def guarded(transport: asyncio.Transport, outlet: Outlet) -> _Guarded:
+    """``transport`` as the cycles of ``outlet``'s connection should write to it."""
+    return _Guarded(transport, outlet)
 
 
 def _body_size(message: ASGISendEvent) -> int:
@@ -176,29 +154,38 @@ class OneWriteCycle(RequestResponseCycle):
     """uvicorn's request/response cycle, written as this module says.
 
     uvicorn builds its cycle itself (``RequestResponseCycle`` by name, in
-    ``on_headers_complete``); ``EdgeProtocol`` makes each one this class, with its
-    ``outlet`` and a ``guarded`` transport, before the cycle's task first runs.
-    Only the transport uvicorn writes to is swapped, so every check and header
-    uvicorn makes stays its own.
+    ``on_headers_complete``); ``EdgeProtocol`` makes each one this class with
+    ``adopt``, before the cycle's task first runs. Only the transport uvicorn writes
+    to is swapped, so every check and header uvicorn makes stays its own.
     """
 
-    _held: bytes | None = None
     outlet: Outlet
+    writer: _Guarded
+    _app: ASGI3Application
+
+    @staticmethod
+    def adopt(cycle: RequestResponseCycle, outlet: Outlet, writer: _Guarded) -> None:
+        """Make uvicorn's ``cycle`` one of these, writing through its connection's ``writer``."""
+        cycle.__class__ = OneWriteCycle
+        adopted: OneWriteCycle = cycle  # type: ignore[assignment]
+        adopted.outlet = outlet
+        adopted.writer = writer
+        adopted.transport = writer  # type: ignore[assignment]
 
     async def run_asgi(self, app: ASGI3Application) -> None:
-        draining = self.outlet.draining
+        # A bound method rather than a closure per request: the hot path allocates less.
+        self._app = app
+        await super().run_asgi(self._stopped_quietly_at_shutdown)
 
-        async def stopped_quietly_at_shutdown(
-            scope: Any, receive: ASGIReceiveCallable, send: ASGISendCallable
-        ) -> None:
-            try:
-                await app(scope, receive, send)
-            except asyncio.CancelledError:
-                if not draining.begun:
-                    raise
-                self._cancelled_by_shutdown()
-
-        await super().run_asgi(stopped_quietly_at_shutdown)
+    async def _stopped_quietly_at_shutdown(
+        self, scope: Any, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        try:
+            await self._app(scope, receive, send)
+        except asyncio.CancelledError:
+            if not self.outlet.draining.begun:
+                raise
+            self._cancelled_by_shutdown()
 
     def _cancelled_by_shutdown(self) -> None:
         """uvicorn cancelled this request at the shutdown deadline: say so, once, and close."""
@@ -224,17 +211,43 @@ class OneWriteCycle(RequestResponseCycle):
         self.transport.close()
 
     async def send(self, message: ASGISendEvent) -> None:
-        if (
-            message["type"] == "http.response.body"
-            and self.response_started
-            and not self.disconnected
-            and len(body := message.get("body", b"")) > WRITE_SLICE
-        ):
-            await self._send_sliced(body, more=message.get("more_body", False))
+        if message["type"] == "http.response.body":
+            if (
+                self.response_started
+                and not self.disconnected
+                and len(body := message.get("body", b"")) > WRITE_SLICE
+            ):
+                await self._send_sliced(body, more=message.get("more_body", False))
+                return
+        elif not self.response_started:
+            await self._send_head(message)
             return
         if self.flow.write_paused and not await self._reader_caught_up(_body_size(message)):
             return
-        await self._send_whole(message)
+        try:
+            await super().send(message)
+        finally:
+            # The head held for this body went out with it; if nothing was written
+            # (a HEAD request's body, a disconnect), it goes alone, or not at all.
+            self.writer.flush()
+
+    async def _send_head(self, message: ASGISendEvent) -> None:
+        """uvicorn's send of the response head, held in the writer for the body if sized."""
+        if self.flow.write_paused and not await self._reader_caught_up(0):
+            return
+        if self.more_body:
+            # Answered before its body arrived: the connection cannot be reused
+            # (the rest would have to be read first), so the answer says close.
+            self.keep_alive = False
+        writer = self.writer
+        writer.hold = True
+        try:
+            await super().send(message)
+        finally:
+            writer.hold = False
+        # A streamed (chunked) head goes at once; so does one whose answer has ended.
+        if self.chunked_encoding is not False or self.disconnected:
+            writer.flush()
 
     async def _send_sliced(self, body: bytes, *, more: bool) -> None:
         view = memoryview(body)
@@ -249,7 +262,10 @@ class OneWriteCycle(RequestResponseCycle):
                 "body": view[start:end],  # type: ignore[typeddict-item]
                 "more_body": more or end < size,
             }
-            await self._send_whole(part)
+            try:
+                await super().send(part)
+            finally:
+                self.writer.flush()
             if self.disconnected:
                 return
 
@@ -283,38 +299,3 @@ class OneWriteCycle(RequestResponseCycle):
         self.outlet.drop(reason)
         self.disconnected = True
         self.message_event.set()
-
-    async def _send_whole(self, message: ASGISendEvent) -> None:
-        """uvicorn's send, with a sized response's head held for its body."""
-        held = self._held
-        if held is None:
-            if message["type"] != "http.response.start" or self.response_started:
-                await super().send(message)
-                return
-            if self.more_body:
-                # Answered before its body arrived: the connection cannot be reused
-                # (the rest would have to be read first), so the answer says close.
-                self.keep_alive = False
-            transport = self.transport
-            holder = _HeldHead(transport)
-            self.transport = holder  # type: ignore[assignment]
-            try:
-                await super().send(message)
-            finally:
-                self.transport = transport
-            if not holder.head:
-                return  # disconnected: nothing was written
-            if self.chunked_encoding is False and not self.disconnected:
-                self._held = holder.head
-            elif not transport.is_closing():
-                transport.write(holder.head)
-            return
-        self._held = None
-        transport = self.transport
-        head_first = _HeadFirst(transport, held)
-        self.transport = head_first  # type: ignore[assignment]
-        try:
-            await super().send(message)
-        finally:
-            self.transport = transport
-            head_first.flush()

@@ -198,6 +198,8 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Every request's cycle writes through this one writer (see cycle._Guarded).
+        self._writer = guarded(transport, self)
         # uvicorn arms its keep-alive timer only after a response; a connection
         # that never sends a byte would otherwise be held forever.
         self.timeout_keep_alive_task = self.loop.call_later(
@@ -242,9 +244,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._running = cycle
         cycle.scope["extensions"] = self._extensions
         # See cycle.OneWriteCycle; the task has not run yet.
-        cycle.__class__ = OneWriteCycle
-        cycle.outlet = self
-        cycle.transport = guarded(self.transport, self)
+        OneWriteCycle.adopt(cycle, self, self._writer)
         super()._start_asgi_task(cycle, app)
 
     def connection_lost(self, exc: Exception | None) -> None:
