@@ -167,7 +167,10 @@ def test_the_full_history_workload_measures_cpu_and_a_redis_with_fsync(
         assert row["workload"] == workload.name
         assert row["turns"] > 0
         assert row["client_cpu_us_per_turn"] > 0
-        assert row["server_cpu_us_per_turn"] > 0
+        # Read from /proc in clock ticks (10 ms): a Redis of its own can spend less
+        # than one in so short a run; ours, a Python process, never does.
+        assert row["server_cpu_us_per_turn"] >= 0
+    assert {row["system"]: row for row in table["rows"]}[SM_SQLITE]["server_cpu_us_per_turn"] > 0
     assert set(table["ratios"]) == {f"{SM_SQLITE} / {REDIS_FSYNC}"}
     assert set(table["client_cpu_ratios"]) == {f"{SM_SQLITE} / {REDIS_RAW}"}
     assert "server CPU" in peer_markdown(table)
