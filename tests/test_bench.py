@@ -17,6 +17,7 @@ import redis
 
 from bench import peers
 from bench.cpu import process_tree_cpu, redis_pid
+from bench.lease_fence import lease_fence_bench
 from bench.run import (
     REDIS,
     REDIS_FSYNC,
@@ -185,3 +186,10 @@ def _scalar(url: str, sql: str) -> object:
             await conn.close()
 
     return asyncio.run(query())
+
+
+def test_the_lease_fence_bench_appends_through_each_variant() -> None:
+    require_postgres()
+    result = asyncio.run(lease_fence_bench(POSTGRES_URL, rounds=1, calls=3, commit_wait=False))
+    assert sorted(result) == ["inline", "unfenced", "wrapper"]
+    assert all(m.wall_us > 0 and len(m.rounds_us) == 1 for m in result.values())

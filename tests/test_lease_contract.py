@@ -268,3 +268,60 @@ async def test_a_replica_not_yet_upgraded_grants_without_a_key(
     # That lease is not the earlier key's: a late retry of the first acquisition waits.
     with pytest.raises(SessionLeasedError):
         await history.leases.acquire(T, S, ttl=30, refuse_unleased=True, key="k-1")
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize("kind", ["append", "pop", "replace", "fork", "patch", "clear"])
+async def test_a_write_meets_the_lease_acquired_while_it_waited(
+    history: HistoryStore, database_url: str, kind: str
+) -> None:
+    import asyncpg
+
+    await history.append(T, S, [item(1), item(2)])
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            # An acquisition under way holds the session's lease lock until it commits.
+            row = await conn.fetchrow(
+                "SELECT * FROM session_memory_lease_acquire($1, $2, $3, $4, $5)",
+                T,
+                S,
+                30.0,
+                True,
+                None,
+            )
+            assert row["r_status"] == "ok"
+            write = asyncio.ensure_future(writes(history)[kind](None))
+            await asyncio.sleep(0.3)
+        # The write waited on the lock, then read the lease committed meanwhile.
+        with pytest.raises(SessionLeasedError):
+            await write
+    finally:
+        await conn.close()
+    assert await numbers(history) == [1, 2]
+    assert await history.get_session(T, "fork-None") is None
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_the_fenced_writes_check_in_their_own_body(
+    history: HistoryStore, database_url: str
+) -> None:
+    import asyncpg
+
+    # A nested PL/pgSQL call is what a fence around the write cost (migration 14).
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT proname, prosrc FROM pg_proc WHERE proname LIKE 'session_memory_fenced_%' "
+            "AND pronamespace = current_schema()::regnamespace"
+        )
+    finally:
+        await conn.close()
+    assert sorted(row["proname"] for row in rows) == [
+        f"session_memory_fenced_{kind}" for kind in ("append", "clear", "fork", "pop", "replace")
+    ]
+    for row in rows:
+        wrapped = row["proname"].replace("fenced_", "")
+        assert f"{wrapped}(" not in row["prosrc"]
+        assert "session_memory_lease_check(" not in row["prosrc"]
+        assert "pg_advisory_xact_lock_shared(" in row["prosrc"]

@@ -1,12 +1,12 @@
 """PostgreSQL writes, as plain functions over a connection.
 
 Append, pop, clear, replace and fork are each one call of their PL/pgSQL function
-(``migrations``), fenced by the session's run lease (migration 12): one round trip,
-in the statement's own transaction, refusals decided before anything changed and
-returned as a status that ``_refused`` and ``_written`` turn into the matching
-``StoreError``. Concurrency rests on the
-session row's lock, taken inside those functions, so writes to one session queue
-whichever replica runs them.
+(``migrations``), fenced by the session's run lease (migration 12; the check in the
+function's own body since migration 14): one round trip, in the statement's own
+transaction, refusals decided before anything changed and returned as a status that
+``_refused`` and ``_written`` turn into the matching ``StoreError``. Concurrency rests
+on the session row's lock, taken inside those functions, so writes to one session
+queue whichever replica runs them.
 
 A metadata PATCH is one transaction that locks the session row first, in its own
 statement, so the statements after it see every write committed while it waited.

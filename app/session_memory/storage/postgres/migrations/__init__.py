@@ -15,6 +15,7 @@ from .v10_shared_blocks import SHARED_BLOCKS
 from .v11_bounded_fork import BOUNDED_FORK
 from .v12_run_leases import RUN_LEASES
 from .v13_lease_keys import LEASE_KEYS
+from .v14_inline_fence import INLINE_FENCE
 
 __all__ = ["MIGRATIONS", "migrate"]
 
@@ -112,6 +113,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     (12, RUN_LEASES),
     # Idempotent lease acquisitions.
     (13, LEASE_KEYS),
+    # The run lease check inside the fenced write functions, not around them.
+    (14, INLINE_FENCE),
 ]
 
 # Any two-int key will do; it only has to be the same in every replica.
