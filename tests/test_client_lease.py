@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
-from session_memory_client import ProblemError, RemoteSession, RunLease
+from session_memory_client import ProblemError, RemoteSession, RunLease, SessionMemoryClient
 from session_memory_client.protocol import IDEMPOTENCY_KEY, RUN_LEASE, ProblemType, session_path
 
 from tests.utils.scripted import Answer, Seen, in_turn, scripted_server
@@ -282,3 +282,32 @@ async def test_follow_tells_of_the_run_holding_the_session(base_url: str, sessio
             assert (ended.kind, ended.token, ended.expires_at) == ("lease-end", lease.token, None)
         finally:
             await events.aclose()  # type: ignore[attr-defined]
+
+
+async def test_an_operator_sees_and_frees_the_lease(base_url: str, session_id: str) -> None:
+    async with (
+        SessionMemoryClient(base_url=base_url) as operator,
+        RemoteSession(session_id, base_url=base_url) as run,
+    ):
+        assert await operator.get_lease(session_id) is None
+        async with run.run_lease(ttl=60) as lease:
+            seen = await operator.get_lease(session_id)
+            assert seen == RunLease(session_id, lease.token, lease.expires_at, lease.ttl)
+            await operator.release_lease(session_id, lease.token)
+            assert await operator.get_lease(session_id) is None
+            # Freed: the run's writes are refused, and others' go through.
+            with pytest.raises(ProblemError) as refused:
+                await run.add_items([{"n": 1}])
+            assert refused.value.type == ProblemType.LEASE_LOST
+            with pytest.raises(ProblemError) as again:
+                await operator.release_lease(session_id, lease.token)
+            assert (again.value.status, again.value.type) == (409, ProblemType.LEASE_LOST)
+        assert await _free(base_url, session_id)
+
+
+async def test_get_lease_checks_the_id_before_any_request(base_url: str) -> None:
+    async with SessionMemoryClient(base_url=base_url) as operator:
+        with pytest.raises(ValueError, match="refused character"):
+            await operator.get_lease("a/b")
+        with pytest.raises(ValueError, match="must not be empty"):
+            await operator.release_lease("", 1)

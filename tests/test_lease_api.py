@@ -248,3 +248,65 @@ async def test_a_follow_stream_tells_of_leases(tmp_path: object) -> None:
     finally:
         await stream.aclose()
         await store.close()
+
+
+async def test_get_shows_the_lease_held(api: httpx2.AsyncClient) -> None:
+    problem(await api.get(LEASE), 404, ProblemType.LEASE_NOT_HELD)
+    acquired = await api.post(LEASE, json={"ttl": 30})
+    shown = await api.get(LEASE)
+    assert shown.status_code == 200, shown.text
+    # The same body the acquisition answered: token, expiry and TTL.
+    assert shown.json() == acquired.json()
+    renewed = await api.put(LEASE, json={"ttl": 60}, headers=token_of(acquired))
+    assert (await api.get(LEASE)).json() == renewed.json()
+    # Its token frees it; then none is held.
+    assert (await api.delete(LEASE, headers=token_of(shown))).status_code == 204
+    problem(await api.get(LEASE), 404, ProblemType.LEASE_NOT_HELD)
+    # Another session's lease is not this one's.
+    token_of(await api.post(session_path("other") + "/lease", json={}))
+    problem(await api.get(LEASE), 404, ProblemType.LEASE_NOT_HELD)
+
+
+async def test_get_says_an_expired_lease_is_not_held(api: httpx2.AsyncClient) -> None:
+    token = token_of(await api.post(LEASE, json={"ttl": 0.2}))
+    for _ in range(200):
+        shown = await api.get(LEASE)
+        if shown.status_code == 404:
+            break
+        assert str(shown.json()["token"]) == token[RUN_LEASE]
+        await asyncio.sleep(0.05)
+    problem(shown, 404, ProblemType.LEASE_NOT_HELD)
+    # Gone for good: its token frees nothing.
+    problem(await api.delete(LEASE, headers=token), 409, ProblemType.LEASE_LOST)
+
+
+async def test_another_tenant_s_lease_is_invisible(database_url: str) -> None:
+    keys = "alpha:lease-key-alpha-0123456789,beta:lease-key-beta-0123456789"
+    app = create_app(Settings(database_url=database_url, api_keys=keys))
+    alpha = {"Authorization": "Bearer lease-key-alpha-0123456789"}
+    beta = {"Authorization": "Bearer lease-key-beta-0123456789"}
+    async with (
+        app.router.lifespan_context(app),
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        held = await http.post(LEASE, json={}, headers=alpha)
+        assert held.status_code == 200, held.text
+        assert (await http.get(LEASE, headers=alpha)).json() == held.json()
+        problem(await http.get(LEASE, headers=beta), 404, ProblemType.LEASE_NOT_HELD)
+        problem(await http.get(LEASE), 401, ProblemType.UNAUTHORIZED)
+        # Nor can the other tenant free it with its token.
+        refused = await http.delete(LEASE, headers={**beta, **token_of(held)})
+        problem(refused, 409, ProblemType.LEASE_LOST)
+        assert (await http.get(LEASE, headers=alpha)).status_code == 200
+
+
+async def test_head_answers_as_get_does(http: httpx2.AsyncClient, session_id: str) -> None:
+    lease = session_path(session_id) + "/lease"
+    missing = await http.head(lease)
+    assert missing.status_code == 404
+    assert missing.content == b""
+    token_of(await http.post(lease, json={"ttl": 30}))
+    get, head = await http.get(lease), await http.head(lease)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == str(len(get.content))

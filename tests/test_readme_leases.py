@@ -77,5 +77,7 @@ def test_the_curl_walk_through_the_lease_routes(
         201,  # a write with the token
         409,  # a write without one
         200,  # renew
+        200,  # which run holds it
         204,  # release
+        404,  # none does now
     ]

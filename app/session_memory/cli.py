@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 from pydantic import ValidationError
 
 from .cli_history import add_history_actions
+from .cli_leases import add_lease_action
 from .cli_sessions import add_sessions, show_client_warnings
 from .config import Settings, unknown_variables
 from .server import EDGE_FLAGS, add_edge_arguments
@@ -323,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_serve(commands)
     _add_data_commands(commands)
-    add_history_actions(add_sessions(commands))
+    actions = add_sessions(commands)
+    add_history_actions(actions)
+    add_lease_action(actions)
     _add_info_commands(commands)
     return parser
 

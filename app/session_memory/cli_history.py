@@ -41,16 +41,27 @@ def _fork(args: argparse.Namespace) -> int:
 
 
 def _follow(args: argparse.Namespace) -> int:
-    """Print one JSON line per event until interrupted; reconnect where it left off."""
+    """Print one JSON line per event until interrupted; reconnect where it left off.
+
+    A lease event says which run holds the session (as ``sessions lease`` shows it)."""
     check_session_ids(args.session_id)
 
     async def work(client: SessionMemoryClient) -> None:
         async for event in client.session(args.session_id).follow(after=args.after):
-            record: dict[str, Any] = (
-                {"event": "append", "seq": event.seq, "item": event.item}
-                if event.kind == "append"
-                else {"event": event.kind, "revision": event.revision}
-            )
+            record: dict[str, Any]
+            if event.kind == "append":
+                record = {"event": "append", "seq": event.seq, "item": event.item}
+            elif event.kind == "lease":
+                record = {
+                    "event": "lease",
+                    "token": event.token,
+                    "expires_at": event.expires_at,
+                    "ttl": event.ttl,
+                }
+            elif event.kind == "lease-end":
+                record = {"event": "lease-end", "token": event.token}
+            else:
+                record = {"event": event.kind, "revision": event.revision}
             sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
             sys.stdout.flush()
 

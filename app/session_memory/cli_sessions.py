@@ -3,7 +3,8 @@
 Every action talks to the server through the client package (``SessionMemoryClient``,
 aiohttp), so the command works from a plain install. The connection flags
 (``--base-url``, ``--api-key``) are accepted before the action and after it.
-``fork`` and ``follow`` are in ``cli_history``; they use the helpers here.
+``fork`` and ``follow`` are in ``cli_history``, ``lease`` in ``cli_leases``; they use
+the helpers here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-    from session_memory_client import SessionMemoryClient
+    from session_memory_client import RunLease, SessionMemoryClient
 
     Actions: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -30,6 +31,8 @@ __all__ = [
     "add_action",
     "add_sessions",
     "check_session_ids",
+    "lease_record",
+    "lease_text",
     "run_with_client",
     "show_client_warnings",
 ]
@@ -143,6 +146,9 @@ def _sessions(args: argparse.Namespace) -> int:
             await session.clear_session()
             return None
         record: dict[str, Any] = dict(await session.get_record())
+        lease = await _held_lease(client, args.session_id)
+        if lease is not _UNKNOWN:
+            record["lease"] = lease
         if args.items:
             record["items"] = await session.get_items()
         return record
@@ -163,6 +169,37 @@ def _sessions(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(_record_text(result))
     return 0
+
+
+# A server from before GET .../lease cannot say whether a lease is held.
+_UNKNOWN = object()
+
+
+async def _held_lease(client: SessionMemoryClient, session_id: str) -> object:
+    """The lease held as the API answers it, None when none is, or ``_UNKNOWN``."""
+    from session_memory_client import ProblemError
+
+    try:
+        lease = await client.get_lease(session_id)
+    except ProblemError as exc:
+        if exc.status == 405:
+            return _UNKNOWN
+        raise
+    return None if lease is None else lease_record(lease)
+
+
+def lease_record(lease: RunLease) -> dict[str, Any]:
+    """A lease as the API answers it: ``token``, ``expires_at``, ``ttl``."""
+    return {"token": lease.token, "expires_at": lease.expires_at, "ttl": lease.ttl}
+
+
+def lease_text(lease: dict[str, Any]) -> str:
+    """A lease held, for people: its token, expiry and TTL."""
+    return (
+        f"token:    {lease['token']}\n"
+        f"expires:  {_when(lease['expires_at'])}\n"
+        f"ttl:      {_ttl(lease['ttl'])}\n"
+    )
 
 
 def _session_table(records: list[dict[str, Any]]) -> str:
@@ -199,6 +236,11 @@ def _record_text(record: dict[str, Any]) -> str:
         lines.append(f"ttl:      {_ttl(record['ttl'])}")
     if "last_seq" in record:
         lines.append(f"last seq: {record['last_seq']}")
+    if lease := record.get("lease"):
+        lines.append(
+            f"lease:    token {lease['token']}, until {_when(lease['expires_at'])} "
+            f"(ttl {_ttl(lease['ttl'])})"
+        )
     # One line of JSON: what a program put there, shown exactly, never wrapped.
     lines.append(f"metadata: {json.dumps(record.get('metadata', {}), ensure_ascii=False)}")
     for n, item in enumerate(record.get("items", []), start=1):

@@ -5,6 +5,7 @@
     ├── MalformedBody                 400
     ├── Unauthorized                  401
     ├── SessionNotFound               404
+    ├── LeaseNotHeld                  404 (no run holds the session's lease)
     ├── IdempotencyKeyInFlight        409
     ├── SessionExists                 409 (a fork's target)
     ├── SessionLeased                 409 (another run holds the session's lease)
@@ -65,6 +66,7 @@ __all__ = [
     "IdempotencyKeyReused",
     "InvalidInput",
     "LeaseLost",
+    "LeaseNotHeld",
     "MalformedBody",
     "MalformedRequest",
     "MisdirectedRequest",
@@ -156,6 +158,12 @@ class SessionNotFound(ProblemError):
     status = 404
     type = ProblemType.SESSION_NOT_FOUND
     title = "Session not found"
+
+
+class LeaseNotHeld(ProblemError):
+    status = 404
+    type = ProblemType.LEASE_NOT_HELD
+    title = "Lease not held"
 
 
 class SessionExists(ProblemError):

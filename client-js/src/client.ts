@@ -2,14 +2,16 @@
  * `SessionMemoryClient`: one service and one API key, like the Python client's
  * `SessionMemoryClient`: list the sessions, open `RemoteSession`s, and what a
  * session has beyond the SDK's Session (its record and metadata, a read with seqs
- * and the ETag, fork, follow). Requests go through a RemoteSession's transport, so
+ * and the ETag, fork, follow, and its run lease: who holds it, and freeing it). Requests go through a RemoteSession's transport, so
  * they are retried, aborted and settled as the session's own are.
  */
 
+import { ProblemError } from './errors.js';
 import type { StoredItem } from './items.js';
 import { parseJson, stringifyJson } from './json.js';
 import { followEvents, type FollowEvent } from './follow.js';
-import { API_PREFIX, ETAG, IF_MATCH, sessionPath, validateSessionId } from './protocol.js';
+import type { RunLease } from './lease.js';
+import { API_PREFIX, ETAG, IF_MATCH, ProblemType, RUN_LEASE, sessionPath, validateSessionId } from './protocol.js';
 import { RemoteSession, type CallOptions, type RemoteSessionOptions, type SessionSettings } from './session.js';
 import { API_KEY_ENV, DEFAULT_BACKOFF_MS, readEnv, type Answer, type RequestSpec } from './transport.js';
 
@@ -233,6 +235,38 @@ export class SessionMemoryClient {
       lastSeq: result.last_seq,
       revision: revision(answer),
     };
+  }
+
+  /**
+   * The session's run lease as held now (its token, expiry and TTL), or null when no
+   * run holds it. `lost` is always false: this is a look, not a callback holding it.
+   */
+  async getLease(sessionId: string, options: CallOptions = {}): Promise<RunLease | null> {
+    let answer: Answer;
+    try {
+      answer = await this.endpoint(sessionId).call({ method: 'GET', path: '/lease', signal: options.signal });
+    } catch (error) {
+      if (error instanceof ProblemError && error.type === ProblemType.LEASE_NOT_HELD) return null;
+      throw error;
+    }
+    const held = parseJson(answer.text) as { token: number; expires_at: string; ttl: number };
+    return { sessionId, token: held.token, expiresAt: held.expires_at, ttlMs: held.ttl * 1000, lost: false };
+  }
+
+  /**
+   * Free the session's lease `token` now: an operator's way out of a lease a crashed
+   * run left held (its holder's writes are refused from then on). `ProblemError` 409
+   * `lease-lost` when `token` is not the lease held (it ended, or another run's
+   * followed it): nothing was freed. A release retried after its answer was lost may
+   * say so too, having freed it.
+   */
+  async releaseLease(sessionId: string, token: number, options: CallOptions = {}): Promise<void> {
+    await this.endpoint(sessionId).call({
+      method: 'DELETE',
+      path: '/lease',
+      headers: { [RUN_LEASE]: String(token) },
+      signal: options.signal,
+    });
   }
 
   /**

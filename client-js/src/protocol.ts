@@ -49,6 +49,7 @@ export const ProblemType = {
   TOO_MANY_STREAMS: `${PROBLEM_TYPE_PREFIX}too-many-streams`,
   SESSION_LEASED: `${PROBLEM_TYPE_PREFIX}session-leased`,
   LEASE_LOST: `${PROBLEM_TYPE_PREFIX}lease-lost`,
+  LEASE_NOT_HELD: `${PROBLEM_TYPE_PREFIX}lease-not-held`,
 } as const;
 
 export const MAX_SESSION_ID_LENGTH = 256;

@@ -216,6 +216,26 @@ for (const backend of backends()) {
       assert.deepEqual(history, [`${first} 1`, `${first} 2`, `${second} 1`, `${second} 2`]);
     });
 
+    test('an operator sees which run holds the lease and frees it', async () => {
+      const id = fresh();
+      const operator = new SessionMemoryClient({ baseUrl: replica.baseUrl, apiKey: API_KEY, logger: quiet });
+      assert.equal(await operator.getLease(id), null);
+      const session = open(id);
+      await session.runLease({ ttlMs: 60_000 }, async (lease) => {
+        assert.deepEqual(await operator.getLease(id), { ...lease });
+        await operator.releaseLease(id, lease.token);
+        assert.equal(await operator.getLease(id), null);
+        // Freed: the run's writes are refused, and so is a second release.
+        await assert.rejects(session.addItems([{ role: 'user', content: 'late' }]), (error: unknown) => {
+          return error instanceof ProblemError && error.type === ProblemType.LEASE_LOST;
+        });
+        await assert.rejects(operator.releaseLease(id, lease.token), (error: unknown) => {
+          return error instanceof ProblemError && error.status === 409 && error.type === ProblemType.LEASE_LOST;
+        });
+      });
+      assert.equal(await operator.getLease(id), null);
+    });
+
     test('a follower is told of the run holding the session, and of its end', async () => {
       const id = fresh();
       const aborter = new AbortController();

@@ -1,4 +1,5 @@
-"""``SessionMemoryClient``: what spans sessions (listing them), and sessions sharing its pools."""
+"""``SessionMemoryClient``: what spans sessions (listing them, seeing and freeing their
+run leases), and sessions sharing its pools."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._cache import DEFAULT_CACHE_BYTES, ReadCache
+from ._exceptions import ProblemError
+from ._lease import RunLease
 from ._session import RemoteSession
 from ._transport import (
     DEFAULT_BACKOFF,
@@ -14,10 +17,11 @@ from ._transport import (
     DEFAULT_RETRIES,
     DEFAULT_RETRY_FOR,
     DEFAULT_TIMEOUT,
+    Target,
     Transport,
 )
 from ._types import SessionPage, SessionRecord
-from .protocol import API_PREFIX
+from .protocol import API_PREFIX, ProblemType, session_path, validate_session_id
 
 if TYPE_CHECKING:
     import aiohttp
@@ -107,6 +111,32 @@ class SessionMemoryClient:
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+    async def get_lease(self, session_id: str) -> RunLease | None:
+        """The session's run lease as held now (token, expiry, TTL), or None when no run
+        holds it. ``lost`` is always False: this is a look, not a block holding it."""
+        self._check_open()
+        target = self._lease_target(session_id)
+        try:
+            body = (await self._transport.request("GET", target)).json()
+        except ProblemError as exc:
+            if exc.type == ProblemType.LEASE_NOT_HELD:
+                return None
+            raise
+        return RunLease(session_id, body["token"], body["expires_at"], body["ttl"])
+
+    async def release_lease(self, session_id: str, token: int) -> None:
+        """Free the session's lease ``token`` now (an operator's way out of a lease a
+        crashed run left held): its holder's writes are refused from then on.
+
+        ``ProblemError`` 409 ``lease-lost`` when ``token`` is not the lease held (it
+        ended, or another run's followed it): nothing was freed. A release retried
+        after its answer was lost may say so too, having freed it."""
+        self._check_open()
+        await self._transport.request("DELETE", self._lease_target(session_id), run_lease=token)
+
+    def _lease_target(self, session_id: str) -> Target:
+        return self._transport.target(session_path(validate_session_id(session_id)) + "/lease")
 
     def close(self) -> Awaitable[None]:
         """Close at once: every call after it raises ``RuntimeError``, on this client

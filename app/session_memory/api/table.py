@@ -504,6 +504,21 @@ ROUTES: tuple[Route, ...] = (
         },
     ),
     Route(
+        name="get_lease",
+        method="GET",
+        path=_LEASE,
+        operation_id="lease-get",
+        tag="leases",
+        doc="Show the session's run lease: who holds it (its token), until when, and its\n"
+        "TTL, as its acquisition answered. 404 lease-not-held when no run holds it\n"
+        "(never acquired, released, or expired). An operator frees a stuck lease by\n"
+        "sending this token to DELETE.",
+        request=rq.GetLease,
+        call=lambda s, r: s.leases.get(r),
+        problems=(401, 404, 422, 503),
+        response_model=schemas.LeaseResponse,
+    ),
+    Route(
         name="acquire_lease",
         method="POST",
         path=_LEASE,

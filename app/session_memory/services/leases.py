@@ -1,5 +1,5 @@
 """The run lease service: acquire a session's lease (waiting, if asked, for the one
-held to end), renew it and release it, and tell the session's followers.
+held to end), show, renew and release it, and tell the session's followers.
 
 The store decides (``storage.contract.RunLeases``); this service bounds what a
 request may ask (``max_lease_ttl_seconds``, ``max_lease_wait_seconds``) and waits. A
@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 
 from ..config import Settings
+from ..problems import LeaseNotHeld
 from ..replies import Reply
 from ..storage import Lease, SessionLeasedError
 from ..storage.contract import HistoryStore
 from ..wire.leases import AcquireTerms, lease_body, parse_acquire, parse_renew
 from .hub import Hub
-from .requests import AcquireLease, ReleaseLease, RenewLease
+from .requests import AcquireLease, GetLease, ReleaseLease, RenewLease
 
 __all__ = ["CallerGone", "LeaseService"]
 
@@ -65,7 +66,7 @@ class _Releases:
 
 
 class LeaseService:
-    """A session's run lease: acquire, renew, release; a refusal raises."""
+    """A session's run lease: acquire, show, renew, release; a refusal raises."""
 
     __slots__ = ("_releases", "hub", "settings", "store")
 
@@ -126,6 +127,17 @@ class LeaseService:
                 if gone is not None and gone.done():
                     raise CallerGone() from None
                 pause = min(2 * pause, _LONGEST_PAUSE)
+
+    async def get(self, request: GetLease) -> Reply:
+        """The lease held now, as its acquisition answered it; 404 ``lease-not-held``
+        when none is (never acquired, released, or expired)."""
+        lease = await self.store.leases.current(request.tenant, request.session_id)
+        if lease is None:
+            raise LeaseNotHeld(
+                "no run holds this session's lease (none was acquired, or it was "
+                "released or expired); writes without a Run-Lease token go through"
+            )
+        return Reply(200, lease_body(lease))
 
     async def renew(self, request: RenewLease) -> Reply:
         """Hold the lease ``run_lease`` longer; 409 ``lease-lost`` when it is not held."""

@@ -19,6 +19,7 @@ __all__ = [
     "ClearSession",
     "FollowSession",
     "ForkSession",
+    "GetLease",
     "GetSession",
     "ListSessions",
     "PatchSession",
@@ -151,6 +152,12 @@ class AcquireLease:
     # Returns once the caller has closed its connection: a waiting acquisition stops
     # then, so no lease is granted to a caller that can no longer be told its token.
     caller_gone: Callable[[], Awaitable[None]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetLease:
+    tenant: str
+    session_id: str
 
 
 @dataclass(frozen=True, slots=True)
