@@ -32,19 +32,6 @@ import { ETAG, IF_MATCH, ProblemType, RUN_LEASE, sessionPath, validateSessionId 
 import { DEFAULT_CACHE_BYTES, ReadCache, readLatest } from './reads.js';
 import { Transport, type Answer, type Logger, type RequestSpec } from './transport.js';
 
-export {
-  API_KEY_ENV,
-  BASE_URL_ENV,
-  DEFAULT_BACKOFF_MS,
-  DEFAULT_BASE_URL,
-  DEFAULT_RETRY_BUDGET_MS,
-  DEFAULT_TIMEOUT_MS,
-  MAX_BACKOFF_MS,
-  type Answer,
-  type Logger,
-  type RequestSpec,
-} from './transport.js';
-
 /** The SDK's session settings: `limit` caps how many recent items `getItems()` returns. */
 export type SessionSettings = { limit?: number };
 
